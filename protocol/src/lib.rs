@@ -465,7 +465,7 @@ pub fn validate_client_audio(frame: &[u8]) -> Result<(), ProtocolError> {
             max: MAX_CLIENT_AUDIO_FRAME_BYTES,
         });
     }
-    if frame.len() % BYTES_PER_SAMPLE != 0 {
+    if !frame.len().is_multiple_of(BYTES_PER_SAMPLE) {
         return Err(ProtocolError::OddAudioLength { len: frame.len() });
     }
     Ok(())
@@ -474,7 +474,10 @@ pub fn validate_client_audio(frame: &[u8]) -> Result<(), ProtocolError> {
 /// Writes a proxy → browser audio frame into `out` (cleared first, so one buffer can be
 /// reused): the header, then `pcm`, which must hold whole samples.
 pub fn encode_audio_frame(response_id: ResponseId, pcm: &[u8], out: &mut Vec<u8>) {
-    debug_assert!(pcm.len() % BYTES_PER_SAMPLE == 0, "whole samples only");
+    debug_assert!(
+        pcm.len().is_multiple_of(BYTES_PER_SAMPLE),
+        "whole samples only"
+    );
     out.clear();
     out.reserve(AUDIO_HEADER_LEN + pcm.len());
     out.extend_from_slice(&response_id.to_le_bytes());
@@ -634,7 +637,8 @@ mod tests {
 
     #[test]
     fn malformed_client_input_is_rejected_with_typed_errors() {
-        let cases: &[(&str, fn(&ProtocolError) -> bool)] = &[
+        type Check = fn(&ProtocolError) -> bool;
+        let cases: &[(&str, Check)] = &[
             ("", |e| matches!(e, ProtocolError::InvalidJson(_))),
             ("{", |e| matches!(e, ProtocolError::InvalidJson(_))),
             ("[1,2]", |e| matches!(e, ProtocolError::InvalidJson(_))),
@@ -646,12 +650,14 @@ mod tests {
             (r#"{"type":"session.update"}"#, |e| {
                 *e == ProtocolError::UnknownType("session.update".into())
             }),
-            (r#"{"type":"cancel"}"#, |e| {
-                matches!(e, ProtocolError::InvalidFields { kind, .. } if kind == "cancel")
-            }),
-            (r#"{"type":"cancel","response_id":-1,"played_samples":0}"#, |e| {
-                matches!(e, ProtocolError::InvalidFields { .. })
-            }),
+            (
+                r#"{"type":"cancel"}"#,
+                |e| matches!(e, ProtocolError::InvalidFields { kind, .. } if kind == "cancel"),
+            ),
+            (
+                r#"{"type":"cancel","response_id":-1,"played_samples":0}"#,
+                |e| matches!(e, ProtocolError::InvalidFields { .. }),
+            ),
             (
                 r#"{"type":"playback_progress","response_id":"x","played_samples":1}"#,
                 |e| matches!(e, ProtocolError::InvalidFields { .. }),
@@ -677,7 +683,8 @@ mod tests {
 
     #[test]
     fn unknown_error_codes_degrade_gracefully() {
-        let json = r#"{"type":"error","stage":"stt","code":"brand_new","message":"m","retryable":true}"#;
+        let json =
+            r#"{"type":"error","stage":"stt","code":"brand_new","message":"m","retryable":true}"#;
         let ServerMessage::Error(event) = ServerMessage::from_json(json).unwrap() else {
             panic!("not an error event");
         };

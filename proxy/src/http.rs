@@ -1,0 +1,215 @@
+//! The HTTP surface.
+//!
+//! * `GET /ws` — a voice session (see the `protocol` crate).
+//! * `GET /healthz` — liveness, with whether the simulator is in use.
+//! * `POST /api/reply` — `{"text": "…"}` → `{"text": "…"}`: one answer from the LLM, for tools.
+//! * `POST /api/speech` — `{"text": "…"}` → streamed PCM16 LE 24 kHz mono, for tools.
+//! * anything else — the built client, when its directory exists.
+//!
+//! Bad input gets 400, an upstream failure 502, each with a JSON body
+//! `{"error": {stage, code, message, retryable}}` that names the stage and never leaks
+//! upstream details.
+
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use protocol::{ErrorCode, ErrorEvent, Stage};
+use serde::Deserialize;
+use serde_json::json;
+use tower_http::services::ServeDir;
+
+use crate::AppState;
+use crate::upstream::UpstreamError;
+use crate::upstream::chat::{ChatMessage, Responder, Role};
+use crate::upstream::speech::Synthesizer;
+
+/// Largest WebSocket message accepted from a browser: a little over the largest audio frame the
+/// protocol allows, so a misbehaving client is cut off (close 1009) instead of buffered.
+pub const MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Longest text the one-shot endpoints accept: the Speech API's own input limit.
+const MAX_INPUT_CHARS: usize = 4096;
+
+/// Builds the router.
+pub fn app(state: AppState) -> Router {
+    let client_dir = state.config().client_dir.clone();
+    let router = Router::new()
+        .route("/ws", get(session))
+        .route("/healthz", get(healthz))
+        .route("/api/reply", post(reply))
+        .route("/api/speech", post(speech));
+    let router = if client_dir.is_dir() {
+        router.fallback_service(ServeDir::new(client_dir).append_index_html_on_directories(true))
+    } else {
+        tracing::info!(dir = %client_dir.display(), "no built client to serve (run trunk build)");
+        router
+    };
+    router.with_state(state)
+}
+
+async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "status": "ok",
+        "simulated": state.simulated(),
+        "sessions": state.live_sessions(),
+    }))
+}
+
+async fn session(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    let inner = state.inner.clone();
+    if inner.shutdown.is_cancelled() {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorEvent {
+                stage: Stage::Proxy,
+                code: ErrorCode::UpstreamUnavailable,
+                message: "The server is shutting down.".into(),
+                retryable: true,
+                turn_id: None,
+                response_id: None,
+            },
+        );
+    }
+    let number = inner.session_counter.fetch_add(1, Ordering::Relaxed) + 1;
+    let session_id = format!("s{number}-{:08x}", rand::random::<u32>());
+    upgrade
+        .max_message_size(MAX_WS_MESSAGE_BYTES)
+        .max_frame_size(MAX_WS_MESSAGE_BYTES)
+        .on_upgrade(move |socket| {
+            inner.live_sessions.fetch_add(1, Ordering::SeqCst);
+            let session = crate::session::run(
+                socket,
+                inner.sessions.clone(),
+                session_id.clone(),
+                inner.shutdown.clone(),
+            );
+            let inner_done = inner.clone();
+            inner.tasks.track_future(async move {
+                session.await;
+                inner_done.live_sessions.fetch_sub(1, Ordering::SeqCst);
+                tracing::info!(session = %session_id, "session ended");
+            })
+        })
+}
+
+/// The body of the one-shot endpoints.
+#[derive(Debug, Deserialize)]
+struct TextRequest {
+    text: String,
+}
+
+/// Checks a one-shot request's text; the error is a 400 response's message.
+fn checked_text(
+    body: Result<Json<TextRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<String, String> {
+    let Json(TextRequest { text }) = body
+        .map_err(|rejection| format!("Expected {{\"text\": \"…\"}}: {}", rejection.body_text()))?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("\"text\" is empty.".into());
+    }
+    if text.chars().count() > MAX_INPUT_CHARS {
+        return Err(format!(
+            "\"text\" is longer than {MAX_INPUT_CHARS} characters."
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// A 400 for input the proxy cannot use.
+fn bad_request(message: String) -> Response {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        ErrorEvent {
+            stage: Stage::Proxy,
+            code: ErrorCode::InvalidMessage,
+            message,
+            retryable: false,
+            turn_id: None,
+            response_id: None,
+        },
+    )
+}
+
+async fn reply(
+    State(state): State<AppState>,
+    body: Result<Json<TextRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let text = match checked_text(body) {
+        Ok(text) => text,
+        Err(message) => return bad_request(message),
+    };
+    let responder = Responder::new(state.inner.http.clone(), state.inner.upstream.clone());
+    let messages = [
+        ChatMessage {
+            role: Role::System,
+            content: state.config().system_prompt.clone(),
+        },
+        ChatMessage {
+            role: Role::User,
+            content: text,
+        },
+    ];
+    let result = async {
+        let mut stream = responder.start(&messages).await?;
+        let mut answer = String::new();
+        while let Some(delta) = stream.next_delta().await? {
+            answer.push_str(&delta);
+        }
+        Ok::<_, UpstreamError>(answer)
+    }
+    .await;
+    match result {
+        Ok(answer) => Json(json!({ "text": answer })).into_response(),
+        Err(error) => upstream_failure(Stage::Llm, &error),
+    }
+}
+
+async fn speech(
+    State(state): State<AppState>,
+    body: Result<Json<TextRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let text = match checked_text(body) {
+        Ok(text) => text,
+        Err(message) => return bad_request(message),
+    };
+    let synthesizer = Synthesizer::new(state.inner.http.clone(), state.inner.upstream.clone());
+    let stream = match synthesizer.start(&text).await {
+        Ok(stream) => stream,
+        Err(error) => return upstream_failure(Stage::Tts, &error),
+    };
+    // Once audio flows the status is sent; a later failure can only cut the body short.
+    let body = futures_util::stream::unfold(Some(stream), |stream| async move {
+        let mut stream = stream?;
+        match stream.next_pcm().await {
+            Ok(Some(pcm)) => Some((Ok::<_, UpstreamError>(pcm), Some(stream))),
+            Ok(None) => None,
+            Err(error) => Some((Err(error), None)),
+        }
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            "audio/pcm;rate=24000;channels=1;encoding=s16le",
+        )],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// A 502 naming the stage, with our wording of the failure.
+fn upstream_failure(stage: Stage, error: &UpstreamError) -> Response {
+    tracing::warn!(stage = stage.as_str(), %error, "one-shot request failed upstream");
+    error_response(StatusCode::BAD_GATEWAY, error.to_event(stage))
+}
+
+fn error_response(status: StatusCode, event: ErrorEvent) -> Response {
+    (status, Json(json!({ "error": event }))).into_response()
+}

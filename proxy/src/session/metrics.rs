@@ -1,0 +1,137 @@
+//! The per-turn latency waterfall: when each step happened, measured from the moment the
+//! proxy learned the user stopped speaking.
+
+use std::time::Instant;
+
+use protocol::{ResponseId, TurnId, Waterfall};
+
+/// The steps of a turn, in pipeline order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// `input_audio_buffer.commit` sent.
+    CommitSent,
+    /// Final transcript received.
+    TranscriptFinal,
+    /// Chat Completions request sent.
+    LlmRequest,
+    /// First token received.
+    LlmFirstToken,
+    /// First clause handed to TTS.
+    FirstClause,
+    /// First Speech request sent.
+    TtsRequest,
+    /// First synthesized byte received.
+    TtsFirstByte,
+    /// First audio sent to the browser.
+    FirstAudioSent,
+}
+
+/// The clock of one turn.
+#[derive(Debug, Clone)]
+pub struct TurnClock {
+    /// The turn.
+    pub turn_id: TurnId,
+    /// Its response, once one started.
+    pub response_id: Option<ResponseId>,
+    started: Instant,
+    waterfall: Waterfall,
+    reported: bool,
+}
+
+impl TurnClock {
+    /// Starts timing a turn whose speech ended at `started`.
+    pub fn new(turn_id: TurnId, started: Instant) -> Self {
+        Self {
+            turn_id,
+            response_id: None,
+            started,
+            waterfall: Waterfall::default(),
+            reported: false,
+        }
+    }
+
+    /// Records a step, keeping the first time it happened.
+    pub fn mark(&mut self, step: Step, at: Instant) {
+        let ms = at.saturating_duration_since(self.started).as_secs_f64() * 1000.0;
+        let w = &mut self.waterfall;
+        let slot = match step {
+            Step::CommitSent => &mut w.commit_sent_ms,
+            Step::TranscriptFinal => &mut w.transcript_final_ms,
+            Step::LlmRequest => &mut w.llm_request_ms,
+            Step::LlmFirstToken => &mut w.llm_first_token_ms,
+            Step::FirstClause => &mut w.first_clause_ms,
+            Step::TtsRequest => &mut w.tts_request_ms,
+            Step::TtsFirstByte => &mut w.tts_first_byte_ms,
+            Step::FirstAudioSent => &mut w.first_audio_sent_ms,
+        };
+        slot.get_or_insert((ms * 1000.0).round() / 1000.0);
+    }
+
+    /// The waterfall so far.
+    pub fn waterfall(&self) -> &Waterfall {
+        &self.waterfall
+    }
+
+    /// Takes the waterfall for reporting, once: `None` if it was already reported.
+    pub fn report(&mut self) -> Option<Waterfall> {
+        (!std::mem::replace(&mut self.reported, true)).then(|| self.waterfall.clone())
+    }
+}
+
+/// Logs a waterfall as one structured line: each step's offset and the gap from the step
+/// before it, in milliseconds.
+pub fn log_waterfall(
+    session_id: &str,
+    turn_id: TurnId,
+    response_id: Option<ResponseId>,
+    w: &Waterfall,
+) {
+    let gap = |later: Option<f64>, earlier: Option<f64>| match (later, earlier) {
+        (Some(l), Some(e)) => Some(((l - e) * 10.0).round() / 10.0),
+        _ => None,
+    };
+    tracing::info!(
+        target: "voice::turn",
+        session = session_id,
+        turn = turn_id,
+        response = response_id,
+        commit_ms = w.commit_sent_ms,
+        stt_ms = w.transcript_final_ms,
+        llm_request_ms = w.llm_request_ms,
+        llm_first_token_ms = w.llm_first_token_ms,
+        first_clause_ms = w.first_clause_ms,
+        tts_request_ms = w.tts_request_ms,
+        tts_first_byte_ms = w.tts_first_byte_ms,
+        first_audio_ms = w.first_audio_sent_ms,
+        stt_wait_ms = gap(w.transcript_final_ms, w.commit_sent_ms.or(Some(0.0))),
+        llm_ttft_ms = gap(w.llm_first_token_ms, w.llm_request_ms),
+        tts_ttfb_ms = gap(w.tts_first_byte_ms, w.tts_request_ms),
+        "turn latency"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn steps_are_offsets_from_the_end_of_speech_and_keep_the_first_time() {
+        let t0 = Instant::now();
+        let mut clock = TurnClock::new(1, t0);
+        clock.mark(Step::CommitSent, t0 + Duration::from_micros(300));
+        clock.mark(Step::FirstAudioSent, t0 + Duration::from_millis(900));
+        clock.mark(Step::FirstAudioSent, t0 + Duration::from_millis(950));
+        let w = clock.waterfall();
+        assert_eq!(w.commit_sent_ms, Some(0.3));
+        assert_eq!(w.first_audio_sent_ms, Some(900.0));
+        assert_eq!(w.llm_request_ms, None);
+    }
+
+    #[test]
+    fn a_turn_is_reported_once() {
+        let mut clock = TurnClock::new(1, Instant::now());
+        assert!(clock.report().is_some());
+        assert!(clock.report().is_none());
+    }
+}

@@ -1,0 +1,705 @@
+//! The turn state machine of one session: pure, no IO, no clocks.
+//!
+//! `Listening → UserSpeaking → Transcribing → Responding{Thinking, Speaking} → Listening`.
+//!
+//! [`TurnMachine::handle`] takes one [`Input`] and pushes the [`Action`]s the session must carry
+//! out. It also maps the upstream's item ids to our turn ids and releases final transcripts in
+//! turn order: turns are numbered in the order their audio was committed (which is the order of
+//! `input_audio_buffer.committed` events, each naming its `previous_item_id`), and a turn whose
+//! transcript completes early waits for the turns before it.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use protocol::{ResponseId, TurnDetection, TurnId};
+
+/// Where the conversation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for the user.
+    Listening,
+    /// The user is speaking.
+    UserSpeaking,
+    /// The user's turn ended; its transcript is on the way.
+    Transcribing,
+    /// A response is generating, no audio of it sent yet.
+    Thinking(ResponseId),
+    /// A response's audio is streaming to the browser.
+    Speaking(ResponseId),
+}
+
+/// Something that happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The browser's VAD heard speech start.
+    ClientSpeechStarted,
+    /// The browser's VAD ended the turn.
+    ClientSpeechStopped,
+    /// The browser sent audio.
+    ClientAudio,
+    /// The browser cancelled a response.
+    ClientCancel(ResponseId),
+    /// Server VAD heard speech start.
+    UpstreamSpeechStarted {
+        /// The item the turn will become.
+        item_id: String,
+    },
+    /// Server VAD heard speech end.
+    UpstreamSpeechStopped {
+        /// The item.
+        item_id: String,
+    },
+    /// The upstream committed a turn's audio as an item.
+    Committed {
+        /// The item.
+        item_id: String,
+    },
+    /// Part of an item's transcript.
+    TranscriptDelta {
+        /// The item.
+        item_id: String,
+        /// Text to append.
+        delta: String,
+    },
+    /// An item's final transcript.
+    TranscriptCompleted {
+        /// The item.
+        item_id: String,
+        /// The text.
+        transcript: String,
+    },
+    /// An item could not be transcribed.
+    TranscriptFailed {
+        /// The item.
+        item_id: String,
+    },
+    /// Our last commit held too little audio.
+    CommitEmpty,
+    /// The transcription of the oldest open turn took too long, or the transcriber is gone.
+    TranscriptTimedOut,
+    /// The first audio of a response went to the browser.
+    ResponseAudioStarted(ResponseId),
+    /// A response finished generating (or failed).
+    ResponseEnded(ResponseId),
+}
+
+/// What the session must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// The user's turn ended now: start its latency clock.
+    TurnEnded(TurnId),
+    /// Send `input_audio_buffer.commit` upstream.
+    Commit,
+    /// Tell the browser server VAD heard speech start.
+    NotifySpeechStarted(TurnId),
+    /// Tell the browser server VAD heard speech end.
+    NotifySpeechStopped(TurnId),
+    /// Forward part of a transcript.
+    TranscriptDelta(TurnId, String),
+    /// A final transcript, released in turn order: add it to the history.
+    TranscriptFinal(TurnId, String),
+    /// A turn produced no transcript (failed, empty or timed out).
+    TurnDropped(TurnId, DropReason),
+    /// Answer the conversation so far, as this response, for this turn.
+    StartResponse(ResponseId, TurnId),
+    /// Stop generating this response at once.
+    CancelResponse(ResponseId),
+}
+
+/// Why a turn produced no transcript.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The upstream could not transcribe it.
+    Failed,
+    /// It held too little audio.
+    Empty,
+    /// No transcript came in time.
+    TimedOut,
+}
+
+/// How a turn's transcription ended, while it waits for earlier turns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    Text(String),
+    Dropped(DropReason),
+}
+
+/// The state of one session's conversation flow.
+#[derive(Debug)]
+pub struct TurnMachine {
+    detection: TurnDetection,
+    phase: Phase,
+    last_turn: TurnId,
+    last_response: ResponseId,
+    /// Whether audio arrived since the last commit (a commit without audio is pointless).
+    audio_since_commit: bool,
+    /// The turn being spoken right now (server VAD announces it before its item exists).
+    speaking_turn: Option<TurnId>,
+    /// Turns we committed whose item the upstream has not named yet, oldest first.
+    awaiting_item: VecDeque<TurnId>,
+    /// Upstream item id → our turn.
+    items: HashMap<String, TurnId>,
+    /// Turns not yet released, with their outcome once known.
+    open: BTreeMap<TurnId, Option<Outcome>>,
+    /// The latest released transcript that no response has answered yet.
+    unanswered: Option<TurnId>,
+}
+
+impl TurnMachine {
+    /// A session that starts listening.
+    pub fn new(detection: TurnDetection) -> Self {
+        Self {
+            detection,
+            phase: Phase::Listening,
+            last_turn: 0,
+            last_response: 0,
+            audio_since_commit: false,
+            speaking_turn: None,
+            awaiting_item: VecDeque::new(),
+            items: HashMap::new(),
+            open: BTreeMap::new(),
+            unanswered: None,
+        }
+    }
+
+    /// Where the conversation is.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The response generating now, if any.
+    pub fn live_response(&self) -> Option<ResponseId> {
+        match self.phase {
+            Phase::Thinking(id) | Phase::Speaking(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Whether a turn is waiting for its transcript.
+    pub fn has_open_turns(&self) -> bool {
+        !self.open.is_empty()
+    }
+
+    /// Applies one input, pushing the resulting actions onto `actions`.
+    pub fn handle(&mut self, input: Input, actions: &mut Vec<Action>) {
+        match input {
+            Input::ClientAudio => self.audio_since_commit = true,
+            Input::ClientSpeechStarted => self.user_started(actions),
+            Input::ClientSpeechStopped => {
+                if self.detection == TurnDetection::Client && self.audio_since_commit {
+                    self.audio_since_commit = false;
+                    let turn = self.new_turn();
+                    self.awaiting_item.push_back(turn);
+                    self.open.insert(turn, None);
+                    actions.push(Action::TurnEnded(turn));
+                    actions.push(Action::Commit);
+                    self.phase = Phase::Transcribing;
+                } else if self.phase == Phase::UserSpeaking {
+                    // Nothing to commit (or the server decides): back to waiting, answering
+                    // what was said before if that had to wait.
+                    self.phase = self.idle_phase();
+                    self.answer_if_ready(actions);
+                }
+            }
+            Input::ClientCancel(response) => {
+                if self.live_response() == Some(response) {
+                    actions.push(Action::CancelResponse(response));
+                    self.phase = self.idle_phase();
+                }
+            }
+            Input::UpstreamSpeechStarted { item_id } => {
+                self.user_started(actions);
+                let turn = self.new_turn();
+                self.items.insert(item_id, turn);
+                self.open.insert(turn, None);
+                self.speaking_turn = Some(turn);
+                actions.push(Action::NotifySpeechStarted(turn));
+            }
+            Input::UpstreamSpeechStopped { item_id } => {
+                let turn = self.turn_of(&item_id);
+                self.speaking_turn = None;
+                self.audio_since_commit = false;
+                actions.push(Action::NotifySpeechStopped(turn));
+                actions.push(Action::TurnEnded(turn));
+                if self.phase == Phase::UserSpeaking {
+                    self.phase = Phase::Transcribing;
+                }
+            }
+            Input::Committed { item_id } => {
+                if !self.items.contains_key(&item_id) {
+                    let turn = match self.awaiting_item.pop_front() {
+                        Some(turn) => turn,
+                        None => {
+                            // Server VAD committed a turn it never announced.
+                            let turn = self.new_turn();
+                            self.open.insert(turn, None);
+                            turn
+                        }
+                    };
+                    self.items.insert(item_id, turn);
+                }
+            }
+            Input::TranscriptDelta { item_id, delta } => {
+                if let Some(&turn) = self.items.get(&item_id) {
+                    actions.push(Action::TranscriptDelta(turn, delta));
+                }
+            }
+            Input::TranscriptCompleted {
+                item_id,
+                transcript,
+            } => {
+                if let Some(turn) = self.items.remove(&item_id) {
+                    self.resolve(turn, Outcome::Text(transcript), actions);
+                }
+            }
+            Input::TranscriptFailed { item_id } => {
+                if let Some(turn) = self.items.remove(&item_id) {
+                    self.resolve(turn, Outcome::Dropped(DropReason::Failed), actions);
+                }
+            }
+            Input::CommitEmpty => {
+                if let Some(turn) = self.awaiting_item.pop_front() {
+                    self.resolve(turn, Outcome::Dropped(DropReason::Empty), actions);
+                }
+            }
+            Input::TranscriptTimedOut => {
+                if let Some((&turn, _)) = self.open.iter().find(|(_, outcome)| outcome.is_none()) {
+                    self.awaiting_item.retain(|&t| t != turn);
+                    self.items.retain(|_, &mut t| t != turn);
+                    self.resolve(turn, Outcome::Dropped(DropReason::TimedOut), actions);
+                }
+            }
+            Input::ResponseAudioStarted(response) => {
+                if self.phase == Phase::Thinking(response) {
+                    self.phase = Phase::Speaking(response);
+                }
+            }
+            Input::ResponseEnded(response) => {
+                if self.live_response() == Some(response) {
+                    self.phase = self.idle_phase();
+                }
+            }
+        }
+    }
+
+    /// The user started speaking: a live response is interrupted (barge-in).
+    fn user_started(&mut self, actions: &mut Vec<Action>) {
+        if let Some(response) = self.live_response() {
+            actions.push(Action::CancelResponse(response));
+        }
+        self.phase = Phase::UserSpeaking;
+    }
+
+    fn new_turn(&mut self) -> TurnId {
+        self.last_turn += 1;
+        self.last_turn
+    }
+
+    /// The turn an item belongs to, creating one for an item never seen before.
+    fn turn_of(&mut self, item_id: &str) -> TurnId {
+        if let Some(&turn) = self.items.get(item_id) {
+            return turn;
+        }
+        let turn = self.speaking_turn.unwrap_or_else(|| {
+            let turn = self.new_turn();
+            self.open.insert(turn, None);
+            turn
+        });
+        self.items.insert(item_id.to_owned(), turn);
+        turn
+    }
+
+    /// Where to go when nothing is generating.
+    fn idle_phase(&self) -> Phase {
+        if self.speaking_turn.is_some() {
+            Phase::UserSpeaking
+        } else if self.open.values().any(Option::is_none) {
+            Phase::Transcribing
+        } else {
+            Phase::Listening
+        }
+    }
+
+    /// Records a turn's outcome and releases every finished turn at the head of the order.
+    fn resolve(&mut self, turn: TurnId, outcome: Outcome, actions: &mut Vec<Action>) {
+        if let Some(slot) = self.open.get_mut(&turn) {
+            *slot = Some(outcome);
+        }
+        while let Some(entry) = self.open.first_entry() {
+            let Some(outcome) = entry.get().clone() else {
+                break;
+            };
+            let turn = *entry.key();
+            entry.remove();
+            match outcome {
+                Outcome::Text(text) if !text.trim().is_empty() => {
+                    actions.push(Action::TranscriptFinal(turn, text));
+                    self.unanswered = Some(turn);
+                }
+                Outcome::Text(_) => actions.push(Action::TurnDropped(turn, DropReason::Empty)),
+                Outcome::Dropped(reason) => actions.push(Action::TurnDropped(turn, reason)),
+            }
+        }
+        if self.live_response().is_none() && self.phase != Phase::UserSpeaking {
+            self.phase = self.idle_phase();
+        }
+        self.answer_if_ready(actions);
+    }
+
+    /// Answers once everything the user said is in: not while they speak again, and not while
+    /// a later turn is still being transcribed (that one will be answered, with this one in
+    /// the history).
+    fn answer_if_ready(&mut self, actions: &mut Vec<Action>) {
+        let user_busy = self.phase == Phase::UserSpeaking || self.speaking_turn.is_some();
+        if user_busy || !self.open.is_empty() {
+            return;
+        }
+        let Some(turn) = self.unanswered.take() else {
+            return;
+        };
+        if let Some(response) = self.live_response() {
+            actions.push(Action::CancelResponse(response));
+        }
+        self.last_response += 1;
+        actions.push(Action::StartResponse(self.last_response, turn));
+        self.phase = Phase::Thinking(self.last_response);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(machine: &mut TurnMachine, inputs: Vec<Input>) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for input in inputs {
+            machine.handle(input, &mut actions);
+        }
+        actions
+    }
+
+    fn client_turn(machine: &mut TurnMachine) -> Vec<Action> {
+        run(
+            machine,
+            vec![
+                Input::ClientSpeechStarted,
+                Input::ClientAudio,
+                Input::ClientSpeechStopped,
+            ],
+        )
+    }
+
+    fn item(id: &str) -> String {
+        id.to_owned()
+    }
+
+    #[test]
+    fn a_client_detected_turn_commits_and_answers() {
+        let mut m = TurnMachine::new(TurnDetection::Client);
+        assert_eq!(
+            client_turn(&mut m),
+            vec![Action::TurnEnded(1), Action::Commit]
+        );
+        assert_eq!(m.phase(), Phase::Transcribing);
+        let actions = run(
+            &mut m,
+            vec![
+                Input::Committed { item_id: item("a") },
+                Input::TranscriptDelta {
+                    item_id: item("a"),
+                    delta: "Hi".into(),
+                },
+                Input::TranscriptCompleted {
+                    item_id: item("a"),
+                    transcript: "Hi there.".into(),
+                },
+            ],
+        );
+        assert_eq!(
+            actions,
+            vec![
+                Action::TranscriptDelta(1, "Hi".into()),
+                Action::TranscriptFinal(1, "Hi there.".into()),
+                Action::StartResponse(1, 1),
+            ]
+        );
+        assert_eq!(m.phase(), Phase::Thinking(1));
+        run(&mut m, vec![Input::ResponseAudioStarted(1)]);
+        assert_eq!(m.phase(), Phase::Speaking(1));
+        run(&mut m, vec![Input::ResponseEnded(1)]);
+        assert_eq!(m.phase(), Phase::Listening);
+    }
+
+    #[test]
+    fn a_stop_without_audio_commits_nothing() {
+        let mut m = TurnMachine::new(TurnDetection::Client);
+        let actions = run(
+            &mut m,
+            vec![Input::ClientSpeechStarted, Input::ClientSpeechStopped],
+        );
+        assert!(actions.is_empty());
+        assert_eq!(m.phase(), Phase::Listening);
+    }
+
+    #[test]
+    fn barge_in_cancels_the_live_response() {
+        let mut m = TurnMachine::new(TurnDetection::Client);
+        client_turn(&mut m);
+        run(
+            &mut m,
+            vec![
+                Input::Committed { item_id: item("a") },
+                Input::TranscriptCompleted {
+                    item_id: item("a"),
+                    transcript: "Tell me a story.".into(),
+                },
+                Input::ResponseAudioStarted(1),
+            ],
+        );
+        let actions = run(&mut m, vec![Input::ClientSpeechStarted]);
+        assert_eq!(actions, vec![Action::CancelResponse(1)]);
+        assert_eq!(m.phase(), Phase::UserSpeaking);
+        // Late events of the cancelled response change nothing.
+        run(
+            &mut m,
+            vec![Input::ResponseAudioStarted(1), Input::ResponseEnded(1)],
+        );
+        assert_eq!(m.phase(), Phase::UserSpeaking);
+    }
+
+    #[test]
+    fn cancel_only_touches_the_live_response() {
+        let mut m = TurnMachine::new(TurnDetection::Client);
+        client_turn(&mut m);
+        run(
+            &mut m,
+            vec![
+                Input::Committed { item_id: item("a") },
+                Input::TranscriptCompleted {
+                    item_id: item("a"),
+                    transcript: "Hello.".into(),
+                },
+            ],
+        );
+        assert!(run(&mut m, vec![Input::ClientCancel(7)]).is_empty());
+        assert_eq!(
+            run(&mut m, vec![Input::ClientCancel(1)]),
+            vec![Action::CancelResponse(1)]
+        );
+        assert_eq!(m.phase(), Phase::Listening);
+    }
+
+    #[test]
+    fn transcripts_are_released_in_turn_order() {
+        let mut m = TurnMachine::new(TurnDetection::Client);
+        client_turn(&mut m);
+        client_turn(&mut m);
+        let actions = run(
+            &mut m,
+            vec![
+                Input::Committed { item_id: item("a") },
+                Input::Committed { item_id: item("b") },
+                // The second turn finishes first.
+                Input::TranscriptCompleted {
+                    item_id: item("b"),
+                    transcript: "Second.".into(),
+                },
+            ],
+        );
+        assert!(actions.is_empty(), "{actions:?}");
+        let actions = run(
+            &mut m,
+            vec![Input::TranscriptCompleted {
+                item_id: item("a"),
+                transcript: "First.".into(),
+            }],
+        );
+        assert_eq!(
+            actions,
+            vec![
+                Action::TranscriptFinal(1, "First.".into()),
+                Action::TranscriptFinal(2, "Second.".into()),
+                Action::StartResponse(1, 2),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_turn_does_not_block_later_ones() {
+        let mut m = TurnMachine::new(TurnDetection::Client);
+        client_turn(&mut m);
+        client_turn(&mut m);
+        let actions = run(
+            &mut m,
+            vec![
+                Input::Committed { item_id: item("a") },
+                Input::Committed { item_id: item("b") },
+                Input::TranscriptCompleted {
+                    item_id: item("b"),
+                    transcript: "Second.".into(),
+                },
+                Input::TranscriptFailed { item_id: item("a") },
+            ],
+        );
+        assert_eq!(
+            actions,
+            vec![
+                Action::TurnDropped(1, DropReason::Failed),
+                Action::TranscriptFinal(2, "Second.".into()),
+                Action::StartResponse(1, 2),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_commit_drops_the_turn() {
+        let mut m = TurnMachine::new(TurnDetection::Client);
+        client_turn(&mut m);
+        assert_eq!(
+            run(&mut m, vec![Input::CommitEmpty]),
+            vec![Action::TurnDropped(1, DropReason::Empty)]
+        );
+        assert_eq!(m.phase(), Phase::Listening);
+    }
+
+    #[test]
+    fn a_stuck_transcription_times_out() {
+        let mut m = TurnMachine::new(TurnDetection::Client);
+        client_turn(&mut m);
+        run(&mut m, vec![Input::Committed { item_id: item("a") }]);
+        assert_eq!(
+            run(&mut m, vec![Input::TranscriptTimedOut]),
+            vec![Action::TurnDropped(1, DropReason::TimedOut)]
+        );
+        assert!(!m.has_open_turns());
+        // A late transcript for it is ignored.
+        assert!(
+            run(
+                &mut m,
+                vec![Input::TranscriptCompleted {
+                    item_id: item("a"),
+                    transcript: "Late.".into()
+                }]
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_transcript_that_arrives_while_the_user_speaks_again_waits() {
+        let mut m = TurnMachine::new(TurnDetection::Client);
+        client_turn(&mut m);
+        run(
+            &mut m,
+            vec![
+                Input::Committed { item_id: item("a") },
+                Input::ClientSpeechStarted,
+            ],
+        );
+        let actions = run(
+            &mut m,
+            vec![Input::TranscriptCompleted {
+                item_id: item("a"),
+                transcript: "Wait,".into(),
+            }],
+        );
+        assert_eq!(actions, vec![Action::TranscriptFinal(1, "Wait,".into())]);
+        assert_eq!(m.phase(), Phase::UserSpeaking);
+        run(&mut m, vec![Input::ClientAudio, Input::ClientSpeechStopped]);
+        let actions = run(
+            &mut m,
+            vec![
+                Input::Committed { item_id: item("b") },
+                Input::TranscriptCompleted {
+                    item_id: item("b"),
+                    transcript: "one more thing.".into(),
+                },
+            ],
+        );
+        assert_eq!(
+            actions,
+            vec![
+                Action::TranscriptFinal(2, "one more thing.".into()),
+                Action::StartResponse(1, 2)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_waiting_transcript_is_answered_when_the_interruption_was_nothing() {
+        let mut m = TurnMachine::new(TurnDetection::Client);
+        client_turn(&mut m);
+        run(
+            &mut m,
+            vec![
+                Input::Committed { item_id: item("a") },
+                Input::ClientSpeechStarted,
+            ],
+        );
+        run(
+            &mut m,
+            vec![Input::TranscriptCompleted {
+                item_id: item("a"),
+                transcript: "Hello.".into(),
+            }],
+        );
+        // The second "utterance" carried no audio.
+        assert_eq!(
+            run(&mut m, vec![Input::ClientSpeechStopped]),
+            vec![Action::StartResponse(1, 1)]
+        );
+    }
+
+    #[test]
+    fn server_vad_turns_are_announced_and_answered() {
+        let mut m = TurnMachine::new(TurnDetection::ServerVad);
+        // The browser's own stop does not commit in server mode.
+        assert!(client_turn(&mut m).is_empty());
+        let actions = run(
+            &mut m,
+            vec![
+                Input::UpstreamSpeechStarted { item_id: item("x") },
+                Input::UpstreamSpeechStopped { item_id: item("x") },
+                Input::Committed { item_id: item("x") },
+                Input::TranscriptCompleted {
+                    item_id: item("x"),
+                    transcript: "Hello.".into(),
+                },
+            ],
+        );
+        assert_eq!(
+            actions,
+            vec![
+                Action::NotifySpeechStarted(1),
+                Action::NotifySpeechStopped(1),
+                Action::TurnEnded(1),
+                Action::TranscriptFinal(1, "Hello.".into()),
+                Action::StartResponse(1, 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn server_vad_speech_during_a_response_is_barge_in() {
+        let mut m = TurnMachine::new(TurnDetection::ServerVad);
+        run(
+            &mut m,
+            vec![
+                Input::UpstreamSpeechStarted { item_id: item("x") },
+                Input::UpstreamSpeechStopped { item_id: item("x") },
+                Input::Committed { item_id: item("x") },
+                Input::TranscriptCompleted {
+                    item_id: item("x"),
+                    transcript: "Hello.".into(),
+                },
+            ],
+        );
+        let actions = run(
+            &mut m,
+            vec![Input::UpstreamSpeechStarted { item_id: item("y") }],
+        );
+        assert_eq!(
+            actions,
+            vec![Action::CancelResponse(1), Action::NotifySpeechStarted(2)]
+        );
+    }
+}

@@ -1,0 +1,486 @@
+//! Clients of the three upstream services, and what they share: error classification and the
+//! retry policy.
+//!
+//! * [`realtime`] — the transcriber: one Realtime transcription WebSocket per session.
+//! * [`chat`] — the responder: Chat Completions, streamed.
+//! * [`speech`] — the synthesizer: the Speech API, streamed PCM.
+//!
+//! The session talks to these three roles, never to raw HTTP, so another provider or pipeline
+//! can stand in for any of them.
+
+pub mod chat;
+pub mod realtime;
+pub mod speech;
+
+use std::time::Duration;
+
+use protocol::{ErrorCode, ErrorEvent, Stage};
+use rand::Rng;
+
+use crate::config::{ApiKey, Endpoints};
+
+/// How long to wait for an upstream to accept a connection and answer with headers. Long
+/// enough for a cold TLS handshake across continents, short enough that a user who waits for an
+/// answer hears an error instead of silence.
+pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a started stream may go without a single byte before it counts as stalled. OpenAI
+/// streams tokens and audio continuously once started; a long gap means a hung connection.
+pub const UPSTREAM_STALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Retries after the first attempt, as OpenAI's own SDKs do by default.
+pub const MAX_RETRIES: u32 = 2;
+
+/// First backoff delay; doubled each retry (OpenAI SDK values).
+const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
+
+/// Longest backoff delay (OpenAI SDK value).
+const BACKOFF_MAX: Duration = Duration::from_secs(8);
+
+/// A server that asks for a longer wait than this is not retried at all: the user would hang up
+/// first (OpenAI SDKs use the same 2-minute bound).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+/// Everything the three upstream clients need, shared by all sessions.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Where to send requests.
+    pub endpoints: Endpoints,
+    /// Credentials; `None` only against a server that needs none.
+    pub api_key: Option<ApiKey>,
+    /// Transcription model.
+    pub stt_model: String,
+    /// Transcription language hint.
+    pub stt_language: Option<String>,
+    /// Chat model.
+    pub llm_model: String,
+    /// Answer length bound.
+    pub llm_max_completion_tokens: u32,
+    /// Speech model.
+    pub tts_model: String,
+    /// Speech voice.
+    pub tts_voice: String,
+    /// Speech style instructions.
+    pub tts_instructions: Option<String>,
+    /// How long a started stream may stay silent before it counts as stalled
+    /// ([`UPSTREAM_STALL_TIMEOUT`] unless a test shortens it).
+    pub stall_timeout: Duration,
+}
+
+/// The kind of an upstream HTTP error, read from the status and OpenAI's error body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpErrorKind {
+    /// 400, 404, 422: the request is wrong.
+    BadRequest,
+    /// 401, 403: credentials or permissions.
+    Auth,
+    /// 429 rate limit: try again later.
+    RateLimited,
+    /// 429 out of quota or credit: trying again does not help.
+    QuotaExceeded,
+    /// 408, 409: transient conflicts the SDKs retry.
+    Transient,
+    /// 5xx.
+    Server,
+    /// Anything else.
+    Other,
+}
+
+/// A failure talking to an upstream service.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum UpstreamError {
+    /// The service answered with an error status.
+    #[error("HTTP {status} ({kind:?}): {message}")]
+    Http {
+        /// The status code.
+        status: u16,
+        /// What it means.
+        kind: HttpErrorKind,
+        /// OpenAI's `error.message`, for the log only.
+        message: String,
+        /// How long the server asked us to wait, if it said.
+        retry_after: Option<Duration>,
+    },
+    /// The service could not be reached.
+    #[error("connection failed: {0}")]
+    Connect(String),
+    /// No answer, or no progress, within the deadline.
+    #[error("timed out")]
+    Timeout,
+    /// The service reported an error inside a stream that had started.
+    #[error("error mid-stream: {message}")]
+    MidStream {
+        /// OpenAI's `error.code`, if any.
+        code: Option<String>,
+        /// OpenAI's `error.message`, for the log only.
+        message: String,
+    },
+    /// The stream ended without its end marker (connection dropped or body cut).
+    #[error("stream ended before it was complete")]
+    Truncated,
+    /// The service sent something we cannot read.
+    #[error("malformed response: {0}")]
+    Malformed(String),
+}
+
+impl UpstreamError {
+    /// Whether the same request may succeed if sent again (before anything reached the user).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            UpstreamError::Http { kind, .. } => matches!(
+                kind,
+                HttpErrorKind::RateLimited | HttpErrorKind::Server | HttpErrorKind::Transient
+            ),
+            UpstreamError::Connect(_) | UpstreamError::Timeout => true,
+            UpstreamError::MidStream { .. }
+            | UpstreamError::Truncated
+            | UpstreamError::Malformed(_) => false,
+        }
+    }
+
+    /// The stable code the browser sees.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            UpstreamError::Http { kind, .. } => match kind {
+                HttpErrorKind::BadRequest => ErrorCode::UpstreamBadRequest,
+                HttpErrorKind::Auth => ErrorCode::UpstreamAuth,
+                HttpErrorKind::RateLimited => ErrorCode::RateLimited,
+                HttpErrorKind::QuotaExceeded => ErrorCode::InsufficientQuota,
+                HttpErrorKind::Transient | HttpErrorKind::Server | HttpErrorKind::Other => {
+                    ErrorCode::UpstreamUnavailable
+                }
+            },
+            UpstreamError::Connect(_) => ErrorCode::UpstreamUnavailable,
+            UpstreamError::Timeout => ErrorCode::UpstreamTimeout,
+            UpstreamError::MidStream { .. } | UpstreamError::Truncated => {
+                ErrorCode::StreamInterrupted
+            }
+            UpstreamError::Malformed(_) => ErrorCode::UpstreamUnavailable,
+        }
+    }
+
+    /// The event for the browser: our own wording, never the upstream's message (which can
+    /// quote request details).
+    pub fn to_event(&self, stage: Stage) -> ErrorEvent {
+        let service = match stage {
+            Stage::Stt => "speech recognition",
+            Stage::Llm => "language model",
+            Stage::Tts => "speech synthesis",
+            Stage::Proxy => "voice proxy",
+        };
+        let code = self.code();
+        let message = match code {
+            ErrorCode::UpstreamAuth => {
+                format!("The {service} service rejected the server's credentials.")
+            }
+            ErrorCode::UpstreamBadRequest => {
+                format!(
+                    "The {service} service rejected the request; check the server configuration."
+                )
+            }
+            ErrorCode::RateLimited => {
+                format!("The {service} service is rate limited; try again shortly.")
+            }
+            ErrorCode::InsufficientQuota => {
+                format!("The {service} account has run out of quota or credit.")
+            }
+            ErrorCode::UpstreamTimeout => format!("The {service} service did not answer in time."),
+            ErrorCode::StreamInterrupted => format!("The {service} stream broke off."),
+            _ => format!("The {service} service is unavailable right now."),
+        };
+        ErrorEvent {
+            stage,
+            code,
+            message,
+            retryable: self.is_retryable() || matches!(code, ErrorCode::StreamInterrupted),
+            turn_id: None,
+            response_id: None,
+        }
+    }
+}
+
+/// Classifies an error status and OpenAI's JSON error body
+/// (`{"error":{"message","type","param","code"}}`, reference §2.3 and §4.1).
+pub fn classify_http_error(
+    status: u16,
+    body: &[u8],
+    retry_after: Option<Duration>,
+) -> UpstreamError {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let error = parsed.as_ref().and_then(|v| v.get("error"));
+    let field = |name: &str| {
+        error
+            .and_then(|e| e.get(name))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (error_type, error_code) = (field("type"), field("code"));
+    let message = match field("message") {
+        m if m.is_empty() => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+        m => m,
+    };
+    let kind = match status {
+        429 if is_quota_error(&error_type) || is_quota_error(&error_code) => {
+            HttpErrorKind::QuotaExceeded
+        }
+        429 => HttpErrorKind::RateLimited,
+        401 | 403 => HttpErrorKind::Auth,
+        400 | 404 | 422 => HttpErrorKind::BadRequest,
+        408 | 409 => HttpErrorKind::Transient,
+        500..=599 => HttpErrorKind::Server,
+        _ => HttpErrorKind::Other,
+    };
+    UpstreamError::Http {
+        status,
+        kind,
+        message,
+        retry_after,
+    }
+}
+
+/// OpenAI's billing and quota codes, which a retry cannot fix.
+fn is_quota_error(type_or_code: &str) -> bool {
+    type_or_code == "insufficient_quota"
+        || type_or_code == "credit_balance_exhausted"
+        || type_or_code.contains("spend_limit")
+        || type_or_code.contains("billing")
+}
+
+/// Reads how long the server wants us to wait: `retry-after-ms`, then `retry-after` in seconds
+/// (OpenAI SDK order).
+pub fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let number = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 0.0)
+    };
+    number("retry-after-ms")
+        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+        .or_else(|| number("retry-after").map(Duration::from_secs_f64))
+}
+
+/// The delay before retry number `retry` (0-based), or `None` when the error must not be
+/// retried or the retries are used up.
+pub fn retry_delay(error: &UpstreamError, retry: u32, rng: &mut impl Rng) -> Option<Duration> {
+    if retry >= MAX_RETRIES || !error.is_retryable() {
+        return None;
+    }
+    if let UpstreamError::Http {
+        retry_after: Some(asked),
+        ..
+    } = error
+    {
+        return (*asked <= MAX_RETRY_AFTER).then_some(*asked);
+    }
+    let exponential = BACKOFF_INITIAL.saturating_mul(1 << retry).min(BACKOFF_MAX);
+    // Jitter in [0.75, 1] spreads the retries of many sessions hit by one outage.
+    Some(exponential.mul_f64(rng.random_range(0.75..=1.0)))
+}
+
+/// Builds the shared HTTP client: HTTP/1.1 and HTTP/2 with a connection pool, so the pipelined
+/// TTS requests of one answer reuse warm connections.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(UPSTREAM_CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+        .expect("the TLS backend initializes")
+}
+
+/// Adds the bearer token, marked sensitive so no middleware ever logs it.
+pub fn authorize(
+    request: reqwest::RequestBuilder,
+    key: Option<&ApiKey>,
+) -> reqwest::RequestBuilder {
+    match key {
+        Some(key) => {
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+                    .expect("API keys are printable ASCII");
+            value.set_sensitive(true);
+            request.header(reqwest::header::AUTHORIZATION, value)
+        }
+        None => request,
+    }
+}
+
+/// Sends a request and returns the response once its status is a success, retrying transient
+/// failures with jittered backoff. Nothing has reached the user at this point, so a retry
+/// cannot duplicate anything.
+pub async fn send_with_retry(
+    build: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<reqwest::Response, UpstreamError> {
+    let mut retry = 0;
+    loop {
+        let error = match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, build().send()).await {
+            Err(_) => UpstreamError::Timeout,
+            Ok(Err(e)) => UpstreamError::Connect(transport_error_text(e)),
+            Ok(Ok(response)) if response.status().is_success() => return Ok(response),
+            Ok(Ok(response)) => {
+                let status = response.status().as_u16();
+                let retry_after = parse_retry_after(response.headers());
+                let body = tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, response.bytes())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
+                classify_http_error(status, &body, retry_after)
+            }
+        };
+        let Some(delay) = retry_delay(&error, retry, &mut rand::rng()) else {
+            return Err(error);
+        };
+        tracing::warn!(%error, retry, delay_ms = delay.as_millis() as u64, "upstream request failed; retrying");
+        tokio::time::sleep(delay).await;
+        retry += 1;
+    }
+}
+
+/// A transport error's text without the URL (which is configuration, not a secret, but noise).
+fn transport_error_text(error: reqwest::Error) -> String {
+    let kind = if error.is_connect() {
+        "connect"
+    } else if error.is_timeout() {
+        "timeout"
+    } else {
+        "request"
+    };
+    format!("{kind} error: {}", error.without_url())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn body(error_type: &str, code: &str) -> Vec<u8> {
+        serde_json::json!({"error": {"message": "m", "type": error_type, "param": null, "code": code}})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn statuses_are_classified_as_openai_documents() {
+        let cases = [
+            (
+                400,
+                "invalid_request_error",
+                "",
+                HttpErrorKind::BadRequest,
+                false,
+            ),
+            (
+                401,
+                "invalid_request_error",
+                "invalid_api_key",
+                HttpErrorKind::Auth,
+                false,
+            ),
+            (403, "", "unsupported_country", HttpErrorKind::Auth, false),
+            (
+                429,
+                "requests",
+                "rate_limit_exceeded",
+                HttpErrorKind::RateLimited,
+                true,
+            ),
+            (
+                429,
+                "insufficient_quota",
+                "insufficient_quota",
+                HttpErrorKind::QuotaExceeded,
+                false,
+            ),
+            (
+                429,
+                "",
+                "credit_balance_exhausted",
+                HttpErrorKind::QuotaExceeded,
+                false,
+            ),
+            (500, "server_error", "", HttpErrorKind::Server, true),
+            (503, "", "", HttpErrorKind::Server, true),
+        ];
+        for (status, error_type, code, kind, retryable) in cases {
+            let error = classify_http_error(status, &body(error_type, code), None);
+            assert!(
+                matches!(error, UpstreamError::Http { kind: k, .. } if k == kind),
+                "{status} {code}: {error:?}"
+            );
+            assert_eq!(error.is_retryable(), retryable, "{status} {code}");
+        }
+    }
+
+    #[test]
+    fn non_json_bodies_are_tolerated() {
+        let error = classify_http_error(502, b"<html>bad gateway</html>", None);
+        assert!(error.is_retryable());
+        assert_eq!(error.code(), ErrorCode::UpstreamUnavailable);
+    }
+
+    #[test]
+    fn backoff_is_jittered_exponential_and_bounded() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let error = UpstreamError::Connect("refused".into());
+        for retry in 0..MAX_RETRIES {
+            let delay = retry_delay(&error, retry, &mut rng).unwrap();
+            let full = BACKOFF_INITIAL * (1 << retry);
+            assert!(delay <= full && delay >= full.mul_f64(0.75), "{delay:?}");
+        }
+        assert_eq!(retry_delay(&error, MAX_RETRIES, &mut rng), None);
+    }
+
+    #[test]
+    fn terminal_errors_are_not_retried() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for error in [
+            classify_http_error(401, &body("", "invalid_api_key"), None),
+            classify_http_error(400, &body("invalid_request_error", ""), None),
+            classify_http_error(429, &body("insufficient_quota", "insufficient_quota"), None),
+            UpstreamError::Truncated,
+        ] {
+            assert_eq!(retry_delay(&error, 0, &mut rng), None, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_within_bounds() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let asked = |d| classify_http_error(429, &body("", "rate_limit_exceeded"), Some(d));
+        assert_eq!(
+            retry_delay(&asked(Duration::from_millis(20)), 0, &mut rng),
+            Some(Duration::from_millis(20))
+        );
+        assert_eq!(
+            retry_delay(&asked(Duration::from_secs(600)), 0, &mut rng),
+            None
+        );
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(parse_retry_after(&headers), Some(Duration::from_secs(2)));
+        headers.insert("retry-after-ms", "150".parse().unwrap());
+        assert_eq!(
+            parse_retry_after(&headers),
+            Some(Duration::from_millis(150))
+        );
+    }
+
+    #[test]
+    fn client_events_never_quote_the_upstream() {
+        let error = classify_http_error(401, &body("", "invalid_api_key"), None);
+        let event = error.to_event(Stage::Llm);
+        assert_eq!(event.code, ErrorCode::UpstreamAuth);
+        assert!(!event.retryable);
+        assert!(!event.message.contains('m') || !event.message.contains("\"m\""));
+        let quota =
+            classify_http_error(429, &body("insufficient_quota", "insufficient_quota"), None);
+        assert_eq!(
+            quota.to_event(Stage::Tts).code,
+            ErrorCode::InsufficientQuota
+        );
+    }
+}

@@ -1,0 +1,496 @@
+//! The transcriber: one OpenAI Realtime *transcription* WebSocket per session, GA shape
+//! (reference §1): `…/realtime?intent=transcription`, only the `Authorization` header,
+//! `session.update` with `session.type = "transcription"` and `audio/pcm` at 24000,
+//! `input_audio_buffer.append` with base64 audio, `commit` at the end of a client-detected turn.
+//!
+//! A task owns the socket. The session sends it [`SttCommand`]s and reads [`SttEvent`]s, both
+//! over bounded channels; the task ends when the session drops its handle, when the cancel
+//! token fires, or when the upstream closes. Server events are parsed leniently: unknown types
+//! and extra fields are ignored, as OpenAI adds both over time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use protocol::TurnDetection;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    UPSTREAM_CONNECT_TIMEOUT, UpstreamConfig, UpstreamError, classify_http_error, retry_delay,
+};
+
+/// Commands buffered towards the upstream: 256 frames of 20 ms are five seconds of speech, enough
+/// to ride out a slow connect without dropping the user's first words.
+pub const STT_COMMAND_QUEUE_FRAMES: usize = 256;
+
+/// Events buffered towards the session; they are small and the session reads them promptly.
+const STT_EVENT_QUEUE: usize = 64;
+
+/// What the session asks of the transcriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SttCommand {
+    /// Audio: PCM16 LE mono 24 kHz, whole samples.
+    Append(Bytes),
+    /// End of a turn (client turn detection): transcribe what was appended.
+    Commit,
+    /// Forget audio appended since the last commit.
+    Clear,
+}
+
+/// What the transcriber reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SttEvent {
+    /// The upstream accepted the session configuration.
+    Ready,
+    /// Server VAD heard speech start; `item_id` names the turn's future item.
+    SpeechStarted {
+        /// The item the turn will become.
+        item_id: String,
+    },
+    /// Server VAD heard speech end.
+    SpeechStopped {
+        /// The item.
+        item_id: String,
+    },
+    /// A turn's audio was committed (by us or by server VAD) as an item.
+    Committed {
+        /// The new item.
+        item_id: String,
+        /// The item before it, which orders turns.
+        previous_item_id: Option<String>,
+    },
+    /// More transcript for an item.
+    Delta {
+        /// The item.
+        item_id: String,
+        /// Text to append.
+        delta: String,
+    },
+    /// The final transcript of an item.
+    Completed {
+        /// The item.
+        item_id: String,
+        /// The whole text.
+        transcript: String,
+    },
+    /// Transcribing an item failed (e.g. unintelligible audio).
+    Failed {
+        /// The item.
+        item_id: String,
+        /// The upstream's code, for the log.
+        code: Option<String>,
+    },
+    /// A commit found (almost) no audio; the turn is dropped.
+    CommitEmpty,
+    /// A recoverable `error` event; the session stays open.
+    Error {
+        /// The upstream's code.
+        code: Option<String>,
+        /// The upstream's message, for the log.
+        message: String,
+    },
+    /// The connection failed or ended; the transcriber is gone.
+    Closed(UpstreamError),
+}
+
+/// The session's end of a running transcriber.
+#[derive(Debug)]
+pub struct TranscriberHandle {
+    /// Commands to the upstream.
+    pub commands: mpsc::Sender<SttCommand>,
+    /// Events from the upstream.
+    pub events: mpsc::Receiver<SttEvent>,
+}
+
+/// Opens transcription sessions.
+#[derive(Debug, Clone)]
+pub struct Transcriber {
+    config: Arc<UpstreamConfig>,
+    turn_detection: TurnDetection,
+}
+
+impl Transcriber {
+    /// A transcriber for sessions with this turn detection.
+    pub fn new(config: Arc<UpstreamConfig>, turn_detection: TurnDetection) -> Self {
+        Self {
+            config,
+            turn_detection,
+        }
+    }
+
+    /// Starts connecting in the background and returns at once; commands sent before the
+    /// socket is up wait in the queue.
+    pub fn spawn(&self, cancel: CancellationToken) -> TranscriberHandle {
+        let (command_tx, command_rx) = mpsc::channel(STT_COMMAND_QUEUE_FRAMES);
+        let (event_tx, event_rx) = mpsc::channel(STT_EVENT_QUEUE);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let outcome = tokio::select! {
+                outcome = this.run(command_rx, &event_tx) => outcome,
+                () = cancel.cancelled() => Ok(()),
+            };
+            if let Err(error) = outcome {
+                let _ = event_tx.send(SttEvent::Closed(error)).await;
+            }
+        });
+        TranscriberHandle {
+            commands: command_tx,
+            events: event_rx,
+        }
+    }
+
+    /// Connects, configures, then relays until either side ends.
+    async fn run(
+        &self,
+        mut commands: mpsc::Receiver<SttCommand>,
+        events: &mpsc::Sender<SttEvent>,
+    ) -> Result<(), UpstreamError> {
+        let socket = self.connect_with_retry().await?;
+        let (mut sink, mut stream) = socket.split();
+        sink.send(Message::text(
+            session_update(&self.config, self.turn_detection).to_string(),
+        ))
+        .await
+        .map_err(|e| UpstreamError::Connect(e.to_string()))?;
+        let mut append_text = String::new();
+        loop {
+            tokio::select! {
+                command = commands.recv() => {
+                    let Some(command) = command else {
+                        // The session is gone: close politely.
+                        let _ = sink.send(Message::Close(None)).await;
+                        return Ok(());
+                    };
+                    let text = match command {
+                        SttCommand::Append(pcm) => {
+                            append_event(&pcm, &mut append_text);
+                            std::mem::take(&mut append_text)
+                        }
+                        SttCommand::Commit => json!({"type": "input_audio_buffer.commit"}).to_string(),
+                        SttCommand::Clear => json!({"type": "input_audio_buffer.clear"}).to_string(),
+                    };
+                    sink.send(Message::text(text)).await.map_err(|_| UpstreamError::Truncated)?;
+                }
+                message = stream.next() => {
+                    let text = match message {
+                        Some(Ok(Message::Text(text))) => text,
+                        Some(Ok(Message::Close(frame))) => {
+                            tracing::warn!(?frame, "transcription socket closed by upstream");
+                            return Err(UpstreamError::Truncated);
+                        }
+                        Some(Ok(_)) => continue,
+                        Some(Err(_)) | None => return Err(UpstreamError::Truncated),
+                    };
+                    match parse_server_event(&text) {
+                        ServerEvent::Event(event) => {
+                            if events.send(event).await.is_err() {
+                                return Ok(());
+                            }
+                        }
+                        ServerEvent::Fatal(error) => return Err(error),
+                        ServerEvent::Ignored => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens the socket, retrying transient handshake failures with backoff.
+    async fn connect_with_retry(
+        &self,
+    ) -> Result<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        UpstreamError,
+    > {
+        let mut retry = 0;
+        loop {
+            let error = match self.connect_once().await {
+                Ok(socket) => return Ok(socket),
+                Err(error) => error,
+            };
+            let Some(delay) = retry_delay(&error, retry, &mut rand::rng()) else {
+                return Err(error);
+            };
+            tracing::warn!(%error, retry, "transcription connect failed; retrying");
+            tokio::time::sleep(delay).await;
+            retry += 1;
+        }
+    }
+
+    async fn connect_once(
+        &self,
+    ) -> Result<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        UpstreamError,
+    > {
+        let mut request = self
+            .config
+            .endpoints
+            .realtime_url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| UpstreamError::Connect(e.to_string()))?;
+        if let Some(key) = &self.config.api_key {
+            let mut value = format!("Bearer {}", key.expose())
+                .parse::<tungstenite::http::HeaderValue>()
+                .map_err(|_| UpstreamError::Connect("unusable API key".into()))?;
+            value.set_sensitive(true);
+            request.headers_mut().insert("authorization", value);
+        }
+        let connect = tokio_tungstenite::connect_async(request);
+        match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, connect).await {
+            Err(_) => Err(UpstreamError::Timeout),
+            Ok(Ok((socket, _response))) => Ok(socket),
+            Ok(Err(tungstenite::Error::Http(response))) => {
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get("retry-after-ms")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map(Duration::from_millis);
+                let body = response.body().as_deref().unwrap_or_default();
+                Err(classify_http_error(status, body, retry_after))
+            }
+            Ok(Err(error)) => Err(UpstreamError::Connect(error.to_string())),
+        }
+    }
+}
+
+/// The `session.update` that configures a transcription session (reference §1.3).
+pub fn session_update(config: &UpstreamConfig, turn_detection: TurnDetection) -> Value {
+    let mut transcription = json!({ "model": config.stt_model });
+    if let Some(language) = &config.stt_language {
+        transcription["language"] = json!(language);
+    }
+    let turn_detection = match turn_detection {
+        TurnDetection::Client => Value::Null,
+        TurnDetection::ServerVad => json!({
+            "type": "server_vad",
+            "threshold": 0.5,
+            "prefix_padding_ms": 300,
+            "silence_duration_ms": 500
+        }),
+        TurnDetection::SemanticVad => json!({ "type": "semantic_vad", "eagerness": "auto" }),
+    };
+    json!({
+        "type": "session.update",
+        "session": {
+            "type": "transcription",
+            "audio": {
+                "input": {
+                    "format": { "type": "audio/pcm", "rate": protocol::SAMPLE_RATE_HZ },
+                    "transcription": transcription,
+                    "turn_detection": turn_detection
+                }
+            }
+        }
+    })
+}
+
+/// Writes `{"type":"input_audio_buffer.append","audio":"<base64>"}` into `out` with a single
+/// allocation sized up front.
+pub fn append_event(pcm: &[u8], out: &mut String) {
+    const HEAD: &str = r#"{"type":"input_audio_buffer.append","audio":""#;
+    const TAIL: &str = r#""}"#;
+    out.clear();
+    out.reserve(HEAD.len() + pcm.len().div_ceil(3) * 4 + TAIL.len());
+    out.push_str(HEAD);
+    base64::engine::general_purpose::STANDARD.encode_string(pcm, out);
+    out.push_str(TAIL);
+}
+
+/// What one server event means to us.
+#[derive(Debug, PartialEq)]
+enum ServerEvent {
+    Event(SttEvent),
+    Fatal(UpstreamError),
+    Ignored,
+}
+
+/// Reads one server event, tolerating unknown types and missing optional fields.
+fn parse_server_event(text: &str) -> ServerEvent {
+    let Ok(value) = serde_json::from_str::<Value>(text) else {
+        tracing::warn!("unreadable transcription event ignored");
+        return ServerEvent::Ignored;
+    };
+    let string = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
+    let item_id = || string(&value, "item_id").unwrap_or_default();
+    let event = match value
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+    {
+        "session.updated" => SttEvent::Ready,
+        "input_audio_buffer.speech_started" => SttEvent::SpeechStarted { item_id: item_id() },
+        "input_audio_buffer.speech_stopped" => SttEvent::SpeechStopped { item_id: item_id() },
+        "input_audio_buffer.committed" => SttEvent::Committed {
+            item_id: item_id(),
+            previous_item_id: string(&value, "previous_item_id"),
+        },
+        "conversation.item.input_audio_transcription.delta" => SttEvent::Delta {
+            item_id: item_id(),
+            delta: string(&value, "delta").unwrap_or_default(),
+        },
+        "conversation.item.input_audio_transcription.completed" => SttEvent::Completed {
+            item_id: item_id(),
+            transcript: string(&value, "transcript").unwrap_or_default(),
+        },
+        "conversation.item.input_audio_transcription.failed" => SttEvent::Failed {
+            item_id: item_id(),
+            code: value.get("error").and_then(|e| string(e, "code")),
+        },
+        "error" => {
+            let error = value.get("error").cloned().unwrap_or_default();
+            let code = string(&error, "code");
+            let message = string(&error, "message").unwrap_or_default();
+            match code.as_deref() {
+                Some("input_audio_buffer_commit_empty") => SttEvent::CommitEmpty,
+                // The session cannot work at all: wrong shape, model or credentials.
+                Some("beta_api_shape_disabled" | "invalid_api_key" | "model_not_found") => {
+                    return ServerEvent::Fatal(UpstreamError::Http {
+                        status: 400,
+                        kind: if code.as_deref() == Some("invalid_api_key") {
+                            super::HttpErrorKind::Auth
+                        } else {
+                            super::HttpErrorKind::BadRequest
+                        },
+                        message,
+                        retry_after: None,
+                    });
+                }
+                _ => SttEvent::Error { code, message },
+            }
+        }
+        // session.created, conversation.item.*, rate_limits.updated and anything new.
+        _ => return ServerEvent::Ignored,
+    };
+    ServerEvent::Event(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Endpoints;
+
+    fn config() -> UpstreamConfig {
+        UpstreamConfig {
+            endpoints: Endpoints::from_base("http://127.0.0.1:1/v1").unwrap(),
+            api_key: None,
+            stt_model: "gpt-4o-mini-transcribe".into(),
+            stt_language: Some("en".into()),
+            llm_model: "m".into(),
+            llm_max_completion_tokens: 10,
+            tts_model: "t".into(),
+            tts_voice: "v".into(),
+            tts_instructions: None,
+            stall_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn session_update_is_the_ga_transcription_shape() {
+        let update = session_update(&config(), TurnDetection::Client);
+        assert_eq!(update["type"], "session.update");
+        assert_eq!(update["session"]["type"], "transcription");
+        let input = &update["session"]["audio"]["input"];
+        assert_eq!(input["format"], json!({"type": "audio/pcm", "rate": 24000}));
+        assert_eq!(input["transcription"]["model"], "gpt-4o-mini-transcribe");
+        assert_eq!(input["transcription"]["language"], "en");
+        assert!(input["turn_detection"].is_null());
+        let server = session_update(&config(), TurnDetection::ServerVad);
+        assert_eq!(
+            server["session"]["audio"]["input"]["turn_detection"]["type"],
+            "server_vad"
+        );
+        let semantic = session_update(&config(), TurnDetection::SemanticVad);
+        assert_eq!(
+            semantic["session"]["audio"]["input"]["turn_detection"]["type"],
+            "semantic_vad"
+        );
+    }
+
+    #[test]
+    fn append_events_carry_base64_pcm() {
+        let mut out = String::new();
+        append_event(&[0, 1, 2, 3], &mut out);
+        let value: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(value["type"], "input_audio_buffer.append");
+        assert_eq!(value["audio"], "AAECAw==");
+    }
+
+    #[test]
+    fn known_events_are_parsed_leniently() {
+        assert_eq!(
+            parse_server_event(
+                r#"{"type":"conversation.item.input_audio_transcription.delta","event_id":"e","item_id":"i1","content_index":0,"delta":"Hey","obfuscation":"x"}"#
+            ),
+            ServerEvent::Event(SttEvent::Delta {
+                item_id: "i1".into(),
+                delta: "Hey".into()
+            })
+        );
+        assert_eq!(
+            parse_server_event(
+                r#"{"type":"input_audio_buffer.committed","item_id":"i2","previous_item_id":null}"#
+            ),
+            ServerEvent::Event(SttEvent::Committed {
+                item_id: "i2".into(),
+                previous_item_id: None
+            })
+        );
+        assert_eq!(
+            parse_server_event(
+                r#"{"type":"conversation.item.input_audio_transcription.completed","item_id":"i1","transcript":"Hey.","usage":{"type":"duration","seconds":1.5},"languages":[]}"#
+            ),
+            ServerEvent::Event(SttEvent::Completed {
+                item_id: "i1".into(),
+                transcript: "Hey.".into()
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_and_unreadable_events_are_ignored() {
+        for text in [
+            r#"{"type":"conversation.item.added","item":{"id":"x"}}"#,
+            r#"{"type":"rate_limits.updated","rate_limits":[]}"#,
+            r#"{"type":"something.new","payload":1}"#,
+            r#"{"no_type":true}"#,
+            "not json",
+        ] {
+            assert_eq!(parse_server_event(text), ServerEvent::Ignored, "{text}");
+        }
+    }
+
+    #[test]
+    fn errors_are_sorted_by_severity() {
+        assert_eq!(
+            parse_server_event(
+                r#"{"type":"error","error":{"type":"invalid_request_error","code":"input_audio_buffer_commit_empty","message":"buffer too small"}}"#
+            ),
+            ServerEvent::Event(SttEvent::CommitEmpty)
+        );
+        assert!(matches!(
+            parse_server_event(
+                r#"{"type":"error","error":{"type":"invalid_request_error","code":"beta_api_shape_disabled","message":"no"}}"#
+            ),
+            ServerEvent::Fatal(_)
+        ));
+        assert!(matches!(
+            parse_server_event(
+                r#"{"type":"error","error":{"type":"server_error","code":null,"message":"hiccup"}}"#
+            ),
+            ServerEvent::Event(SttEvent::Error { .. })
+        ));
+    }
+}
