@@ -1,1 +1,314 @@
-//! Shared harness of the end-to-end tests in `tests/`.
+//! Shared harness of the end-to-end tests in `tests/`: a real proxy on `127.0.0.1:0` in front
+//! of a real simulator, and a WebSocket client that plays the browser.
+//!
+//! Everything waits for a condition with a generous deadline ([`DEADLINE`]), never for a fixed
+//! time, so the tests hold on slow or busy machines.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use protocol::{ClientMessage, ResponseId, ServerMessage};
+use proxy::config::{ApiKey, Config};
+use proxy::sim::{SimConfig, Simulator};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any awaited condition may take before the test fails. Far above what any step
+/// needs, so only a real hang trips it.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The API key the tests give the proxy; the simulator insists on it.
+pub const TEST_API_KEY: &str = "sk-test-e2e-5f1d9a7c3b2e4d6f8a0b1c2d3e4f5a6b";
+
+/// PCM16 sample rate of the wire.
+pub const RATE_HZ: usize = 24_000;
+
+/// A proxy serving on a loopback port, backed by a simulator.
+#[derive(Debug)]
+pub struct TestProxy {
+    /// The simulator behind it.
+    pub sim: Simulator,
+    /// The proxy's state (to check live sessions).
+    pub state: proxy::AppState,
+    addr: std::net::SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<Result<(), proxy::StartError>>>,
+}
+
+impl TestProxy {
+    /// Starts a simulator with `sim_config` (the test key required) and a proxy in front of it
+    /// with the default configuration changed by `configure`.
+    pub async fn start(sim_config: SimConfig, configure: impl FnOnce(&mut Config)) -> TestProxy {
+        let sim = Simulator::start(SimConfig {
+            api_key: Some(TEST_API_KEY.into()),
+            ..sim_config
+        })
+        .await
+        .expect("simulator starts");
+        let mut config = Config::with_defaults(Some(ApiKey::new(TEST_API_KEY)));
+        config.openai_base_url = sim.base_url();
+        config.client_dir = "/nonexistent-client-dir".into();
+        config.upstream_stall_timeout_ms = 2_000;
+        config.transcript_timeout_ms = 5_000;
+        configure(&mut config);
+        Self::serve(sim, config).await
+    }
+
+    /// Serves `config` (which should point at `sim`).
+    pub async fn serve(sim: Simulator, config: Config) -> TestProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let addr = listener.local_addr().expect("bound address");
+        let state = proxy::AppState::new(config)
+            .await
+            .expect("proxy state builds");
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(proxy::serve(listener, state.clone(), async move {
+            let _ = stop.await;
+        }));
+        TestProxy {
+            sim,
+            state,
+            addr,
+            shutdown: Some(shutdown),
+            server: Some(server),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Connects a browser and reads its `session_ready`.
+    pub async fn connect(&self) -> Browser {
+        let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.addr))
+            .await
+            .expect("the proxy accepts the WebSocket");
+        let mut browser = Browser {
+            socket,
+            received: Vec::new(),
+            closed: None,
+        };
+        browser
+            .wait_for(|m| matches!(m, ServerMessage::SessionReady { .. }))
+            .await;
+        browser
+    }
+
+    /// Waits until `pred` holds for the proxy's live session count.
+    pub async fn wait_for_sessions(&self, pred: impl Fn(usize) -> bool) {
+        wait_until(|| pred(self.state.live_sessions())).await;
+    }
+
+    /// Stops the proxy gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            tokio::time::timeout(DEADLINE, server)
+                .await
+                .expect("the proxy stops in time")
+                .expect("the server task does not panic")
+                .expect("the server ends cleanly");
+        }
+    }
+}
+
+/// Polls `condition` until it holds, failing the test after [`DEADLINE`].
+pub async fn wait_until(mut condition: impl FnMut() -> bool) {
+    let give_up = tokio::time::Instant::now() + DEADLINE;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "condition not met within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Something the browser received.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Received {
+    /// A JSON message.
+    Message(ServerMessage),
+    /// An audio frame.
+    Audio {
+        /// Its response.
+        response_id: ResponseId,
+        /// Its PCM16 bytes.
+        pcm: Vec<u8>,
+    },
+}
+
+/// A WebSocket client playing the browser; it keeps everything it received, in order.
+#[derive(Debug)]
+pub struct Browser {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Everything received so far.
+    pub received: Vec<Received>,
+    /// The close code, once the proxy closed the socket.
+    pub closed: Option<u16>,
+}
+
+impl Browser {
+    /// Sends a control message.
+    pub async fn send(&mut self, message: ClientMessage) {
+        self.socket
+            .send(Message::text(message.to_json()))
+            .await
+            .expect("send to the proxy");
+    }
+
+    /// Sends a raw text frame.
+    pub async fn send_text(&mut self, text: &str) {
+        self.socket
+            .send(Message::text(text.to_owned()))
+            .await
+            .expect("send to the proxy");
+    }
+
+    /// Sends audio in 20 ms frames (the last may be shorter).
+    pub async fn send_audio(&mut self, pcm: &[u8]) {
+        for frame in pcm.chunks(RATE_HZ / 50 * 2) {
+            self.send_binary(frame.to_vec()).await;
+        }
+    }
+
+    /// Sends one binary frame as is.
+    pub async fn send_binary(&mut self, frame: Vec<u8>) {
+        self.socket
+            .send(Message::binary(frame))
+            .await
+            .expect("send to the proxy");
+    }
+
+    /// One user turn as the client's VAD reports it: speech start, audio, speech stop.
+    pub async fn say(&mut self, pcm: &[u8]) {
+        self.send(ClientMessage::SpeechStarted).await;
+        self.send_audio(pcm).await;
+        self.send(ClientMessage::SpeechStopped).await;
+    }
+
+    /// Reads frames until one is a message matching `pred`, and returns it.
+    pub async fn wait_for(&mut self, pred: impl Fn(&ServerMessage) -> bool) -> ServerMessage {
+        match self
+            .wait_for_frame(|r| matches!(r, Received::Message(m) if pred(m)))
+            .await
+        {
+            Received::Message(message) => message,
+            Received::Audio { .. } => unreachable!("the predicate matches messages only"),
+        }
+    }
+
+    /// Reads frames until one matches `pred`, and returns it.
+    pub async fn wait_for_frame(&mut self, pred: impl Fn(&Received) -> bool) -> Received {
+        let give_up = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let received = match tokio::time::timeout_at(give_up, self.next()).await {
+                Ok(Some(received)) => received,
+                Ok(None) => panic!(
+                    "socket closed ({:?}) before a matching frame; received: {:#?}",
+                    self.closed,
+                    self.messages()
+                ),
+                Err(_) => panic!(
+                    "no matching frame within {DEADLINE:?}; received: {:#?}",
+                    self.messages()
+                ),
+            };
+            if pred(&received) {
+                return received;
+            }
+        }
+    }
+
+    /// Reads until the proxy closes the socket; returns the close code.
+    pub async fn wait_for_close(&mut self) -> Option<u16> {
+        let give_up = tokio::time::Instant::now() + DEADLINE;
+        while tokio::time::timeout_at(give_up, self.next())
+            .await
+            .expect("the proxy closes the socket in time")
+            .is_some()
+        {}
+        self.closed
+    }
+
+    /// The next frame (also recorded in `received`), or `None` once the socket closed.
+    async fn next(&mut self) -> Option<Received> {
+        loop {
+            let frame = match self.socket.next().await {
+                Some(Ok(frame)) => frame,
+                Some(Err(_)) | None => return None,
+            };
+            let received = match frame {
+                Message::Text(text) => Received::Message(
+                    ServerMessage::from_json(&text).expect("the proxy sends valid messages"),
+                ),
+                Message::Binary(frame) => {
+                    let (response_id, pcm) =
+                        protocol::decode_audio_frame(&frame).expect("valid audio frame");
+                    Received::Audio {
+                        response_id,
+                        pcm: pcm.to_vec(),
+                    }
+                }
+                Message::Close(frame) => {
+                    self.closed = Some(frame.map_or(1005, |f| u16::from(f.code)));
+                    return None;
+                }
+                _ => continue,
+            };
+            self.received.push(received.clone());
+            return Some(received);
+        }
+    }
+
+    /// The JSON messages received so far.
+    pub fn messages(&self) -> Vec<&ServerMessage> {
+        self.received
+            .iter()
+            .filter_map(|r| match r {
+                Received::Message(m) => Some(m),
+                Received::Audio { .. } => None,
+            })
+            .collect()
+    }
+
+    /// All audio bytes received for a response, in order.
+    pub fn audio_of(&self, response_id: ResponseId) -> Vec<u8> {
+        self.received
+            .iter()
+            .filter_map(|r| match r {
+                Received::Audio {
+                    response_id: id,
+                    pcm,
+                } if *id == response_id => Some(pcm.as_slice()),
+                _ => None,
+            })
+            .flatten()
+            .copied()
+            .collect()
+    }
+}
+
+/// `seconds` of a 220 Hz tone at about -12 dBFS: audible "speech" for the simulator's VAD and
+/// duration-based transcripts.
+pub fn tone(seconds: f64) -> Vec<u8> {
+    let samples = (seconds * RATE_HZ as f64).round() as usize;
+    (0..samples)
+        .flat_map(|n| {
+            let t = n as f64 / RATE_HZ as f64;
+            let value = (8_000.0 * (2.0 * std::f64::consts::PI * 220.0 * t).sin()) as i16;
+            value.to_le_bytes()
+        })
+        .collect()
+}
+
+/// `seconds` of digital silence.
+pub fn silence(seconds: f64) -> Vec<u8> {
+    vec![0; (seconds * RATE_HZ as f64).round() as usize * 2]
+}

@@ -26,6 +26,7 @@ pub mod sim;
 pub mod speech_text;
 pub mod sse;
 pub mod upstream;
+pub mod wav;
 
 use std::future::Future;
 use std::sync::Arc;

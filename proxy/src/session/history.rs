@@ -44,39 +44,46 @@ impl Conversation {
         self.push(Role::User, text, None);
     }
 
-    /// Adds (or replaces) what the assistant said in a response. Empty text adds nothing.
+    /// Reserves the assistant's place for a response that is starting, so its text lands
+    /// right after the turn it answers even if it is only known (or cut) later.
+    pub fn begin_assistant(&mut self, response_id: ResponseId) {
+        self.push(Role::Assistant, "", Some(response_id));
+    }
+
+    /// Sets what the assistant said in a response (empty: nothing of it is kept).
     pub fn set_assistant(&mut self, response_id: ResponseId, text: &str) {
-        let text = text.trim();
-        let existing = self
+        if let Some(entry) = self
             .entries
-            .iter()
-            .position(|e| e.response_id == Some(response_id));
-        match (existing, text.is_empty()) {
-            (Some(index), true) => {
-                self.entries.remove(index);
-            }
-            (Some(index), false) => text.clone_into(&mut self.entries[index].message.content),
-            (None, true) => {}
-            (None, false) => self.push(Role::Assistant, text, Some(response_id)),
+            .iter_mut()
+            .find(|e| e.response_id == Some(response_id))
+        {
+            text.trim().clone_into(&mut entry.message.content);
         }
     }
 
-    /// The text kept for a response, if it is still in the history.
+    /// The text kept for a response, if any.
     pub fn assistant_text(&self, response_id: ResponseId) -> Option<&str> {
         self.entries
             .iter()
             .find(|e| e.response_id == Some(response_id))
             .map(|e| e.message.content.as_str())
+            .filter(|text| !text.is_empty())
     }
 
-    /// The messages to send to the model: the system prompt, then the conversation.
+    /// The messages to send to the model: the system prompt, then the conversation (answers
+    /// of which nothing was kept are left out).
     pub fn messages(&self) -> Vec<ChatMessage> {
         let system = ChatMessage {
             role: Role::System,
             content: self.system_prompt.clone(),
         };
         std::iter::once(system)
-            .chain(self.entries.iter().map(|e| e.message.clone()))
+            .chain(
+                self.entries
+                    .iter()
+                    .filter(|e| !e.message.content.is_empty())
+                    .map(|e| e.message.clone()),
+            )
             .collect()
     }
 
@@ -182,12 +189,19 @@ mod tests {
     fn an_answer_can_be_replaced_or_removed() {
         let mut conversation = Conversation::new("s", 10);
         conversation.add_user("Hi");
+        conversation.begin_assistant(1);
+        assert_eq!(conversation.messages().len(), 2);
+        conversation.add_user("Hello?");
         conversation.set_assistant(1, "Hello there. How are you?");
+        assert_eq!(
+            conversation.messages()[2].content,
+            "Hello there. How are you?"
+        );
         conversation.set_assistant(1, "Hello there.");
         assert_eq!(conversation.assistant_text(1), Some("Hello there."));
         conversation.set_assistant(1, "");
         assert_eq!(conversation.assistant_text(1), None);
-        assert_eq!(conversation.messages().len(), 2);
+        assert_eq!(conversation.messages().len(), 3);
     }
 
     #[test]

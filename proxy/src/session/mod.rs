@@ -484,6 +484,8 @@ impl Session {
         while self.responses.len() > RECENT_RESPONSES {
             self.responses.pop_front();
         }
+        let messages = self.conversation.messages();
+        self.conversation.begin_assistant(response_id);
         self.send(ServerMessage::ResponseStarted {
             response_id,
             turn_id,
@@ -491,7 +493,7 @@ impl Session {
         .await;
         let task = self.context.pipeline.clone().respond(
             response_id,
-            self.conversation.messages(),
+            messages,
             self.response_events.clone(),
             self.audio.clone(),
         );
@@ -574,11 +576,9 @@ impl Session {
                 event.response_id = Some(id);
                 self.send(ServerMessage::Error(event)).await;
             }
-            ResponseEvent::Finished {
-                text,
-                audio_samples,
-            } => {
+            ResponseEvent::Finished { audio_samples } => {
                 record.ended = true;
+                let text = record.text.clone();
                 self.conversation.set_assistant(id, &text);
                 self.send(ServerMessage::ResponseDone {
                     response_id: id,

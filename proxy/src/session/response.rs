@@ -64,10 +64,9 @@ pub enum ResponseEvent {
     FirstAudioSent(Instant),
     /// A stage failed; the response ends with what it has.
     Failed(Stage, UpstreamError),
-    /// The response is complete (possibly after a failure).
+    /// The response is complete (possibly after a failure). Its text is the sum of its
+    /// [`ResponseEvent::TextDelta`]s.
     Finished {
-        /// All text the LLM wrote.
-        text: String,
         /// All audio samples sent.
         audio_samples: u64,
     },
@@ -120,17 +119,23 @@ impl Pipeline {
         let reporter = Reporter { id, events };
         let writer = write_text(&self.responder, &messages, &reporter, &mut sentences);
         let speaker = speak(id, jobs_rx, &reporter, &audio);
-        let (text, (audio_samples, tts_error)) = tokio::join!(writer, speaker);
+        tokio::pin!(writer, speaker);
+        let mut writing = true;
+        // The speaker ends after the writer unless TTS fails; then the answer stops there and
+        // dropping the writer closes the LLM stream.
+        let (audio_samples, tts_error) = loop {
+            tokio::select! {
+                () = &mut writer, if writing => writing = false,
+                outcome = &mut speaker => break outcome,
+            }
+        };
         if let Some(error) = tts_error {
             reporter
                 .send(ResponseEvent::Failed(Stage::Tts, error))
                 .await;
         }
         reporter
-            .send(ResponseEvent::Finished {
-                text,
-                audio_samples,
-            })
+            .send(ResponseEvent::Finished { audio_samples })
             .await;
     }
 }
@@ -149,16 +154,15 @@ impl Reporter {
 }
 
 /// Streams the LLM answer, forwarding text and queueing each sentence for TTS as it completes.
-/// Returns the whole text.
 async fn write_text(
     responder: &Responder,
     messages: &[ChatMessage],
     reporter: &Reporter,
     sentences: &mut SentenceQueue,
-) -> String {
+) {
     let mut splitter = SentenceSplitter::new(SplitterConfig::default());
     let mut complete = Vec::new();
-    let mut text = String::new();
+    let mut first_token = true;
     reporter
         .send(ResponseEvent::LlmRequestSent(Instant::now()))
         .await;
@@ -169,18 +173,18 @@ async fn write_text(
             reporter
                 .send(ResponseEvent::Failed(Stage::Llm, error))
                 .await;
-            return text;
+            return;
         }
     };
     loop {
         match stream.next_delta().await {
             Ok(Some(delta)) => {
-                if text.is_empty() {
+                if first_token {
+                    first_token = false;
                     reporter
                         .send(ResponseEvent::LlmFirstToken(Instant::now()))
                         .await;
                 }
-                text.push_str(&delta);
                 splitter.push(&delta, &mut complete);
                 reporter.send(ResponseEvent::TextDelta(delta)).await;
             }
@@ -191,7 +195,7 @@ async fn write_text(
                     sentences.push(sentence).await;
                 }
                 sentences.close();
-                return text;
+                return;
             }
             Err(error) => {
                 // Speak what was complete, then report.
@@ -203,7 +207,7 @@ async fn write_text(
                 reporter
                     .send(ResponseEvent::Failed(Stage::Llm, error))
                     .await;
-                return text;
+                return;
             }
         }
         for sentence in complete.drain(..) {

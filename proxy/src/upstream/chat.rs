@@ -150,6 +150,10 @@ impl ChatStream {
                     self.finished = true;
                     break;
                 }
+                // Named events (such as keep-alives) are not completion chunks.
+                SseEvent::Data {
+                    event: Some(name), ..
+                } if name != "message" && name != "error" => {}
                 SseEvent::Data { data, .. } => {
                     if let Some(delta) = parse_chunk(&data)? {
                         self.pending.push_back(delta);

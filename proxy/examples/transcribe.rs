@@ -1,0 +1,169 @@
+//! Streams a WAV file (or raw PCM16 LE 24 kHz mono on stdin) through the Realtime
+//! transcription API and prints the partial and final text.
+//!
+//! ```text
+//! cargo run -p proxy --example transcribe -- speech.wav
+//! sox speech.mp3 -t raw -r 24000 -c 1 -b 16 -e signed - | cargo run -p proxy --example transcribe -- -
+//! ```
+//!
+//! Reads `OPENAI_API_KEY`, `OPENAI_BASE_URL`, `STT_MODEL` (and `.env`) like the proxy. Without a
+//! key it runs against the built-in simulator, which answers with the utterance's length.
+
+use std::io::Read as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use clap::Parser as _;
+use protocol::TurnDetection;
+use proxy::config::Config;
+use proxy::upstream::realtime::{SttCommand, SttEvent, Transcriber};
+use proxy::upstream::{UPSTREAM_STALL_TIMEOUT, UpstreamConfig};
+use proxy::wav::Wav;
+use tokio_util::sync::CancellationToken;
+
+/// One append: 100 ms of audio, a common chunk size for the Realtime API.
+const CHUNK_BYTES: usize = 24_000 / 10 * 2;
+
+/// How long to wait for a transcript after the audio was committed.
+const TRANSCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// With server VAD, how long the server may stay quiet after the audio ended before we stop.
+const SERVER_VAD_QUIET: Duration = Duration::from_secs(3);
+
+#[derive(Debug, clap::Parser)]
+struct Args {
+    /// A 16-bit PCM WAV file at 24 kHz (mono or stereo), or `-` for raw PCM16 LE 24 kHz mono
+    /// on stdin.
+    input: String,
+    /// Send audio at real-time pace, as a microphone would (default: as fast as possible).
+    #[arg(long)]
+    realtime: bool,
+    /// Let the server's VAD split the audio into turns instead of one commit at the end.
+    #[arg(long)]
+    server_vad: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = dotenvy::dotenv();
+    let args = Args::parse();
+    let pcm = read_input(&args.input)?;
+    let config = Config::with_defaults(
+        std::env::var("OPENAI_API_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())
+            .map(proxy::config::ApiKey::new),
+    );
+    let (simulator, base_url) = match &config.openai_api_key {
+        Some(_) => (
+            None,
+            std::env::var("OPENAI_BASE_URL").unwrap_or(config.openai_base_url.clone()),
+        ),
+        None => {
+            let simulator = proxy::sim::Simulator::start(proxy::sim::SimConfig::default()).await?;
+            eprintln!("OPENAI_API_KEY is not set: transcribing with the built-in simulator");
+            let base = simulator.base_url();
+            (Some(simulator), base)
+        }
+    };
+    let upstream = Arc::new(UpstreamConfig {
+        endpoints: config.endpoints(&base_url)?,
+        api_key: config.openai_api_key.clone(),
+        stt_model: std::env::var("STT_MODEL").unwrap_or(config.stt_model.clone()),
+        stt_language: std::env::var("STT_LANGUAGE").ok(),
+        llm_model: config.llm_model.clone(),
+        llm_max_completion_tokens: config.llm_max_completion_tokens,
+        tts_model: config.tts_model.clone(),
+        tts_voice: config.tts_voice.clone(),
+        tts_instructions: None,
+        stall_timeout: UPSTREAM_STALL_TIMEOUT,
+    });
+    let detection = if args.server_vad {
+        TurnDetection::ServerVad
+    } else {
+        TurnDetection::Client
+    };
+    let mut handle = Transcriber::new(upstream, detection).spawn(CancellationToken::new());
+
+    let sender = handle.commands.clone();
+    let realtime = args.realtime;
+    let feeder = tokio::spawn(async move {
+        for chunk in pcm.chunks(CHUNK_BYTES) {
+            if sender
+                .send(SttCommand::Append(Bytes::copy_from_slice(chunk)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            if realtime {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        if !args.server_vad {
+            let _ = sender.send(SttCommand::Commit).await;
+        }
+    });
+
+    loop {
+        // With server VAD the turns end when the audio has and the server goes quiet.
+        let quiet = if args.server_vad && feeder.is_finished() {
+            SERVER_VAD_QUIET
+        } else {
+            TRANSCRIPT_TIMEOUT
+        };
+        let event = match tokio::time::timeout(quiet, handle.events.recv()).await {
+            Ok(Some(event)) => event,
+            Ok(None) => break,
+            Err(_) if args.server_vad => break,
+            Err(_) => bail!("no transcript within {TRANSCRIPT_TIMEOUT:?}"),
+        };
+        match event {
+            SttEvent::Delta { delta, .. } => eprint!("{delta}"),
+            SttEvent::Completed { transcript, .. } => {
+                eprintln!();
+                println!("{transcript}");
+                if !args.server_vad {
+                    break;
+                }
+            }
+            SttEvent::Failed { code, .. } => {
+                eprintln!("[transcription failed: {}]", code.unwrap_or_default());
+            }
+            SttEvent::CommitEmpty => bail!("the audio is too short to transcribe (under 100 ms)"),
+            SttEvent::Error { code, message } => {
+                eprintln!("[upstream error {}: {message}]", code.unwrap_or_default());
+            }
+            SttEvent::Closed(error) => bail!("transcription failed: {error}"),
+            SttEvent::Ready
+            | SttEvent::Committed { .. }
+            | SttEvent::SpeechStarted { .. }
+            | SttEvent::SpeechStopped { .. } => {}
+        }
+    }
+    drop(simulator);
+    Ok(())
+}
+
+/// Reads the whole input as PCM16 LE 24 kHz mono.
+fn read_input(input: &str) -> anyhow::Result<Vec<u8>> {
+    if input == "-" {
+        let mut pcm = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut pcm)
+            .context("reading stdin")?;
+        pcm.truncate(pcm.len() - pcm.len() % 2);
+        return Ok(pcm);
+    }
+    let bytes = std::fs::read(input).with_context(|| format!("reading {input}"))?;
+    let wav = Wav::parse(&bytes).with_context(|| format!("reading {input}"))?;
+    if wav.sample_rate_hz != protocol::SAMPLE_RATE_HZ {
+        bail!(
+            "{input} is at {} Hz; the Realtime API takes 24000 Hz. Convert it with: sox {input} -r 24000 -c 1 -b 16 out.wav",
+            wav.sample_rate_hz
+        );
+    }
+    Ok(wav.mono_pcm16le())
+}

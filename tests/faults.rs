@@ -1,0 +1,423 @@
+//! Every injected upstream fault reaches the browser as the right error event, and the session
+//! goes on.
+
+use protocol::{ClientMessage, ErrorCode, ErrorEvent, ServerMessage, Stage};
+use proxy::sim::{Fault, SimConfig, SimStage};
+use voice_agent_e2e::{Browser, TestProxy, tone};
+
+/// Says something and waits for the error event of `stage`.
+async fn turn_with_error(proxy: &TestProxy, browser: &mut Browser, stage: Stage) -> ErrorEvent {
+    proxy.sim.script_transcript("Hello there.");
+    proxy.sim.script_reply("Hi. Nice to meet you.");
+    browser.say(&tone(0.5)).await;
+    let error = browser
+        .wait_for(|m| matches!(m, ServerMessage::Error(e) if e.stage == stage))
+        .await;
+    let ServerMessage::Error(event) = error else {
+        unreachable!()
+    };
+    event
+}
+
+/// A normal turn works afterwards: the session survived.
+async fn session_goes_on(proxy: &TestProxy, browser: &mut Browser) {
+    proxy.sim.script_transcript("Are you still there?");
+    proxy.sim.script_reply("Yes, still here.");
+    let responses_before = browser
+        .messages()
+        .iter()
+        .filter(|m| matches!(m, ServerMessage::ResponseDone { .. }))
+        .count();
+    browser.say(&tone(0.5)).await;
+    loop {
+        let done = browser
+            .wait_for(|m| matches!(m, ServerMessage::ResponseDone { .. }))
+            .await;
+        let count = browser
+            .messages()
+            .iter()
+            .filter(|m| matches!(m, ServerMessage::ResponseDone { .. }))
+            .count();
+        if count > responses_before {
+            assert!(
+                matches!(&done, ServerMessage::ResponseDone { text, interrupted: false, .. } if text == "Yes, still here."),
+                "{done:?}"
+            );
+            let ServerMessage::ResponseDone { response_id, .. } = done else {
+                unreachable!()
+            };
+            assert!(!browser.audio_of(response_id).is_empty());
+            return;
+        }
+    }
+}
+
+struct Case {
+    stage: SimStage,
+    fault: Fault,
+    times: usize,
+    expected_stage: Stage,
+    code: ErrorCode,
+    retryable: bool,
+}
+
+async fn check(case: Case) {
+    let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
+    let mut browser = proxy.connect().await;
+    for _ in 0..case.times {
+        proxy.sim.inject(case.stage, case.fault.clone());
+    }
+    let event = turn_with_error(&proxy, &mut browser, case.expected_stage).await;
+    assert_eq!(
+        (event.code, event.retryable),
+        (case.code, case.retryable),
+        "{:?} {:?}: {event:?}",
+        case.stage,
+        case.fault
+    );
+    assert!(event.turn_id.is_some(), "{event:?}");
+    session_goes_on(&proxy, &mut browser).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn llm_auth_failure_is_reported_and_not_retried() {
+    check(Case {
+        stage: SimStage::Chat,
+        fault: Fault::unauthorized(),
+        times: 1,
+        expected_stage: Stage::Llm,
+        code: ErrorCode::UpstreamAuth,
+        retryable: false,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn llm_bad_request_is_reported() {
+    check(Case {
+        stage: SimStage::Chat,
+        fault: Fault::bad_request(),
+        times: 1,
+        expected_stage: Stage::Llm,
+        code: ErrorCode::UpstreamBadRequest,
+        retryable: false,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn llm_quota_exhaustion_is_not_retried() {
+    let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
+    let mut browser = proxy.connect().await;
+    proxy
+        .sim
+        .inject(SimStage::Chat, Fault::insufficient_quota());
+    let event = turn_with_error(&proxy, &mut browser, Stage::Llm).await;
+    assert_eq!(event.code, ErrorCode::InsufficientQuota);
+    assert!(!event.retryable);
+    assert_eq!(
+        proxy.sim.records().chat.len(),
+        1,
+        "no retry after insufficient_quota"
+    );
+    session_goes_on(&proxy, &mut browser).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn llm_rate_limit_and_server_errors_are_retried_before_anything_is_sent() {
+    let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
+    let mut browser = proxy.connect().await;
+    proxy.sim.inject(SimStage::Chat, Fault::rate_limited());
+    proxy.sim.inject(SimStage::Chat, Fault::server_error());
+    proxy.sim.script_transcript("Hello.");
+    proxy.sim.script_reply("Hello to you.");
+    browser.say(&tone(0.5)).await;
+    browser
+        .wait_for(
+            |m| matches!(m, ServerMessage::ResponseDone { text, .. } if text == "Hello to you."),
+        )
+        .await;
+    assert!(
+        !browser
+            .messages()
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Error(_)))
+    );
+    assert_eq!(
+        proxy.sim.records().chat.len(),
+        3,
+        "two retries, then success"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn llm_persistent_overload_gives_up_after_the_retries() {
+    check(Case {
+        stage: SimStage::Chat,
+        fault: Fault::overloaded(),
+        times: 3,
+        expected_stage: Stage::Llm,
+        code: ErrorCode::UpstreamUnavailable,
+        retryable: true,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn llm_persistent_rate_limit_is_reported_as_retryable() {
+    check(Case {
+        stage: SimStage::Chat,
+        fault: Fault::rate_limited(),
+        times: 3,
+        expected_stage: Stage::Llm,
+        code: ErrorCode::RateLimited,
+        retryable: true,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn llm_error_mid_stream_is_an_interruption() {
+    check(Case {
+        stage: SimStage::Chat,
+        fault: Fault::MidStreamError { after: 3 },
+        times: 1,
+        expected_stage: Stage::Llm,
+        code: ErrorCode::StreamInterrupted,
+        retryable: true,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn llm_stream_without_done_is_a_failure() {
+    check(Case {
+        stage: SimStage::Chat,
+        fault: Fault::Drop { after: 3 },
+        times: 1,
+        expected_stage: Stage::Llm,
+        code: ErrorCode::StreamInterrupted,
+        retryable: true,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn llm_stall_times_out() {
+    check(Case {
+        stage: SimStage::Chat,
+        fault: Fault::Stall { after: 2 },
+        times: 1,
+        expected_stage: Stage::Llm,
+        code: ErrorCode::UpstreamTimeout,
+        retryable: true,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tts_auth_failure_is_reported() {
+    check(Case {
+        stage: SimStage::Speech,
+        fault: Fault::unauthorized(),
+        times: 1,
+        expected_stage: Stage::Tts,
+        code: ErrorCode::UpstreamAuth,
+        retryable: false,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tts_quota_exhaustion_is_reported() {
+    check(Case {
+        stage: SimStage::Speech,
+        fault: Fault::insufficient_quota(),
+        times: 1,
+        expected_stage: Stage::Tts,
+        code: ErrorCode::InsufficientQuota,
+        retryable: false,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tts_persistent_server_error_is_reported() {
+    check(Case {
+        stage: SimStage::Speech,
+        fault: Fault::server_error(),
+        times: 3,
+        expected_stage: Stage::Tts,
+        code: ErrorCode::UpstreamUnavailable,
+        retryable: true,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tts_body_cut_short_is_an_interruption() {
+    check(Case {
+        stage: SimStage::Speech,
+        fault: Fault::Drop { after: 1001 },
+        times: 1,
+        expected_stage: Stage::Tts,
+        code: ErrorCode::StreamInterrupted,
+        retryable: true,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tts_stall_times_out() {
+    check(Case {
+        stage: SimStage::Speech,
+        fault: Fault::Stall { after: 100 },
+        times: 1,
+        expected_stage: Stage::Tts,
+        code: ErrorCode::UpstreamTimeout,
+        retryable: true,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stt_transcription_failure_is_reported() {
+    check(Case {
+        stage: SimStage::Realtime,
+        fault: Fault::TranscriptionFailed,
+        times: 1,
+        expected_stage: Stage::Stt,
+        code: ErrorCode::TranscriptionFailed,
+        retryable: true,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stt_auth_failure_at_connect_is_reported() {
+    let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
+    proxy.sim.inject(SimStage::Realtime, Fault::unauthorized());
+    let mut browser = proxy.connect().await;
+    let error = browser
+        .wait_for(|m| matches!(m, ServerMessage::Error(e) if e.stage == Stage::Stt))
+        .await;
+    assert!(matches!(
+        error,
+        ServerMessage::Error(ErrorEvent {
+            code: ErrorCode::UpstreamAuth,
+            retryable: false,
+            ..
+        })
+    ));
+    assert_eq!(proxy.sim.records().realtime.len(), 1, "no retry after 401");
+    // Speaking again reconnects.
+    session_goes_on(&proxy, &mut browser).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn stt_connection_drop_is_reported_and_the_next_turn_reconnects() {
+    let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
+    proxy
+        .sim
+        .inject(SimStage::Realtime, Fault::Drop { after: 2 });
+    let mut browser = proxy.connect().await;
+    let error = browser
+        .wait_for(|m| matches!(m, ServerMessage::Error(e) if e.stage == Stage::Stt))
+        .await;
+    assert!(matches!(
+        error,
+        ServerMessage::Error(ErrorEvent {
+            code: ErrorCode::SessionLost,
+            retryable: true,
+            ..
+        })
+    ));
+    session_goes_on(&proxy, &mut browser).await;
+    assert_eq!(proxy.sim.records().realtime.len(), 2);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn stt_error_events_mid_session_are_tolerated() {
+    let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
+    proxy
+        .sim
+        .inject(SimStage::Realtime, Fault::MidStreamError { after: 1 });
+    let mut browser = proxy.connect().await;
+    session_goes_on(&proxy, &mut browser).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_too_short_turn_is_reported_and_the_session_goes_on() {
+    let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
+    let mut browser = proxy.connect().await;
+    // 40 ms: under the 100 ms the upstream needs.
+    browser.say(&tone(0.04)).await;
+    let error = browser
+        .wait_for(|m| matches!(m, ServerMessage::Error(_)))
+        .await;
+    assert!(matches!(
+        error,
+        ServerMessage::Error(ErrorEvent {
+            stage: Stage::Stt,
+            code: ErrorCode::AudioTooShort,
+            ..
+        })
+    ));
+    session_goes_on(&proxy, &mut browser).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_browser_messages_are_rejected_and_never_forwarded() {
+    let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
+    let mut browser = proxy.connect().await;
+    for bad in [
+        "not json",
+        r#"{"type":"session.update","session":{"type":"realtime"}}"#,
+        r#"{"type":"cancel"}"#,
+    ] {
+        browser.send_text(bad).await;
+        let error = browser
+            .wait_for(|m| matches!(m, ServerMessage::Error(_)))
+            .await;
+        assert!(
+            matches!(
+                error,
+                ServerMessage::Error(ErrorEvent {
+                    stage: Stage::Proxy,
+                    code: ErrorCode::InvalidMessage,
+                    retryable: false,
+                    ..
+                })
+            ),
+            "{bad}: {error:?}"
+        );
+    }
+    browser.send_binary(vec![1, 2, 3]).await;
+    browser
+        .wait_for(|m| matches!(m, ServerMessage::Error(e) if e.code == ErrorCode::InvalidMessage))
+        .await;
+    // A cancel for a response that never existed is ignored.
+    browser
+        .send(ClientMessage::Cancel {
+            response_id: 99,
+            played_samples: 0,
+        })
+        .await;
+    session_goes_on(&proxy, &mut browser).await;
+    let records = proxy.sim.records();
+    assert!(
+        records.realtime[0]
+            .events
+            .iter()
+            .all(|e| e["type"] != "session.update" || e["session"]["type"] == "transcription"),
+        "a browser-sent session.update reached the upstream"
+    );
+    proxy.stop().await;
+}

@@ -1,0 +1,97 @@
+//! The HTTP surface: health, one-shot endpoints, error bodies.
+
+use proxy::sim::{Fault, SimConfig, SimStage};
+use serde_json::{Value, json};
+use voice_agent_e2e::TestProxy;
+
+async fn post(proxy: &TestProxy, path: &str, body: Value) -> (u16, bytes::Bytes) {
+    let response = reqwest::Client::new()
+        .post(format!("{}{path}", proxy.http_url()))
+        .json(&body)
+        .send()
+        .await
+        .expect("the proxy answers");
+    let status = response.status().as_u16();
+    (status, response.bytes().await.expect("a body"))
+}
+
+#[tokio::test]
+async fn health_reports_ok() {
+    let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
+    let body: Value = reqwest::get(format!("{}/healthz", proxy.http_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["simulated"], false);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_a_400_with_a_json_error() {
+    let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
+    for (path, body) in [
+        ("/api/speech", json!({"text": "   "})),
+        ("/api/speech", json!({"words": "hi"})),
+        ("/api/reply", json!({"text": "x".repeat(5000)})),
+    ] {
+        let (status, bytes) = post(&proxy, path, body).await;
+        assert_eq!(status, 400, "{path}");
+        let error: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(error["error"]["stage"], "proxy");
+        assert_eq!(error["error"]["code"], "invalid_message");
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn upstream_failures_are_a_502_naming_the_stage() {
+    let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
+    proxy.sim.inject(SimStage::Speech, Fault::unauthorized());
+    let (status, bytes) = post(&proxy, "/api/speech", json!({"text": "Hello."})).await;
+    assert_eq!(status, 502);
+    let error: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(error["error"]["stage"], "tts");
+    assert_eq!(error["error"]["code"], "upstream_auth");
+    assert_eq!(error["error"]["retryable"], false);
+
+    proxy
+        .sim
+        .inject(SimStage::Chat, Fault::insufficient_quota());
+    let (status, bytes) = post(&proxy, "/api/reply", json!({"text": "Hello."})).await;
+    assert_eq!(status, 502);
+    let error: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(error["error"]["stage"], "llm");
+    assert_eq!(error["error"]["code"], "insufficient_quota");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn one_shot_endpoints_answer() {
+    let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
+    proxy.sim.script_reply("Forty-two.");
+    let (status, bytes) = post(&proxy, "/api/reply", json!({"text": "The answer?"})).await;
+    assert_eq!(status, 200);
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["text"], "Forty-two.");
+
+    let (status, audio) = post(&proxy, "/api/speech", json!({"text": "Hello there."})).await;
+    assert_eq!(status, 200);
+    assert!(!audio.is_empty());
+    assert_eq!(audio.len() % 2, 0);
+    let sent = &proxy.sim.records().speech[0].sent;
+    assert_eq!(&audio[..], &sent[..sent.len() - sent.len() % 2]);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_plain_get_on_the_socket_endpoint_is_refused() {
+    let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
+    let response = reqwest::get(format!("{}/ws", proxy.http_url()))
+        .await
+        .unwrap();
+    assert!(response.status().is_client_error(), "{}", response.status());
+    proxy.stop().await;
+}

