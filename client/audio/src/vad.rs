@@ -1,0 +1,558 @@
+//! Energy voice-activity detector on 10 ms frames of 24 kHz PCM16.
+//!
+//! Per frame: the level in dBFS (`10·log10(mean(x²))`, floored at [`SILENCE_DBFS`]) is compared
+//! with thresholds derived from an adaptive noise floor:
+//!
+//! * **noise floor**: tracks the level while not speaking — fast when the level is below it
+//!   (a quiet room is learnt in ~100 ms), slowly when above (rising noise is learnt in seconds
+//!   but a word does not drag it up), frozen while speaking, clamped to a sane range. During a
+//!   short warm-up after creation it follows the level fast in both directions and no speech
+//!   can start, so the first guess does not matter.
+//! * **start**: the level must exceed `max(floor + start_margin, min_start_level)` for
+//!   `onset_ms` in a row (rejects clicks). While the assistant is audible the start threshold
+//!   is raised by `echo_guard_db` so its own voice leaking from the speakers does not barge in.
+//! * **stop**: the level must stay below the start threshold minus `stop_hysteresis_db` for
+//!   `hangover_ms` (does not cut between words), or the utterance reaches `max_utterance_ms`.
+//!   After a forced stop the detector re-arms only once the level has dropped below the stop
+//!   threshold, so a steady loud noise cannot chain max-length utterances: the floor catches up
+//!   with it instead.
+//!
+//! Positions in events count 24 kHz samples since the detector was created.
+
+use crate::pcm;
+
+/// Rate the detector runs at: the capture pipeline's output rate.
+pub const SAMPLE_RATE_HZ: u32 = 24_000;
+
+/// Length of one analysis frame: 10 ms is short enough for a ~30 ms reaction and long enough
+/// for a stable energy estimate.
+pub const FRAME_MS: u32 = 10;
+
+/// Samples in one analysis frame at [`SAMPLE_RATE_HZ`].
+pub const FRAME_SAMPLES: usize = (SAMPLE_RATE_HZ * FRAME_MS / 1000) as usize;
+
+/// Level reported for digital silence (−100 dBFS is below any real microphone's noise).
+pub const SILENCE_DBFS: f32 = -100.0;
+
+/// Tuning of [`Vad`]. Every field has a default that worked on real and synthetic speech.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VadConfig {
+    /// How far above the noise floor a frame must be to count towards a start, in dB.
+    pub start_margin_db: f32,
+    /// Absolute minimum level for a start, in dBFS: in a near-silent room the floor-relative
+    /// threshold alone would fire on breathing.
+    pub min_start_level_dbfs: f32,
+    /// Hysteresis: speech continues while the level stays within this many dB below the start
+    /// threshold.
+    pub stop_hysteresis_db: f32,
+    /// Consecutive loud time needed to confirm a start, in ms (rounded up to whole frames).
+    pub onset_ms: u32,
+    /// Quiet time after speech before the stop event, in ms (rounded up to whole frames,
+    /// at least one).
+    pub hangover_ms: u32,
+    /// Longest utterance; speech is force-stopped at this length, in ms.
+    pub max_utterance_ms: u32,
+    /// Added to the start threshold while the assistant is audible, in dB.
+    pub echo_guard_db: f32,
+    /// Fraction of the gap the floor closes per frame when the level is below it.
+    pub floor_fall_per_frame: f32,
+    /// Fraction of the gap the floor closes per frame when the level is above it.
+    pub floor_rise_per_frame: f32,
+    /// Lowest value of the noise floor, in dBFS.
+    pub floor_min_dbfs: f32,
+    /// Highest value of the noise floor, in dBFS: even a very noisy room must leave room for a
+    /// start threshold below full scale.
+    pub floor_max_dbfs: f32,
+    /// Initial period in which the floor adapts fast both ways and no speech starts, in ms.
+    pub warmup_ms: u32,
+}
+
+impl Default for VadConfig {
+    fn default() -> Self {
+        Self {
+            // 12 dB above the floor: speech is typically 20–40 dB above room noise, while noise
+            // fluctuations stay within a few dB.
+            start_margin_db: 12.0,
+            // A quiet laptop microphone sits near −60 dBFS; conversational speech near −30.
+            min_start_level_dbfs: -50.0,
+            // 5 dB (stop at floor + 7 with the default margin): soft word endings do not end
+            // the utterance, but the return to room noise does.
+            stop_hysteresis_db: 5.0,
+            // Three frames: rejects clicks and taps, costs 30 ms of reaction.
+            onset_ms: 30,
+            // Matches common server VAD defaults (≈ 500 ms) and the latency budget's ≤ 500 ms.
+            hangover_ms: 500,
+            // Bounds one turn's upload; longer monologues are split into several turns.
+            max_utterance_ms: 30_000,
+            // Speaker echo after browser AEC is typically 10–20 dB below the user's voice.
+            echo_guard_db: 15.0,
+            // ≈ 50 ms time constant: a drop in noise is learnt within a few frames.
+            floor_fall_per_frame: 0.2,
+            // ≈ 2 s time constant: rising noise is learnt in seconds; a 300 ms word moves the
+            // floor by under 2 dB.
+            floor_rise_per_frame: 0.005,
+            floor_min_dbfs: -100.0,
+            floor_max_dbfs: -20.0,
+            // 200 ms: covers the microphone's opening transient and AGC settling.
+            warmup_ms: 200,
+        }
+    }
+}
+
+/// Why speech stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The level stayed below the stop threshold for the hangover.
+    Silence,
+    /// The utterance reached `max_utterance_ms`.
+    MaxLength,
+}
+
+/// A change of the speaking state, reported at the end of the frame that decided it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VadEvent {
+    /// Speech confirmed.
+    SpeechStarted {
+        /// First sample of the first loud frame of the onset.
+        start_sample: u64,
+    },
+    /// Speech ended.
+    SpeechStopped {
+        /// First sample of the quiet run for [`StopReason::Silence`]; the cut point for
+        /// [`StopReason::MaxLength`].
+        end_sample: u64,
+        /// Why it ended.
+        reason: StopReason,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Idle {
+        /// Consecutive frames above the start threshold.
+        loud_frames: u32,
+        /// Set by a forced stop: no start until a frame falls below the stop threshold.
+        needs_rearm: bool,
+    },
+    Speaking {
+        /// Frames since the first loud frame of the onset.
+        frames: u32,
+        /// Consecutive frames below the stop threshold.
+        quiet_frames: u32,
+    },
+}
+
+/// Frame counts derived from a [`VadConfig`].
+#[derive(Debug, Clone, Copy)]
+struct FrameCounts {
+    onset: u32,
+    hangover: u32,
+    max_utterance: u32,
+    warmup: u32,
+}
+
+impl FrameCounts {
+    fn from_config(config: &VadConfig) -> Self {
+        let frames = |ms: u32| ms.div_ceil(FRAME_MS);
+        Self {
+            onset: frames(config.onset_ms).max(1),
+            hangover: frames(config.hangover_ms).max(1),
+            max_utterance: frames(config.max_utterance_ms).max(1),
+            warmup: frames(config.warmup_ms),
+        }
+    }
+}
+
+/// The detector. Feed it whole frames with [`Vad::process_frame`].
+#[derive(Debug, Clone)]
+pub struct Vad {
+    config: VadConfig,
+    counts: FrameCounts,
+    state: State,
+    floor_dbfs: f32,
+    level_dbfs: f32,
+    assistant_audible: bool,
+    frames_seen: u64,
+}
+
+impl Vad {
+    /// A detector in the idle state, warming up.
+    pub fn new(config: VadConfig) -> Self {
+        Self {
+            counts: FrameCounts::from_config(&config),
+            state: State::Idle {
+                loud_frames: 0,
+                needs_rearm: false,
+            },
+            // Anything in range works: the warm-up overwrites it within a few frames.
+            floor_dbfs: config.min_start_level_dbfs - config.start_margin_db,
+            level_dbfs: SILENCE_DBFS,
+            assistant_audible: false,
+            frames_seen: 0,
+            config,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &VadConfig {
+        &self.config
+    }
+
+    /// Replaces the configuration; the state (speaking or not, the floor) is kept.
+    pub fn set_config(&mut self, config: VadConfig) {
+        self.counts = FrameCounts::from_config(&config);
+        self.config = config;
+    }
+
+    /// Raises (or restores) the start threshold by `echo_guard_db` while the assistant plays.
+    pub fn set_assistant_audible(&mut self, audible: bool) {
+        self.assistant_audible = audible;
+    }
+
+    /// Whether speech is in progress.
+    pub fn is_speaking(&self) -> bool {
+        matches!(self.state, State::Speaking { .. })
+    }
+
+    /// The adaptive noise floor, in dBFS.
+    pub fn noise_floor_dbfs(&self) -> f32 {
+        self.floor_dbfs
+    }
+
+    /// Level of the last frame, in dBFS.
+    pub fn level_dbfs(&self) -> f32 {
+        self.level_dbfs
+    }
+
+    /// Samples consumed so far (the position the next frame starts at).
+    pub fn position_samples(&self) -> u64 {
+        self.frames_seen * FRAME_SAMPLES as u64
+    }
+
+    /// The level a frame must exceed to count towards a start, in dBFS.
+    pub fn start_threshold_dbfs(&self) -> f32 {
+        let guard = if self.assistant_audible {
+            self.config.echo_guard_db
+        } else {
+            0.0
+        };
+        self.unguarded_start_threshold_dbfs() + guard
+    }
+
+    /// The level below which a frame counts as quiet, in dBFS.
+    pub fn stop_threshold_dbfs(&self) -> f32 {
+        self.unguarded_start_threshold_dbfs() - self.config.stop_hysteresis_db
+    }
+
+    fn unguarded_start_threshold_dbfs(&self) -> f32 {
+        (self.floor_dbfs + self.config.start_margin_db).max(self.config.min_start_level_dbfs)
+    }
+
+    /// Analyses one frame of [`FRAME_SAMPLES`] samples.
+    pub fn process_frame(&mut self, frame: &[i16]) -> Option<VadEvent> {
+        debug_assert_eq!(frame.len(), FRAME_SAMPLES);
+        let frame_start = self.position_samples();
+        self.frames_seen += 1;
+        let level = frame_level_dbfs(frame);
+        self.level_dbfs = level;
+
+        let warming_up = self.frames_seen <= u64::from(self.counts.warmup);
+        let is_loud = level > self.start_threshold_dbfs();
+        let is_quiet = level < self.stop_threshold_dbfs();
+        match &mut self.state {
+            State::Idle {
+                loud_frames,
+                needs_rearm,
+            } => {
+                if is_quiet {
+                    *needs_rearm = false;
+                }
+                *loud_frames = if is_loud && !warming_up && !*needs_rearm {
+                    *loud_frames + 1
+                } else {
+                    0
+                };
+                if *loud_frames >= self.counts.onset {
+                    let start_sample = frame_start + FRAME_SAMPLES as u64
+                        - u64::from(*loud_frames) * FRAME_SAMPLES as u64;
+                    self.state = State::Speaking {
+                        frames: *loud_frames,
+                        quiet_frames: 0,
+                    };
+                    return Some(VadEvent::SpeechStarted { start_sample });
+                }
+                self.adapt_floor(level, warming_up);
+                None
+            }
+            State::Speaking {
+                frames,
+                quiet_frames,
+            } => {
+                *frames += 1;
+                *quiet_frames = if is_quiet { *quiet_frames + 1 } else { 0 };
+                let frame_end = frame_start + FRAME_SAMPLES as u64;
+                let event = if *quiet_frames >= self.counts.hangover {
+                    let end_sample = frame_end - u64::from(*quiet_frames) * FRAME_SAMPLES as u64;
+                    self.state = State::Idle {
+                        loud_frames: 0,
+                        needs_rearm: false,
+                    };
+                    VadEvent::SpeechStopped {
+                        end_sample,
+                        reason: StopReason::Silence,
+                    }
+                } else if *frames >= self.counts.max_utterance {
+                    self.state = State::Idle {
+                        loud_frames: 0,
+                        needs_rearm: true,
+                    };
+                    VadEvent::SpeechStopped {
+                        end_sample: frame_end,
+                        reason: StopReason::MaxLength,
+                    }
+                } else {
+                    return None;
+                };
+                Some(event)
+            }
+        }
+    }
+
+    /// Moves the floor towards `level`: fast down, slow up (fast both ways while warming up).
+    fn adapt_floor(&mut self, level: f32, warming_up: bool) {
+        let rate = if warming_up || level < self.floor_dbfs {
+            self.config.floor_fall_per_frame
+        } else {
+            self.config.floor_rise_per_frame
+        };
+        self.floor_dbfs += rate * (level - self.floor_dbfs);
+        self.floor_dbfs = self
+            .floor_dbfs
+            .clamp(self.config.floor_min_dbfs, self.config.floor_max_dbfs);
+    }
+}
+
+/// Mean power of a frame in dBFS, floored at [`SILENCE_DBFS`].
+pub fn frame_level_dbfs(frame: &[i16]) -> f32 {
+    let energy: f32 = frame.iter().map(|&s| pcm::i16_to_f32(s).powi(2)).sum();
+    power_to_dbfs(energy / frame.len().max(1) as f32)
+}
+
+/// `10·log10(mean square)` floored at [`SILENCE_DBFS`].
+pub fn power_to_dbfs(mean_square: f32) -> f32 {
+    if mean_square > 0.0 {
+        (10.0 * mean_square.log10()).max(SILENCE_DBFS)
+    } else {
+        SILENCE_DBFS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::Lcg;
+
+    /// Frames of white noise at roughly `level_dbfs`.
+    fn noise_frame(rng: &mut Lcg, level_dbfs: f32) -> [i16; FRAME_SAMPLES] {
+        // Uniform noise in [-a, a] has RMS a/√3.
+        let amplitude = 10f32.powf(level_dbfs / 20.0) * 3f32.sqrt();
+        std::array::from_fn(|_| pcm::f32_to_i16(amplitude * rng.next_bipolar()))
+    }
+
+    fn tone_frame(index: u64, level_dbfs: f32) -> [i16; FRAME_SAMPLES] {
+        // A sine's RMS is its amplitude / √2.
+        let amplitude = 10f32.powf(level_dbfs / 20.0) * 2f32.sqrt();
+        std::array::from_fn(|i| {
+            let n = index * FRAME_SAMPLES as u64 + i as u64;
+            let phase = 2.0 * std::f64::consts::PI * 300.0 * n as f64 / f64::from(SAMPLE_RATE_HZ);
+            pcm::f32_to_i16(amplitude * phase.sin() as f32)
+        })
+    }
+
+    /// Runs frames produced by `level_at(frame_index)` (None = noise at −60 dBFS, Some = a tone
+    /// at that level) and returns the events with the frame index they fired at.
+    fn run(
+        vad: &mut Vad,
+        frames: u64,
+        level_at: impl Fn(u64) -> Option<f32>,
+    ) -> Vec<(u64, VadEvent)> {
+        let mut rng = Lcg::new(7);
+        let mut events = Vec::new();
+        for i in 0..frames {
+            let frame = match level_at(i) {
+                Some(level) => tone_frame(i, level),
+                None => noise_frame(&mut rng, -60.0),
+            };
+            if let Some(e) = vad.process_frame(&frame) {
+                events.push((i, e));
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn frame_level_measures_dbfs() {
+        assert_eq!(frame_level_dbfs(&[0; FRAME_SAMPLES]), SILENCE_DBFS);
+        assert!(frame_level_dbfs(&[i16::MIN; FRAME_SAMPLES]).abs() < 0.01);
+        let level = frame_level_dbfs(&tone_frame(0, -20.0));
+        assert!((level + 20.0).abs() < 0.2, "{level}");
+    }
+
+    #[test]
+    fn the_floor_learns_the_room_and_noise_alone_never_starts_speech() {
+        let mut vad = Vad::new(VadConfig::default());
+        assert!(run(&mut vad, 500, |_| None).is_empty());
+        let floor = vad.noise_floor_dbfs();
+        assert!((floor + 60.0).abs() < 2.0, "floor {floor}");
+    }
+
+    #[test]
+    fn onset_is_confirmed_after_three_loud_frames_and_stops_after_the_hangover() {
+        let mut vad = Vad::new(VadConfig::default());
+        let events = run(&mut vad, 300, |i| (100..150).contains(&i).then_some(-25.0));
+        assert_eq!(
+            events,
+            [
+                (
+                    102,
+                    VadEvent::SpeechStarted {
+                        start_sample: 100 * FRAME_SAMPLES as u64
+                    }
+                ),
+                (
+                    199,
+                    VadEvent::SpeechStopped {
+                        end_sample: 150 * FRAME_SAMPLES as u64,
+                        reason: StopReason::Silence
+                    }
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn hangover_is_configurable_and_pauses_shorter_than_it_do_not_stop() {
+        let config = VadConfig {
+            hangover_ms: 200,
+            ..VadConfig::default()
+        };
+        let mut vad = Vad::new(config);
+        // Two words with a 150 ms gap, then silence.
+        let events = run(&mut vad, 300, |i| {
+            ((50..80).contains(&i) || (95..120).contains(&i)).then_some(-25.0)
+        });
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(
+            events[1].0,
+            120 + 20 - 1,
+            "stop 200 ms after the second word"
+        );
+    }
+
+    #[test]
+    fn a_single_loud_click_does_not_start() {
+        let mut vad = Vad::new(VadConfig::default());
+        assert!(run(&mut vad, 200, |i| (i == 100 || i == 103).then_some(-10.0)).is_empty());
+    }
+
+    #[test]
+    fn nothing_starts_during_warm_up() {
+        let mut vad = Vad::new(VadConfig::default());
+        let events = run(&mut vad, 100, |i| (i < 10).then_some(-20.0));
+        assert!(events.is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn quiet_speech_below_the_absolute_minimum_does_not_start() {
+        let mut vad = Vad::new(VadConfig::default());
+        // 12 dB above the −60 dBFS floor but below −50 dBFS.
+        assert!(run(&mut vad, 200, |i| (i >= 50).then_some(-53.0)).is_empty());
+    }
+
+    #[test]
+    fn max_utterance_forces_a_stop_and_steady_noise_does_not_chain_utterances() {
+        let config = VadConfig {
+            max_utterance_ms: 1_000,
+            ..VadConfig::default()
+        };
+        let mut vad = Vad::new(config);
+        // A loud steady "noise" from frame 50 on: one forced stop, then the floor catches up.
+        let events = run(&mut vad, 1_500, |i| (i >= 50).then_some(-30.0));
+        assert_eq!(
+            events,
+            [
+                (
+                    52,
+                    VadEvent::SpeechStarted {
+                        start_sample: 50 * FRAME_SAMPLES as u64
+                    }
+                ),
+                (
+                    149,
+                    VadEvent::SpeechStopped {
+                        end_sample: 150 * FRAME_SAMPLES as u64,
+                        reason: StopReason::MaxLength
+                    }
+                ),
+            ]
+        );
+        assert!(
+            vad.noise_floor_dbfs() > -33.0,
+            "floor {}",
+            vad.noise_floor_dbfs()
+        );
+    }
+
+    #[test]
+    fn echo_guard_raises_the_start_threshold_while_the_assistant_is_audible() {
+        let burst = |i: u64| (100..150).contains(&i).then_some(-40.0);
+        let mut guarded = Vad::new(VadConfig::default());
+        guarded.set_assistant_audible(true);
+        assert!(run(&mut guarded, 300, burst).is_empty());
+
+        let mut unguarded = Vad::new(VadConfig::default());
+        assert_eq!(run(&mut unguarded, 300, burst).len(), 2);
+
+        // A louder voice still barges in through the guard.
+        let mut barge_in = Vad::new(VadConfig::default());
+        barge_in.set_assistant_audible(true);
+        assert_eq!(
+            run(&mut barge_in, 300, |i| (100..150)
+                .contains(&i)
+                .then_some(-20.0))
+            .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn the_floor_is_frozen_during_speech() {
+        let mut vad = Vad::new(VadConfig {
+            max_utterance_ms: 60_000,
+            ..VadConfig::default()
+        });
+        run(&mut vad, 110, |i| (i >= 100).then_some(-25.0));
+        assert!(vad.is_speaking());
+        let before = vad.noise_floor_dbfs();
+        for i in 0..1_000 {
+            vad.process_frame(&tone_frame(i, -25.0));
+        }
+        assert!(vad.is_speaking());
+        assert_eq!(vad.noise_floor_dbfs(), before);
+    }
+
+    #[test]
+    fn config_changes_apply_to_speech_in_progress() {
+        let mut vad = Vad::new(VadConfig::default());
+        run(&mut vad, 60, |i| (i >= 50).then_some(-25.0));
+        assert!(vad.is_speaking());
+        vad.set_config(VadConfig {
+            hangover_ms: 100,
+            ..*vad.config()
+        });
+        let mut rng = Lcg::new(3);
+        let stopped_after =
+            (1..=20).find(|_| vad.process_frame(&noise_frame(&mut rng, -60.0)).is_some());
+        assert_eq!(stopped_after, Some(10));
+    }
+}
