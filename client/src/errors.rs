@@ -1,0 +1,160 @@
+//! Errors shown to the user, in plain words: the browser's own ([`ClientError`]) and the
+//! proxy's `error` events ([`ShownError::from_event`]), each naming the stage it came from.
+
+use protocol::{ErrorCode, ErrorEvent, Stage};
+
+use crate::session::SessionError;
+
+/// What went wrong on this side.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The user or the browser refused the microphone.
+    #[error(
+        "Microphone access was refused. Allow it in the browser's site settings and press Start again."
+    )]
+    MicrophoneDenied,
+    /// There is no usable microphone.
+    #[error("No microphone could be opened: {0}")]
+    MicrophoneUnavailable(String),
+    /// The browser lacks a needed audio feature, or it failed to start.
+    #[error("This browser could not start audio: {0}")]
+    AudioUnavailable(String),
+    /// `audio.wasm` or `worklets.js` could not be loaded.
+    #[error("The audio processor could not be loaded: {0}")]
+    AudioProcessor(String),
+    /// The WebSocket could not be opened.
+    #[error("Could not connect to the server: {0}")]
+    Connect(String),
+    /// The WebSocket closed while the session ran.
+    #[error("The connection to the server closed (code {code}{}).", if reason.is_empty() { String::new() } else { format!(": {reason}") })]
+    ConnectionLost {
+        /// The WebSocket close code.
+        code: u16,
+        /// The close reason, possibly empty.
+        reason: String,
+    },
+    /// The server sent something this page cannot read.
+    #[error("The server sent a message this page does not understand: {0}")]
+    BadMessage(String),
+    /// The session cannot go on.
+    #[error("{0}")]
+    Session(#[from] SessionError),
+}
+
+impl ClientError {
+    /// The part of the system it concerns, in plain words.
+    pub fn stage_words(&self) -> &'static str {
+        match self {
+            ClientError::MicrophoneDenied | ClientError::MicrophoneUnavailable(_) => "Microphone",
+            ClientError::AudioUnavailable(_) | ClientError::AudioProcessor(_) => {
+                "Audio in this browser"
+            }
+            ClientError::Connect(_) | ClientError::ConnectionLost { .. } => "Connection",
+            ClientError::BadMessage(_) | ClientError::Session(_) => "Connection",
+        }
+    }
+}
+
+/// The words for a pipeline stage.
+pub fn stage_words(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Stt => "Speech recognition",
+        Stage::Llm => "The language model",
+        Stage::Tts => "Speech synthesis",
+        Stage::Proxy => "The server",
+    }
+}
+
+/// An error as the page lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShownError {
+    /// Where it happened, in plain words ("Speech recognition").
+    pub stage: &'static str,
+    /// A stable machine name of the stage (`stt`, `llm`, `tts`, `proxy`, `client`).
+    pub stage_key: &'static str,
+    /// What happened, in a sentence.
+    pub message: String,
+    /// What the user can do about it.
+    pub hint: &'static str,
+}
+
+impl ShownError {
+    /// From a proxy `error` event.
+    pub fn from_event(event: &ErrorEvent) -> Self {
+        let hint = match (event.code, event.retryable) {
+            (ErrorCode::AudioTooShort | ErrorCode::TranscriptionFailed, _) => {
+                "Try saying it again."
+            }
+            (ErrorCode::UpstreamAuth | ErrorCode::InsufficientQuota, _) => {
+                "The operator needs to fix the service account."
+            }
+            (_, true) => "It may work if you try again.",
+            (_, false) => "Trying again will not help.",
+        };
+        Self {
+            stage: stage_words(event.stage),
+            stage_key: event.stage.as_str(),
+            message: event.message.clone(),
+            hint,
+        }
+    }
+
+    /// From a failure on this side.
+    pub fn from_client(error: &ClientError) -> Self {
+        let hint = match error {
+            ClientError::MicrophoneDenied => "",
+            ClientError::ConnectionLost { .. } | ClientError::Connect(_) => {
+                "Press Start to connect again."
+            }
+            _ => "Press Start to try again.",
+        };
+        Self {
+            stage: error.stage_words(),
+            stage_key: "client",
+            message: error.to_string(),
+            hint,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_errors_name_their_stage_in_plain_words() {
+        let shown = ShownError::from_event(&ErrorEvent {
+            stage: Stage::Tts,
+            code: ErrorCode::RateLimited,
+            message: "Speech synthesis is rate limited.".into(),
+            retryable: true,
+            turn_id: None,
+            response_id: Some(1),
+        });
+        assert_eq!(shown.stage, "Speech synthesis");
+        assert_eq!(shown.stage_key, "tts");
+        assert_eq!(shown.hint, "It may work if you try again.");
+    }
+
+    #[test]
+    fn client_errors_read_as_sentences() {
+        let error = ClientError::ConnectionLost {
+            code: 1011,
+            reason: "upstream gone".into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "The connection to the server closed (code 1011: upstream gone)."
+        );
+        let shown = ShownError::from_client(&error);
+        assert_eq!(shown.stage, "Connection");
+        assert_eq!(
+            ClientError::ConnectionLost {
+                code: 1006,
+                reason: String::new()
+            }
+            .to_string(),
+            "The connection to the server closed (code 1006)."
+        );
+    }
+}

@@ -1,0 +1,48 @@
+//! The voice agent's browser app: a Leptos (CSR) page that captures the microphone, streams
+//! the user's speech to the proxy over one WebSocket, plays the streamed answer gaplessly and
+//! shows the conversation.
+//!
+//! # Layout
+//!
+//! Plain Rust, compiled everywhere and unit-tested natively:
+//!
+//! * [`session`] — the client side of a voice session as a pure state machine: turn
+//!   announcements, which audio to play or drop, barge-in (clear playback, tell the proxy,
+//!   report what was played), the echo guard, the pipeline state the page shows.
+//! * [`conversation`] — the transcript model: user text partial → final, the answer as it
+//!   streams, interrupted answers split where the user stopped hearing them.
+//! * [`waterfall`] — the per-turn latency waterfall as labelled steps.
+//! * [`errors`] — errors in plain words, with the stage they came from.
+//! * [`probe`] — the counters browser tests read through `window.__voiceTest()`.
+//!
+//! Browser only (`wasm32`): `app` (the components), `engine` (the running session: the
+//! socket, the AudioContext and the two worklets, wired to [`session::Session`]), `audio`
+//! (AudioContext, `audio.wasm`, worklet nodes, the microphone) and `socket` (the WebSocket).
+//!
+//! # Audio path
+//!
+//! The DSP runs in two AudioWorklets (`client/worklet/worklets.js`) on `audio.wasm`
+//! (`client/audio`), which this page fetches and compiles once and hands to both as a
+//! `WebAssembly.Module`. The capture worklet resamples the microphone from the device rate to
+//! 24 kHz, runs the VAD and posts 20 ms PCM16 frames only while the user speaks; this page
+//! forwards each frame's buffer to the socket untouched. The playback worklet takes the
+//! answer's PCM16 chunks, tagged with their response id, and plays them through a jitter
+//! cushion at the device rate.
+
+pub mod conversation;
+pub mod errors;
+pub mod probe;
+pub mod session;
+pub mod waterfall;
+
+#[cfg(target_arch = "wasm32")]
+mod app;
+#[cfg(target_arch = "wasm32")]
+mod audio;
+#[cfg(target_arch = "wasm32")]
+mod engine;
+#[cfg(target_arch = "wasm32")]
+mod socket;
+
+#[cfg(target_arch = "wasm32")]
+pub use app::start;
