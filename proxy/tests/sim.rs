@@ -1322,3 +1322,64 @@ async fn shutdown_ends_streams_and_stops_listening() {
         .await;
     assert!(after.is_err(), "nothing listens any more");
 }
+
+#[tokio::test]
+async fn a_client_that_gives_up_before_the_headers_is_recorded() {
+    let sim = start(plain()).await;
+    sim.inject(SimStage::Speech, Fault::Stall { after: 0 });
+    let request = http()
+        .post(format!("{}/audio/speech", sim.base_url()))
+        .bearer_auth(KEY)
+        .timeout(Duration::from_millis(200))
+        .json(&speech_body("Never answered."))
+        .send()
+        .await;
+    assert!(request.is_err_and(|error| error.is_timeout()));
+    let records = wait(&sim, |records| records.speech[0].outcome.is_final()).await;
+    assert_eq!(records.speech[0].outcome, Outcome::ClientClosed);
+    assert!(records.speech[0].sent.is_empty());
+}
+
+#[tokio::test]
+async fn default_latencies_still_deliver_everything_in_order() {
+    let sim = start(SimConfig::default()).await;
+    sim.script_transcript("Paced words arrive one by one.");
+    sim.script_reply("Paced reply. Two sentences.");
+    let mut ws = transcription_session(&sim).await;
+    configure(&mut ws, Value::Null).await;
+    append(&mut ws, &tone(300, 0.3)).await;
+    send(&mut ws, json!({"type": "input_audio_buffer.commit"})).await;
+    let events = events_until(
+        &mut ws,
+        "conversation.item.input_audio_transcription.completed",
+    )
+    .await;
+    assert_eq!(
+        events.last().expect("completed")["transcript"],
+        "Paced words arrive one by one."
+    );
+    let mut body = chat_body(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let (bytes, _, error) = read_body(post(&sim, "/chat/completions", &body).await).await;
+    assert!(error.is_none());
+    assert_eq!(
+        sse_payloads(&bytes).last().map(String::as_str),
+        Some("[DONE]")
+    );
+    let (pcm, _, error) =
+        read_body(post(&sim, "/audio/speech", &speech_body("Paced audio.")).await).await;
+    assert!(error.is_none());
+    let records = wait(&sim, |records| {
+        records
+            .speech
+            .first()
+            .is_some_and(|s| s.outcome == Outcome::Completed)
+    })
+    .await;
+    assert_eq!(records.speech[0].sent, pcm);
+    assert_eq!(records.realtime[0].sent_count("session.created"), 1);
+    assert_eq!(
+        records.realtime[0].sent_count("conversation.item.input_audio_transcription.completed"),
+        1
+    );
+}

@@ -98,10 +98,11 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = cli.config();
     let listener = TcpListener::bind((cli.host, cli.port)).await?;
-    let sim = Simulator::start_on(listener, config.clone())?;
+    let sim = Simulator::start_on(listener, config.clone()).await?;
     tracing::info!(base_url = %sim.base_url(), realtime_url = %sim.realtime_url(), ?config, "OpenAI simulator ready");
     tokio::signal::ctrl_c().await?;
     tracing::info!("stopping");
     sim.shutdown().await;
+    tracing::info!("stopped");
     Ok(())
 }

@@ -363,18 +363,25 @@ struct Meta {
 }
 
 impl Meta {
-    fn chunk(&self, choices: Value, usage: Option<Value>) -> String {
-        let mut chunk = json!({
+    /// `id`, `object`, `created`, `model` and (quirk) `service_tier`, `system_fingerprint`,
+    /// in the service's key order.
+    fn head(&self, object: &str) -> Value {
+        let mut head = json!({
             "id": self.id,
-            "object": "chat.completion.chunk",
+            "object": object,
             "created": self.created,
             "model": self.model,
-            "choices": choices,
         });
         if let Some(fingerprint) = &self.fingerprint {
-            chunk["service_tier"] = json!("default");
-            chunk["system_fingerprint"] = json!(fingerprint);
+            head["service_tier"] = json!("default");
+            head["system_fingerprint"] = json!(fingerprint);
         }
+        head
+    }
+
+    fn chunk(&self, choices: Value, usage: Option<Value>) -> String {
+        let mut chunk = self.head("chat.completion.chunk");
+        chunk["choices"] = choices;
         if self.include_usage {
             chunk["usage"] = usage.unwrap_or(Value::Null);
         }
@@ -416,23 +423,14 @@ impl Meta {
 
     /// The non-streaming `chat.completion`.
     fn completion(&self, content: &str, finish_reason: &str, usage: Value) -> Value {
-        let mut completion = json!({
-            "id": self.id,
-            "object": "chat.completion",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{
-                "index": 0,
-                "message": { "role": "assistant", "content": content, "refusal": null, "annotations": [] },
-                "logprobs": null,
-                "finish_reason": finish_reason,
-            }],
-            "usage": usage,
-        });
-        if let Some(fingerprint) = &self.fingerprint {
-            completion["service_tier"] = json!("default");
-            completion["system_fingerprint"] = json!(fingerprint);
-        }
+        let mut completion = self.head("chat.completion");
+        completion["choices"] = json!([{
+            "index": 0,
+            "message": { "role": "assistant", "content": content, "refusal": null, "annotations": [] },
+            "logprobs": null,
+            "finish_reason": finish_reason,
+        }]);
+        completion["usage"] = usage;
         completion
     }
 }

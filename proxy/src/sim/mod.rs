@@ -86,11 +86,11 @@ impl Simulator {
     /// Starts a simulator on `127.0.0.1` and a free port.
     pub async fn start(config: SimConfig) -> std::io::Result<Simulator> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
-        Self::start_on(listener, config)
+        Self::start_on(listener, config).await
     }
 
     /// Starts a simulator on a listener the caller bound (the binary binds its `--port`).
-    pub fn start_on(listener: TcpListener, config: SimConfig) -> std::io::Result<Simulator> {
+    pub async fn start_on(listener: TcpListener, config: SimConfig) -> std::io::Result<Simulator> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(config));
         let app = router(Arc::clone(&shared));
