@@ -1311,9 +1311,24 @@ async fn shutdown_ends_streams_and_stops_listening() {
     let base = sim.base_url();
     let mut response = post(&sim, "/chat/completions", &chat_body(true)).await;
     response.chunk().await.expect("a first chunk");
+    let mut ws = transcription_session(&sim).await;
     tokio::time::timeout(DEADLINE, sim.shutdown())
         .await
         .expect("shutdown completes");
+    let close = tokio::time::timeout(DEADLINE, ws.next())
+        .await
+        .expect("a close before the deadline");
+    let Some(Ok(Message::Close(Some(frame)))) = close else {
+        panic!("expected a close frame: {close:?}")
+    };
+    assert_eq!(frame.code, CloseCode::Away);
+    let rest = tokio::time::timeout(DEADLINE, response.chunk())
+        .await
+        .expect("the stalled body ends");
+    assert!(
+        rest.is_err(),
+        "the stalled stream is cut, not completed: {rest:?}"
+    );
     let after = http()
         .post(format!("{base}/chat/completions"))
         .bearer_auth(KEY)

@@ -41,9 +41,11 @@ pub(crate) fn accept(
     raw: &Bytes,
 ) -> Result<(Value, Tracker), Box<Response>> {
     let parsed: Option<Value> = serde_json::from_slice(raw).ok();
-    let recorded = parsed
-        .clone()
-        .unwrap_or_else(|| Value::String(String::from_utf8_lossy(raw).into_owned()));
+    let recorded = match &parsed {
+        _ if !shared.recording() => Value::Null,
+        Some(body) => body.clone(),
+        None => Value::String(String::from_utf8_lossy(raw).into_owned()),
+    };
     let authorization = header_text(headers, "authorization");
     let at = match api {
         Api::Chat => shared.add_chat(ChatRecord::new(authorization, recorded)),

@@ -289,7 +289,7 @@ impl Connection {
             match message {
                 Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
                 Some(Ok(Message::Binary(bytes))) => {
-                    self.record_event(json!({ "binary_frame_bytes": bytes.len() }));
+                    self.record_event(|| json!({ "binary_frame_bytes": bytes.len() }));
                     let error = ApiError::invalid_request(
                         "Binary frames are not supported. Send JSON events as text frames.",
                         None,
@@ -305,7 +305,7 @@ impl Connection {
 
     async fn on_text(&mut self, raw: &str) {
         let Ok(event) = serde_json::from_str::<Value>(raw) else {
-            self.record_event(Value::String(raw.to_owned()));
+            self.record_event(|| Value::String(raw.to_owned()));
             let error = ApiError::invalid_request(
                 "We could not parse the JSON body of your request. Expected a JSON object.",
                 None,
@@ -327,7 +327,7 @@ impl Connection {
             self.append(&event, event_id).await;
             return;
         }
-        self.record_event(event.clone());
+        self.record_event(|| event.clone());
         match (&self.kind, kind) {
             (_, "") => {
                 let error = ApiError::invalid_request(
@@ -410,18 +410,21 @@ impl Connection {
             }),
             Some(other) => Err(ApiError::invalid_type("audio", "a string", other)),
         };
-        let mut recorded: Map<String, Value> = event
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(key, _)| *key != "audio")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        recorded.insert(
-            "audio_bytes".into(),
-            json!(decoded.as_ref().map_or(0, Vec::len)),
-        );
-        self.record_event(Value::Object(recorded));
+        // Recorded without the (large) base64 audio, with its decoded length instead.
+        self.record_event(|| {
+            let mut recorded: Map<String, Value> = event
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(key, _)| *key != "audio")
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect();
+            recorded.insert(
+                "audio_bytes".into(),
+                json!(decoded.as_ref().map_or(0, Vec::len)),
+            );
+            Value::Object(recorded)
+        });
         let audio = match decoded {
             Ok(audio) if audio.len() > MAX_APPEND_BYTES => {
                 let error = ApiError::invalid_request(
@@ -641,9 +644,13 @@ impl Connection {
         tokio::spawn(turn::run(turn, plan, self.done.clone()));
     }
 
-    fn record_event(&self, event: Value) {
-        self.shared
-            .update_realtime(self.at, |record| record.events.push(event));
+    /// Records a client event; `event` is only built when recording.
+    fn record_event(&self, event: impl FnOnce() -> Value) {
+        if self.at.is_recorded() {
+            let event = event();
+            self.shared
+                .update_realtime(self.at, |record| record.events.push(event));
+        }
     }
 
     /// Sends an event that belongs to no turn.
@@ -670,12 +677,16 @@ async fn write_loop(
         let next = tokio::select! {
             next = rx.recv() => next,
             () = done.cancelled() => {
-                let _ = sink.close().await;
+                // The reader also stops on shutdown and cancels `done`: say why if so.
+                if shutdown.is_cancelled() {
+                    going_away(&mut sink).await;
+                } else {
+                    let _ = sink.close().await;
+                }
                 return;
             }
             () = shutdown.cancelled() => {
-                let frame = CloseFrame { code: CLOSE_GOING_AWAY, reason: "simulator shutting down".into() };
-                let _ = sink.send(Message::Close(Some(frame))).await;
+                going_away(&mut sink).await;
                 done.cancel();
                 return;
             }
@@ -714,6 +725,15 @@ async fn write_loop(
             }
         }
     }
+}
+
+/// Closes with 1001: the simulator is shutting down.
+async fn going_away(sink: &mut SplitSink<WebSocket, Message>) {
+    let frame = CloseFrame {
+        code: CLOSE_GOING_AWAY,
+        reason: "simulator shutting down".into(),
+    };
+    let _ = sink.send(Message::Close(Some(frame))).await;
 }
 
 #[cfg(test)]

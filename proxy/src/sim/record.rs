@@ -178,6 +178,16 @@ pub(crate) enum RecordRef {
     Speech(Option<usize>),
 }
 
+impl RecordRef {
+    /// Whether there is a record to update (recording was on when the request arrived).
+    pub(crate) fn is_recorded(self) -> bool {
+        matches!(
+            self,
+            Self::Realtime(Some(_)) | Self::Chat(Some(_)) | Self::Speech(Some(_))
+        )
+    }
+}
+
 /// The parts of a chat or speech record an HTTP handler updates.
 pub(crate) trait HttpRecord {
     fn set_status(&mut self, status: u16);

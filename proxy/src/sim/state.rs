@@ -115,7 +115,8 @@ impl Shared {
         result
     }
 
-    fn recording(&self) -> bool {
+    /// Whether records are being kept ([`SimConfig::recording`]).
+    pub(crate) fn recording(&self) -> bool {
         lock(&self.config).recording
     }
 
