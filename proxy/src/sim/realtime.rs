@@ -12,7 +12,7 @@
 //!   `beta_api_shape_disabled`; `input_audio_buffer.append` (no ack), `.commit` (error
 //!   `input_audio_buffer_commit_empty` under 100 ms), `.clear` → `cleared`. With
 //!   `turn_detection` set, [`vad`](super::vad) finds speech in the audio and commits turns
-//!   itself. Each committed turn is transcribed by [`turn`](super::turn).
+//!   itself. Each committed turn is transcribed by [`turn`].
 //! * **Quirks** (when on): `conversation.item.created` (beta-era name) besides `.added`,
 //!   `conversation.item.done`, a made-up future event type once per turn, `obfuscation` on
 //!   deltas, odd delta boundaries.

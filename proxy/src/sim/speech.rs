@@ -7,7 +7,7 @@
 //! `response_format`, which means `mp3`) are 400s that say so.
 //!
 //! The answer: after `tts_first_byte_ms` the headers (200, no length, so the body is sent
-//! with `Transfer-Encoding: chunked`, §3.2), then [`synth`](super::synth) audio in chunks of
+//! with `Transfer-Encoding: chunked`, §3.2), then [`synth`] audio in chunks of
 //! varying size paced at `tts_realtime_factor`. With quirks the first chunk and about one in
 //! three others have an odd length, so they end mid-sample. `stream_format: "sse"` (§3.3,
 //! not for `tts-1`/`tts-1-hd`) sends the same chunks as `speech.audio.delta` events and ends
