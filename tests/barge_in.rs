@@ -1,7 +1,7 @@
 //! Barge-in: the user talks over the answer.
 
 use protocol::{ClientMessage, ServerMessage};
-use proxy::sim::{RequestOutcome, SimConfig};
+use proxy::sim::{Outcome, SimConfig};
 use voice_agent_e2e::{DEADLINE, Received, TestProxy, tone};
 
 const LONG_ANSWER: &str = "Once upon a time there was a lighthouse keeper. Every night she climbed \
@@ -50,20 +50,20 @@ async fn barge_in_cancels_upstream_requests_drops_stale_audio_and_keeps_only_wha
         .sim
         .wait_until(DEADLINE, |r| {
             r.chat.len() == 1
-                && r.chat[0].outcome != RequestOutcome::InProgress
+                && r.chat[0].outcome != Outcome::InProgress
                 && !r.speech.is_empty()
                 && r.speech
                     .iter()
-                    .all(|s| s.outcome != RequestOutcome::InProgress)
+                    .all(|s| s.outcome != Outcome::InProgress)
         })
         .await
         .expect("upstream requests end");
-    assert_eq!(records.chat[0].outcome, RequestOutcome::ClientClosed);
+    assert_eq!(records.chat[0].outcome, Outcome::ClientClosed);
     assert!(
         records
             .speech
             .iter()
-            .any(|s| s.outcome == RequestOutcome::ClientClosed),
+            .any(|s| s.outcome == Outcome::ClientClosed),
         "{:?}",
         records
             .speech
@@ -181,15 +181,15 @@ async fn a_browser_that_leaves_mid_answer_closes_every_upstream_request() {
         .wait_until(DEADLINE, |r| {
             r.chat
                 .iter()
-                .all(|c| c.outcome != RequestOutcome::InProgress)
+                .all(|c| c.outcome != Outcome::InProgress)
                 && r.speech
                     .iter()
-                    .all(|s| s.outcome != RequestOutcome::InProgress)
+                    .all(|s| s.outcome != Outcome::InProgress)
                 && r.realtime.iter().all(|c| c.closed)
         })
         .await
         .expect("every upstream request ends");
-    assert_eq!(records.chat[0].outcome, RequestOutcome::ClientClosed);
+    assert_eq!(records.chat[0].outcome, Outcome::ClientClosed);
     proxy.wait_for_sessions(|n| n == 0).await;
     proxy.stop().await;
 }

@@ -168,9 +168,10 @@ async fn the_upstream_session_is_configured_in_the_ga_transcription_shape() {
         .await;
     let records = proxy.sim.records();
     let connection = &records.realtime[0];
-    assert!(connection.query.contains("intent=transcription"));
-    assert!(!connection.query.contains("model="));
-    assert!(!connection.beta_header);
+    let query = connection.query.clone().unwrap_or_default();
+    assert!(query.contains("intent=transcription"), "{query}");
+    assert!(!query.contains("model="), "{query}");
+    assert_eq!(connection.openai_beta, None);
     let update = connection
         .events
         .iter()

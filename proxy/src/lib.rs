@@ -91,8 +91,12 @@ impl AppState {
         let (simulator, base_url) = match &config.openai_api_key {
             Some(_) => (None, config.openai_base_url.clone()),
             None => {
-                let simulator = sim::Simulator::start(sim::SimConfig::default())
-                    .await
+                // A long-running backend keeps no records of its traffic.
+                let simulator = sim::Simulator::start(sim::SimConfig {
+                    recording: false,
+                    ..sim::SimConfig::default()
+                })
+                .await
                     .map_err(StartError::Simulator)?;
                 let base = simulator.base_url();
                 tracing::warn!(

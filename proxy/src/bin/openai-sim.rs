@@ -1,1 +1,108 @@
-fn main() {}
+//! `openai-sim`: the OpenAI simulator as a standalone server, for running the product without
+//! an API key and as a load-test target.
+//!
+//! `cargo run -p proxy --bin openai-sim -- --port 8001 --llm-first-token-ms 400`; every flag
+//! also reads an environment variable (`SIM_PORT`, `SIM_LLM_FIRST_TOKEN_MS`, ...). Flags left
+//! out keep the defaults of [`SimConfig`]. Recording is off: nobody could read it, and it
+//! would grow without bound. Ctrl-C stops it.
+
+use std::net::IpAddr;
+
+use clap::Parser;
+use proxy::sim::{SimConfig, Simulator};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+/// Command line; see the module docs.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "OpenAI simulator: Realtime transcription, Chat Completions and Speech"
+)]
+struct Cli {
+    /// Address to listen on.
+    #[arg(long, env = "SIM_HOST", default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Port to listen on.
+    #[arg(long, env = "SIM_PORT", default_value_t = 8001)]
+    port: u16,
+    /// Require this bearer token (otherwise any token is accepted).
+    #[arg(long, env = "SIM_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Realtime: commit → first transcription delta, ms.
+    #[arg(long, env = "SIM_STT_FIRST_DELTA_MS")]
+    stt_first_delta_ms: Option<u64>,
+    /// Realtime: time between transcription deltas, ms.
+    #[arg(long, env = "SIM_STT_DELTA_INTERVAL_MS")]
+    stt_delta_interval_ms: Option<u64>,
+    /// Chat: time to first token, ms.
+    #[arg(long, env = "SIM_LLM_FIRST_TOKEN_MS")]
+    llm_first_token_ms: Option<u64>,
+    /// Chat: tokens per second (0 = as fast as possible).
+    #[arg(long, env = "SIM_LLM_TOKENS_PER_SECOND")]
+    llm_tokens_per_second: Option<f64>,
+    /// Speech: time to first audio byte, ms.
+    #[arg(long, env = "SIM_TTS_FIRST_BYTE_MS")]
+    tts_first_byte_ms: Option<u64>,
+    /// Speech: seconds of audio per wall-clock second (0 = as fast as possible).
+    #[arg(long, env = "SIM_TTS_REALTIME_FACTOR")]
+    tts_realtime_factor: Option<f64>,
+    /// Behave exactly by the book: no extra fields, unknown events or odd chunk boundaries.
+    #[arg(long, env = "SIM_NO_QUIRKS")]
+    no_quirks: bool,
+    /// Realtime: complete odd-numbered turns after the following turn.
+    #[arg(long, env = "SIM_OUT_OF_ORDER")]
+    out_of_order: bool,
+    /// Seed of the chunk-boundary choices.
+    #[arg(long, env = "SIM_SEED")]
+    seed: Option<u64>,
+}
+
+impl Cli {
+    fn config(&self) -> SimConfig {
+        let defaults = SimConfig::default();
+        SimConfig {
+            api_key: self.api_key.clone(),
+            stt_first_delta_ms: self
+                .stt_first_delta_ms
+                .unwrap_or(defaults.stt_first_delta_ms),
+            stt_delta_interval_ms: self
+                .stt_delta_interval_ms
+                .unwrap_or(defaults.stt_delta_interval_ms),
+            llm_first_token_ms: self
+                .llm_first_token_ms
+                .unwrap_or(defaults.llm_first_token_ms),
+            llm_tokens_per_second: self
+                .llm_tokens_per_second
+                .unwrap_or(defaults.llm_tokens_per_second),
+            tts_first_byte_ms: self.tts_first_byte_ms.unwrap_or(defaults.tts_first_byte_ms),
+            tts_realtime_factor: self
+                .tts_realtime_factor
+                .unwrap_or(defaults.tts_realtime_factor),
+            quirks: !self.no_quirks,
+            out_of_order: self.out_of_order,
+            seed: self.seed.unwrap_or(defaults.seed),
+            recording: false,
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("openai_sim=info,proxy=info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let config = cli.config();
+    let listener = TcpListener::bind((cli.host, cli.port)).await?;
+    let sim = Simulator::start_on(listener, config.clone()).await?;
+    tracing::info!(base_url = %sim.base_url(), realtime_url = %sim.realtime_url(), ?config, "OpenAI simulator ready");
+    tokio::signal::ctrl_c().await?;
+    tracing::info!("stopping");
+    sim.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,13 +1,233 @@
-//! TEMPORARY stub; replaced by the simulator branch.
-#[derive(Debug, Default)]
-pub struct SimConfig {}
+//! An OpenAI simulator: a local server speaking the three wire protocols the proxy uses, as
+//! described in `reference/openai-api.md`, with configurable latencies, scripted content and
+//! injected faults. It is the backend of every test, the load-test target, and the product's
+//! backend when no API key is set.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use proxy::sim::{Fault, SimConfig, SimStage, Simulator};
+//!
+//! let sim = Simulator::start(SimConfig::instant()).await?;
+//! sim.script_transcript("What's the weather on Mars?");
+//! sim.script_reply("Cold. Very cold.");
+//! sim.inject(SimStage::Speech, Fault::rate_limited());
+//! // point a client at sim.base_url() ("http://127.0.0.1:PORT/v1") ...
+//! sim.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Endpoints
+//!
+//! * `GET /v1/realtime?intent=transcription` — Realtime transcription WebSocket, GA shape
+//!   (§1), in `realtime` with `session`, `turn` and `vad`.
+//! * `POST /v1/chat/completions` — Chat Completions, streaming SSE or not (§2), in `chat`.
+//! * `POST /v1/audio/speech` — Speech as chunked raw PCM (or `wav`, or SSE) (§3), in
+//!   `speech` with the audio from `synth`.
+//! * Anything else: 404 "Invalid URL (METHOD /path)", like the service.
+//!
+//! Every error uses the envelope of §4 (`error`). Every request needs a bearer token
+//! ([`SimConfig::api_key`]).
+//!
+//! # Layout
+//!
+//! * `config` — [`SimConfig`]; `fault` — [`Fault`], [`SimStage`] and who takes a fault;
+//!   `record` — [`Records`]; `state` — what all handlers share;
+//! * `http` and `body` — the HTTP prelude and recorded streaming bodies; `text` — ids,
+//!   token splitting, the echo reply.
+
+mod body;
+mod chat;
+mod config;
+mod error;
+mod fault;
+mod http;
+mod realtime;
+mod record;
+mod session;
+mod speech;
+mod state;
+mod synth;
+mod text;
+mod turn;
+mod vad;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use config::SimConfig;
+pub use fault::{Fault, SimStage};
+pub use record::{ChatRecord, Outcome, RealtimeRecord, Records, SpeechRecord};
+
+use error::ApiError;
+use state::Shared;
+
+/// How long [`Simulator::shutdown`] waits for connections to wind down before giving up.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A running simulator. It stops when dropped or on [`Simulator::shutdown`].
 #[derive(Debug)]
-pub struct Simulator {}
+pub struct Simulator {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    server: Option<JoinHandle<()>>,
+}
+
 impl Simulator {
-    pub async fn start(_c: SimConfig) -> std::io::Result<Simulator> {
-        Ok(Simulator {})
+    /// Starts a simulator on `127.0.0.1` and a free port.
+    pub async fn start(config: SimConfig) -> std::io::Result<Simulator> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        Self::start_on(listener, config).await
     }
+
+    /// Starts a simulator on a listener the caller bound (the binary binds its `--port`).
+    pub async fn start_on(listener: TcpListener, config: SimConfig) -> std::io::Result<Simulator> {
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::new(config));
+        let app = router(Arc::clone(&shared));
+        let shutdown = shared.shutdown.clone();
+        // Small SSE events and audio chunks must leave at once, not wait for Nagle.
+        let listener = listener.tap_io(|stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "could not set TCP_NODELAY");
+            }
+        });
+        let server = tokio::spawn(async move {
+            let serve =
+                axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
+            if let Err(error) = serve.await {
+                tracing::warn!(%error, "OpenAI simulator stopped with an error");
+            }
+        });
+        tracing::debug!(%addr, "OpenAI simulator listening");
+        Ok(Simulator {
+            addr,
+            shared,
+            server: Some(server),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT/v1`, the `OPENAI_BASE_URL` to give a client.
     pub fn base_url(&self) -> String {
-        "http://127.0.0.1:1/v1".into()
+        format!("http://{}/v1", self.addr)
     }
+
+    /// `ws://127.0.0.1:PORT/v1/realtime` (add `?intent=transcription`).
+    pub fn realtime_url(&self) -> String {
+        format!("ws://{}/v1/realtime", self.addr)
+    }
+
+    /// The address the simulator listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Queues the transcript of a future turn: the next committed Realtime turn (on any
+    /// connection) is transcribed to it. Unscripted turns say how long the user spoke.
+    pub fn script_transcript(&self, text: impl Into<String>) {
+        self.shared.push_transcript(text.into());
+    }
+
+    /// Queues the reply of a future chat completion. Unscripted completions echo the last
+    /// user message.
+    pub fn script_reply(&self, text: impl Into<String>) {
+        self.shared.push_reply(text.into());
+    }
+
+    /// Queues a fault for `stage`; see [`Fault`] and the rules in the `fault` module docs
+    /// (Chat/Speech: the next valid request; Realtime: HTTP faults the next connection,
+    /// others the next turn).
+    pub fn inject(&self, stage: SimStage, fault: Fault) {
+        self.shared.inject(stage, fault);
+    }
+
+    /// Changes the configuration; requests, connections and turns that start afterwards use
+    /// the new values.
+    pub fn set_config(&self, change: impl FnOnce(&mut SimConfig)) {
+        self.shared.update_config(change);
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> SimConfig {
+        self.shared.config()
+    }
+
+    /// A snapshot of everything recorded so far.
+    pub fn records(&self) -> Records {
+        self.shared.records()
+    }
+
+    /// Waits until `condition` holds on the records, or `timeout` passes. Wakes on every
+    /// change, never polls. `Ok` with the records that satisfied it, `Err` with the last
+    /// snapshot on timeout (for the assertion message).
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        condition: impl Fn(&Records) -> bool,
+    ) -> Result<Records, Records> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut changes = self.shared.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let records = self.records();
+            if condition(&records) {
+                return Ok(records);
+            }
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+            {
+                let records = self.records();
+                return if condition(&records) {
+                    Ok(records)
+                } else {
+                    Err(records)
+                };
+            }
+        }
+    }
+
+    /// Stops accepting, ends every stream and socket, and waits (a few seconds at most) for
+    /// the server to finish.
+    pub async fn shutdown(mut self) {
+        self.shared.shutdown.cancel();
+        if let Some(mut server) = self.server.take()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
+                .await
+                .is_err()
+        {
+            server.abort();
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        // Graceful shutdown continues in the background as long as the runtime lives.
+        self.shared.shutdown.cancel();
+    }
+}
+
+/// The routes; see the module docs.
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/realtime", get(realtime::handle))
+        .route("/v1/chat/completions", post(chat::handle))
+        .route("/v1/audio/speech", post(speech::handle))
+        .fallback(invalid_url)
+        .method_not_allowed_fallback(invalid_url)
+        .with_state(shared)
+}
+
+async fn invalid_url(request: Request) -> Response {
+    ApiError::invalid_url(request.method().as_str(), request.uri().path()).into_response()
 }

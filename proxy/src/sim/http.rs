@@ -1,0 +1,175 @@
+//! What the two HTTP APIs (chat, speech) share: the request prelude (record the body, check
+//! the bearer token, parse JSON, in that order), the response headers the service sends
+//! (openai-api.md §4.2), rejections, fault answers, and waits that end early on shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::body::{StreamEnd, Tracker};
+use super::error::ApiError;
+use super::fault::Fault;
+use super::record::{ChatRecord, Outcome, SpeechRecord};
+use super::state::{Shared, bearer, header_text};
+use super::text;
+
+/// `openai-version` header value the service sends (openai-api.md §4.2).
+const OPENAI_VERSION: &str = "2020-10-01";
+/// Advertised per-minute request limit in the `x-ratelimit-*` headers (values are cosmetic).
+const RATE_LIMIT_REQUESTS: u32 = 5_000;
+/// Advertised per-minute token limit in the `x-ratelimit-*` headers.
+const RATE_LIMIT_TOKENS: u32 = 4_000_000;
+
+/// Which HTTP API a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Api {
+    Chat,
+    Speech,
+}
+
+/// Records an incoming request, then authenticates it and parses its JSON body.
+///
+/// On failure the returned response is the rejection (already recorded).
+pub(crate) fn accept(
+    shared: &Arc<Shared>,
+    api: Api,
+    headers: &HeaderMap,
+    raw: &Bytes,
+) -> Result<(Value, Tracker), Box<Response>> {
+    let parsed: Option<Value> = serde_json::from_slice(raw).ok();
+    let recorded = match &parsed {
+        _ if !shared.recording() => Value::Null,
+        Some(body) => body.clone(),
+        None => Value::String(String::from_utf8_lossy(raw).into_owned()),
+    };
+    let authorization = header_text(headers, "authorization");
+    let at = match api {
+        Api::Chat => shared.add_chat(ChatRecord::new(authorization, recorded)),
+        Api::Speech => shared.add_speech(SpeechRecord::new(authorization, recorded)),
+    };
+    let tracker = Tracker::new(Arc::clone(shared), at);
+    if let Err(error) = shared.authorize(bearer(headers)) {
+        return Err(Box::new(reject(tracker, error)));
+    }
+    match parsed {
+        Some(body) => Ok((body, tracker)),
+        None => Err(Box::new(reject(tracker, ApiError::invalid_json()))),
+    }
+}
+
+/// Answers with an error and records the request as rejected.
+pub(crate) fn reject(mut tracker: Tracker, error: ApiError) -> Response {
+    tracker.shared().update_http(tracker.at(), |record| {
+        record.set_status(error.status.as_u16())
+    });
+    tracker.finish(Outcome::Rejected);
+    error.into_response()
+}
+
+/// Records the fault a request took; if it is an HTTP fault, answers with its error.
+pub(crate) fn apply_http_fault(tracker: &mut Tracker, fault: &Fault) -> Option<Response> {
+    tracker
+        .shared()
+        .update_http(tracker.at(), |record| record.set_fault(fault.clone()));
+    let error = fault.http_error()?;
+    tracker.shared().update_http(tracker.at(), |record| {
+        record.set_status(error.status.as_u16())
+    });
+    tracker.finish(Outcome::Failed);
+    let mut response = error.into_response();
+    insert_rate_limit_headers(response.headers_mut(), fault);
+    Some(response)
+}
+
+/// Waits `delay` before the response starts; a dropped client ends the request (the
+/// tracker's drop guard records it), a shutdown answers 503.
+pub(crate) async fn wait_before_headers(
+    tracker: &mut Tracker,
+    delay: Duration,
+) -> Result<(), Response> {
+    let shutdown = tracker.shared().shutdown.clone();
+    tokio::select! {
+        () = tokio::time::sleep(delay) => Ok(()),
+        () = shutdown.cancelled() => Err(shutting_down(tracker)),
+    }
+}
+
+/// Holds a request without answering until the client leaves or the simulator stops.
+pub(crate) async fn stall_before_headers(mut tracker: Tracker) -> Response {
+    tracker.shared().shutdown.clone().cancelled().await;
+    shutting_down(&mut tracker)
+}
+
+fn shutting_down(tracker: &mut Tracker) -> Response {
+    let error = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "server_error",
+        "The simulator is shutting down.",
+    );
+    tracker
+        .shared()
+        .update_http(tracker.at(), |record| record.set_status(503));
+    tracker.finish(Outcome::Failed);
+    error.into_response()
+}
+
+/// Headers every successful response carries: request id, processing time, version and
+/// rate-limit headers.
+pub(crate) fn openai_headers(processing: Duration) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("x-request-id", text::header_value(&text::request_id()));
+    let processing_ms = u64::try_from(processing.as_millis()).unwrap_or(u64::MAX);
+    headers.insert("openai-processing-ms", HeaderValue::from(processing_ms));
+    headers.insert("openai-version", HeaderValue::from_static(OPENAI_VERSION));
+    headers.insert(
+        "x-ratelimit-limit-requests",
+        HeaderValue::from(RATE_LIMIT_REQUESTS),
+    );
+    headers.insert(
+        "x-ratelimit-limit-tokens",
+        HeaderValue::from(RATE_LIMIT_TOKENS),
+    );
+    headers.insert(
+        "x-ratelimit-remaining-requests",
+        HeaderValue::from(RATE_LIMIT_REQUESTS - 1),
+    );
+    headers.insert(
+        "x-ratelimit-remaining-tokens",
+        HeaderValue::from(RATE_LIMIT_TOKENS - 1_000),
+    );
+    headers.insert(
+        "x-ratelimit-reset-requests",
+        HeaderValue::from_static("12ms"),
+    );
+    headers.insert("x-ratelimit-reset-tokens", HeaderValue::from_static("15ms"));
+    headers
+}
+
+/// Rate-limit headers of a 429 `rate_limit_exceeded`: nothing left until the reset.
+fn insert_rate_limit_headers(headers: &mut HeaderMap, fault: &Fault) {
+    if let Fault::Http {
+        status: 429,
+        code: Some(code),
+        retry_after_ms,
+        ..
+    } = fault
+        && code == "rate_limit_exceeded"
+    {
+        let reset = format!("{}ms", retry_after_ms.unwrap_or(1_000));
+        headers.insert(
+            "x-ratelimit-limit-requests",
+            HeaderValue::from(RATE_LIMIT_REQUESTS),
+        );
+        headers.insert("x-ratelimit-remaining-requests", HeaderValue::from(0));
+        headers.insert("x-ratelimit-reset-requests", text::header_value(&reset));
+    }
+}
+
+/// Logs a producer that stopped before the end of its stream.
+pub(crate) fn log_stream_end(api: Api, end: StreamEnd) {
+    tracing::debug!(?api, %end, "simulated stream ended early");
+}

@@ -1,0 +1,235 @@
+//! [`Records`]: what the simulator received and sent, for tests to assert on.
+//!
+//! A snapshot is a plain clone ([`Simulator::records`](super::Simulator::records)); to wait
+//! for something to happen use [`Simulator::wait_until`](super::Simulator::wait_until), which
+//! wakes on every change. Nothing is recorded when
+//! [`SimConfig::recording`](super::SimConfig::recording) is off.
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::fault::Fault;
+
+/// Everything recorded so far, in arrival order per API.
+#[derive(Debug, Clone, Default)]
+pub struct Records {
+    /// Realtime connection attempts, including rejected ones.
+    pub realtime: Vec<RealtimeRecord>,
+    /// Chat Completions requests.
+    pub chat: Vec<ChatRecord>,
+    /// Speech requests.
+    pub speech: Vec<SpeechRecord>,
+}
+
+impl Records {
+    /// Realtime connections that were upgraded to a WebSocket.
+    pub fn realtime_connections(&self) -> usize {
+        self.realtime.iter().filter(|conn| conn.accepted()).count()
+    }
+
+    /// PCM bytes appended over all Realtime connections.
+    pub fn realtime_audio_bytes(&self) -> usize {
+        self.realtime.iter().map(|conn| conn.audio_bytes).sum()
+    }
+}
+
+/// One Realtime connection attempt.
+#[derive(Debug, Clone, Default)]
+pub struct RealtimeRecord {
+    /// The URL query string, e.g. `Some("intent=transcription")`.
+    pub query: Option<String>,
+    /// The `Authorization` header as received (it holds the key: tests only).
+    pub authorization: Option<String>,
+    /// The `OpenAI-Beta` header, which the GA API rejects.
+    pub openai_beta: Option<String>,
+    /// The `Sec-WebSocket-Protocol` header (browser-style auth).
+    pub subprotocols: Option<String>,
+    /// `Some(status)` if the upgrade was refused with an HTTP error.
+    pub rejected_status: Option<u16>,
+    /// The `sess_…` id announced in `session.created`.
+    pub session_id: Option<String>,
+    /// Every client event in order. `input_audio_buffer.append` is recorded with its `audio`
+    /// replaced by `"audio_bytes": <decoded length>`; a text frame that is not JSON is recorded
+    /// as a JSON string, a binary frame as `{"binary_frame_bytes": n}`.
+    pub events: Vec<Value>,
+    /// PCM bytes appended on this connection (successfully decoded).
+    pub audio_bytes: usize,
+    /// The `type` of every server event actually written to the socket, in order.
+    pub sent_types: Vec<String>,
+    /// Faults this connection or its turns took, in the order taken.
+    pub faults: Vec<Fault>,
+    /// The connection has ended (either side, or a fault).
+    pub closed: bool,
+}
+
+impl RealtimeRecord {
+    /// The upgrade succeeded.
+    pub fn accepted(&self) -> bool {
+        self.rejected_status.is_none()
+    }
+
+    /// Client events of one `type`.
+    pub fn events_of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.events
+            .iter()
+            .filter(move |event| event["type"] == kind)
+    }
+
+    /// How many server events of one `type` were sent.
+    pub fn sent_count(&self, kind: &str) -> usize {
+        self.sent_types.iter().filter(|sent| *sent == kind).count()
+    }
+}
+
+/// How an HTTP request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Still being answered.
+    InProgress,
+    /// The whole response was sent (for streams: up to `[DONE]` / the last byte).
+    Completed,
+    /// The client went away before the response ended (also after a stall).
+    ClientClosed,
+    /// An injected fault ended it (HTTP error, mid-stream error, drop).
+    Failed,
+    /// Refused before any work: authentication or validation error; see `status`.
+    Rejected,
+}
+
+impl Outcome {
+    /// Whether the request has ended.
+    pub fn is_final(self) -> bool {
+        self != Self::InProgress
+    }
+}
+
+/// One Chat Completions request.
+#[derive(Debug, Clone)]
+pub struct ChatRecord {
+    /// The `Authorization` header as received.
+    pub authorization: Option<String>,
+    /// The request body; a JSON string holding the raw text if it was not JSON.
+    pub body: Value,
+    /// The HTTP status answered (200 for streams, even if they failed later).
+    pub status: u16,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The fault it took, if any.
+    pub fault: Option<Fault>,
+    /// The full reply text the simulator planned to send (before any fault or truncation).
+    pub reply: Option<String>,
+}
+
+/// One Speech request.
+#[derive(Debug, Clone)]
+pub struct SpeechRecord {
+    /// The `Authorization` header as received.
+    pub authorization: Option<String>,
+    /// The request body; a JSON string holding the raw text if it was not JSON.
+    pub body: Value,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The fault it took, if any.
+    pub fault: Option<Fault>,
+    /// The whole synthesized response: PCM16 LE mono 24 kHz (with the header for `wav`).
+    pub synthesized: Bytes,
+    /// The audio bytes handed to the socket, in order: exactly what a client that read the
+    /// whole body received (for `stream_format: "sse"`, the decoded deltas).
+    pub sent: Vec<u8>,
+    /// The size of every body chunk handed to the socket (SSE: audio bytes per delta).
+    pub sent_chunks: Vec<usize>,
+}
+
+impl ChatRecord {
+    pub(crate) fn new(authorization: Option<String>, body: Value) -> Self {
+        Self {
+            authorization,
+            body,
+            status: 200,
+            outcome: Outcome::InProgress,
+            fault: None,
+            reply: None,
+        }
+    }
+}
+
+impl SpeechRecord {
+    pub(crate) fn new(authorization: Option<String>, body: Value) -> Self {
+        Self {
+            authorization,
+            body,
+            status: 200,
+            outcome: Outcome::InProgress,
+            fault: None,
+            synthesized: Bytes::new(),
+            sent: Vec::new(),
+            sent_chunks: Vec::new(),
+        }
+    }
+}
+
+/// Where a request's record lives, so handlers can update it; `None` when not recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RecordRef {
+    Realtime(Option<usize>),
+    Chat(Option<usize>),
+    Speech(Option<usize>),
+}
+
+impl RecordRef {
+    /// Whether there is a record to update (recording was on when the request arrived).
+    pub(crate) fn is_recorded(self) -> bool {
+        matches!(
+            self,
+            Self::Realtime(Some(_)) | Self::Chat(Some(_)) | Self::Speech(Some(_))
+        )
+    }
+}
+
+/// The parts of a chat or speech record an HTTP handler updates.
+pub(crate) trait HttpRecord {
+    fn set_status(&mut self, status: u16);
+    /// Sets the outcome unless one is already final: the first ending wins.
+    fn finish(&mut self, outcome: Outcome);
+    fn set_fault(&mut self, fault: Fault);
+}
+
+macro_rules! impl_http_record {
+    ($record:ty) => {
+        impl HttpRecord for $record {
+            fn set_status(&mut self, status: u16) {
+                self.status = status;
+            }
+            fn finish(&mut self, outcome: Outcome) {
+                if !self.outcome.is_final() {
+                    self.outcome = outcome;
+                }
+            }
+            fn set_fault(&mut self, fault: Fault) {
+                self.fault = Some(fault);
+            }
+        }
+    };
+}
+
+impl_http_record!(ChatRecord);
+impl_http_record!(SpeechRecord);
+
+impl Records {
+    /// The chat or speech record behind `at`, for the updates both kinds share.
+    pub(crate) fn http_mut(&mut self, at: RecordRef) -> Option<&mut dyn HttpRecord> {
+        match at {
+            RecordRef::Chat(Some(index)) => self
+                .chat
+                .get_mut(index)
+                .map(|record| record as &mut dyn HttpRecord),
+            RecordRef::Speech(Some(index)) => self
+                .speech
+                .get_mut(index)
+                .map(|record| record as &mut dyn HttpRecord),
+            _ => None,
+        }
+    }
+}

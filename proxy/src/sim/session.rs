@@ -1,0 +1,637 @@
+//! Realtime session configuration: the GA transcription session object that `session.created`
+//! and `session.updated` carry (openai-api.md §1.6) and the validation of a GA
+//! `session.update` with `session.type: "transcription"` (§1.3).
+//!
+//! Updates are partial ("only fields present are changed", `null` clears `turn_detection`)
+//! and atomic: an invalid update changes nothing. Validation is strict where the GA schema
+//! is: unknown parameters (such as beta-era `input_audio_format`) are rejected with
+//! `unknown_parameter`, the PCM format must be 24 kHz, and the enumerations are checked. The
+//! transcription model may be any string.
+
+use serde_json::{Map, Value, json};
+
+use super::error::ApiError;
+use super::text;
+use super::vad::{self, VadParams};
+
+/// Lifetime of a session before the service ends it (GA: 60 minutes, §1.8).
+const SESSION_LIFETIME_SECS: u64 = 60 * 60;
+/// Transcription model of a new session (the reference's `session.created` example).
+const DEFAULT_TRANSCRIPTION_MODEL: &str = "gpt-4o-mini-transcribe";
+/// Conversation model of a `?model=`-less conversation session.
+const DEFAULT_CONVERSATION_MODEL: &str = "gpt-realtime";
+/// The only `include` value (§1.3).
+const INCLUDE_LOGPROBS: &str = "item.input_audio_transcription.logprobs";
+/// Keys of a GA transcription `session`.
+const SESSION_KEYS: &[&str] = &["type", "audio", "include"];
+/// Keys of `session.audio.input`.
+const INPUT_KEYS: &[&str] = &[
+    "format",
+    "transcription",
+    "noise_reduction",
+    "turn_detection",
+];
+/// Keys of `session.audio.input.transcription`.
+const TRANSCRIPTION_KEYS: &[&str] = &[
+    "model",
+    "language",
+    "languages",
+    "prompt",
+    "keywords",
+    "delay",
+];
+/// Keys of a `server_vad` turn detection; the last three only matter to conversations.
+const SERVER_VAD_KEYS: &[&str] = &[
+    "type",
+    "threshold",
+    "prefix_padding_ms",
+    "silence_duration_ms",
+    "create_response",
+    "interrupt_response",
+    "idle_timeout_ms",
+];
+/// Keys of a `semantic_vad` turn detection.
+const SEMANTIC_VAD_KEYS: &[&str] = &["type", "eagerness", "create_response", "interrupt_response"];
+
+/// `turn_detection` of a session.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum TurnDetection {
+    /// `null`: the client commits each turn.
+    Manual,
+    ServerVad {
+        threshold: f64,
+        prefix_padding_ms: u64,
+        silence_duration_ms: u64,
+    },
+    SemanticVad {
+        eagerness: String,
+    },
+}
+
+impl TurnDetection {
+    /// The detector settings, if the server detects turns.
+    pub(crate) fn vad_params(&self) -> Option<VadParams> {
+        match self {
+            Self::Manual => None,
+            Self::ServerVad {
+                threshold,
+                prefix_padding_ms,
+                silence_duration_ms,
+            } => Some(VadParams {
+                threshold: *threshold,
+                prefix_padding_ms: *prefix_padding_ms,
+                silence_duration_ms: *silence_duration_ms,
+            }),
+            Self::SemanticVad { eagerness } => Some(VadParams {
+                threshold: vad::DEFAULT_THRESHOLD,
+                prefix_padding_ms: vad::DEFAULT_PREFIX_PADDING_MS,
+                silence_duration_ms: vad::semantic_silence_ms(eagerness),
+            }),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        match self {
+            Self::Manual => Value::Null,
+            Self::ServerVad {
+                threshold,
+                prefix_padding_ms,
+                silence_duration_ms,
+            } => json!({
+                "type": "server_vad",
+                "threshold": threshold,
+                "prefix_padding_ms": prefix_padding_ms,
+                "silence_duration_ms": silence_duration_ms,
+            }),
+            Self::SemanticVad { eagerness } => {
+                json!({ "type": "semantic_vad", "eagerness": eagerness })
+            }
+        }
+    }
+}
+
+/// The effective configuration of a transcription session.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TranscriptionSession {
+    pub(crate) id: String,
+    expires_at: u64,
+    /// `audio.input.transcription`, with `model`, `language` and `prompt` always present.
+    transcription: Map<String, Value>,
+    noise_reduction: Value,
+    pub(crate) turn_detection: TurnDetection,
+    include: Value,
+}
+
+impl TranscriptionSession {
+    /// A new session with the service's defaults (server VAD on).
+    pub(crate) fn new() -> Self {
+        let transcription = json!({
+            "model": DEFAULT_TRANSCRIPTION_MODEL,
+            "language": null,
+            "prompt": "",
+        });
+        Self {
+            id: text::session_id(),
+            expires_at: text::unix_now() + SESSION_LIFETIME_SECS,
+            transcription: transcription.as_object().cloned().unwrap_or_default(),
+            noise_reduction: Value::Null,
+            turn_detection: TurnDetection::ServerVad {
+                threshold: vad::DEFAULT_THRESHOLD,
+                prefix_padding_ms: vad::DEFAULT_PREFIX_PADDING_MS,
+                silence_duration_ms: vad::DEFAULT_SILENCE_DURATION_MS,
+            },
+            include: Value::Null,
+        }
+    }
+
+    /// The `session` object of `session.created` / `session.updated`.
+    pub(crate) fn to_json(&self) -> Value {
+        json!({
+            "type": "transcription",
+            "object": "realtime.transcription_session",
+            "id": self.id,
+            "expires_at": self.expires_at,
+            "audio": {
+                "input": {
+                    "format": { "type": "audio/pcm", "rate": 24_000 },
+                    "transcription": self.transcription,
+                    "noise_reduction": self.noise_reduction,
+                    "turn_detection": self.turn_detection.to_json(),
+                }
+            },
+            "include": self.include,
+        })
+    }
+
+    /// The transcription prompt (counted as text tokens in `usage`).
+    pub(crate) fn prompt(&self) -> &str {
+        self.transcription
+            .get("prompt")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    /// Whether `include` asks for logprobs.
+    pub(crate) fn wants_logprobs(&self) -> bool {
+        self.include
+            .as_array()
+            .is_some_and(|items| items.iter().any(|item| item == INCLUDE_LOGPROBS))
+    }
+
+    /// Applies the `session` of a `session.update`; on error nothing changes.
+    pub(crate) fn apply_update(&mut self, session: &Value) -> Result<(), ApiError> {
+        let mut next = self.clone();
+        let session = object(session, "session")?;
+        check_keys(session, "session", SESSION_KEYS)?;
+        match session.get("type") {
+            None => return Err(ApiError::missing("session.type")),
+            Some(Value::String(kind)) if kind == "transcription" => {}
+            Some(Value::String(kind)) if kind == "realtime" => {
+                return Err(ApiError::invalid_request(
+                    "Passing a realtime session update event to a transcription session is not \
+                     allowed.",
+                    Some("session.type"),
+                    Some("invalid_value"),
+                ));
+            }
+            Some(Value::String(kind)) => {
+                return Err(ApiError::invalid_value(
+                    "session.type",
+                    kind,
+                    &["realtime", "transcription"],
+                ));
+            }
+            Some(other) => return Err(ApiError::invalid_type("session.type", "a string", other)),
+        }
+        if let Some(audio) = session.get("audio") {
+            let audio = object(audio, "session.audio")?;
+            check_keys(audio, "session.audio", &["input"])?;
+            if let Some(input) = audio.get("input") {
+                next.apply_input(object(input, "session.audio.input")?)?;
+            }
+        }
+        if let Some(include) = session.get("include") {
+            next.include = validate_include(include)?;
+        }
+        *self = next;
+        Ok(())
+    }
+
+    fn apply_input(&mut self, input: &Map<String, Value>) -> Result<(), ApiError> {
+        check_keys(input, "session.audio.input", INPUT_KEYS)?;
+        if let Some(format) = input.get("format") {
+            validate_format(format)?;
+        }
+        if let Some(transcription) = input.get("transcription") {
+            self.apply_transcription(transcription)?;
+        }
+        if let Some(noise) = input.get("noise_reduction") {
+            self.noise_reduction = validate_noise_reduction(noise)?;
+        }
+        if let Some(detection) = input.get("turn_detection") {
+            self.turn_detection = parse_turn_detection(detection)?;
+        }
+        Ok(())
+    }
+
+    fn apply_transcription(&mut self, transcription: &Value) -> Result<(), ApiError> {
+        const PATH: &str = "session.audio.input.transcription";
+        let fields = object(transcription, PATH)?;
+        check_keys(fields, PATH, TRANSCRIPTION_KEYS)?;
+        for key in ["model", "language", "prompt", "delay"] {
+            match fields.get(key) {
+                None | Some(Value::String(_)) => {}
+                Some(Value::Null) if key != "model" => {}
+                Some(other) => {
+                    return Err(ApiError::invalid_type(
+                        &format!("{PATH}.{key}"),
+                        "a string",
+                        other,
+                    ));
+                }
+            }
+        }
+        if let Some(Value::String(delay)) = fields.get("delay") {
+            const DELAYS: &[&str] = &["minimal", "low", "medium", "high", "xhigh"];
+            if !DELAYS.contains(&delay.as_str()) {
+                return Err(ApiError::invalid_value(
+                    &format!("{PATH}.delay"),
+                    delay,
+                    DELAYS,
+                ));
+            }
+        }
+        for key in ["languages", "keywords"] {
+            if let Some(value) = fields.get(key) {
+                validate_string_list(value, &format!("{PATH}.{key}"))?;
+            }
+        }
+        if fields.get("language").is_some_and(|v| !v.is_null()) && fields.contains_key("languages")
+        {
+            return Err(ApiError::invalid_request(
+                "Only one of 'language' and 'languages' may be set.",
+                Some(&format!("{PATH}.languages")),
+                Some("invalid_value"),
+            ));
+        }
+        if let Some(Value::Array(keywords)) = fields.get("keywords") {
+            let bad = keywords
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|keyword| keyword.contains(['<', '>', '\r', '\n']));
+            if bad {
+                return Err(ApiError::invalid_request(
+                    "Invalid 'keywords': each keyword must be a single line without '<' or '>'.",
+                    Some(&format!("{PATH}.keywords")),
+                    Some("invalid_value"),
+                ));
+            }
+        }
+        for (key, value) in fields {
+            self.transcription.insert(key.clone(), value.clone());
+        }
+        Ok(())
+    }
+}
+
+/// The `session` object of a conversation session (`?model=` or no `intent`), which this
+/// simulator opens only to reject what a transcription client sends to it.
+pub(crate) fn conversation_session_json(id: &str, model: Option<&str>) -> Value {
+    json!({
+        "type": "realtime",
+        "object": "realtime.session",
+        "id": id,
+        "model": model.unwrap_or(DEFAULT_CONVERSATION_MODEL),
+        "expires_at": text::unix_now() + SESSION_LIFETIME_SECS,
+        "output_modalities": ["audio"],
+        "audio": {
+            "input": {
+                "format": { "type": "audio/pcm", "rate": 24_000 },
+                "transcription": null,
+                "noise_reduction": null,
+                "turn_detection": {
+                    "type": "server_vad",
+                    "threshold": vad::DEFAULT_THRESHOLD,
+                    "prefix_padding_ms": vad::DEFAULT_PREFIX_PADDING_MS,
+                    "silence_duration_ms": 200,
+                    "create_response": true,
+                    "interrupt_response": true,
+                }
+            },
+            "output": { "format": { "type": "audio/pcm", "rate": 24_000 }, "voice": "marin", "speed": 1.0 }
+        },
+        "include": null,
+    })
+}
+
+/// The error a conversation session gives a transcription `session.update` (the wording of
+/// the community report quoted in §1.1).
+pub(crate) fn transcription_update_in_conversation() -> ApiError {
+    ApiError::invalid_request(
+        "Passing a transcription session update event to a realtime session is not allowed.",
+        Some("session.type"),
+        Some("invalid_value"),
+    )
+}
+
+fn object<'a>(value: &'a Value, param: &str) -> Result<&'a Map<String, Value>, ApiError> {
+    value
+        .as_object()
+        .ok_or_else(|| ApiError::invalid_type(param, "an object", value))
+}
+
+fn check_keys(fields: &Map<String, Value>, path: &str, known: &[&str]) -> Result<(), ApiError> {
+    match fields.keys().find(|key| !known.contains(&key.as_str())) {
+        Some(unknown) => Err(ApiError::unknown_parameter(&format!("{path}.{unknown}"))),
+        None => Ok(()),
+    }
+}
+
+fn validate_format(format: &Value) -> Result<(), ApiError> {
+    const PATH: &str = "session.audio.input.format";
+    let fields = object(format, PATH)?;
+    check_keys(fields, PATH, &["type", "rate"])?;
+    match fields.get("type") {
+        None => return Err(ApiError::missing(&format!("{PATH}.type"))),
+        Some(Value::String(kind)) if kind == "audio/pcm" => {}
+        Some(Value::String(kind)) if kind == "audio/pcmu" || kind == "audio/pcma" => {
+            return Err(ApiError::unsupported_by_simulator(
+                &format!("{PATH}.type"),
+                format!(
+                    "The OpenAI simulator supports only 'audio/pcm' input audio, not '{kind}'."
+                ),
+            ));
+        }
+        Some(Value::String(kind)) => {
+            return Err(ApiError::invalid_value(
+                &format!("{PATH}.type"),
+                kind,
+                &["audio/pcm", "audio/pcmu", "audio/pcma"],
+            ));
+        }
+        Some(other) => {
+            return Err(ApiError::invalid_type(
+                &format!("{PATH}.type"),
+                "a string",
+                other,
+            ));
+        }
+    }
+    match fields.get("rate") {
+        None => Ok(()),
+        Some(rate) if rate.as_u64() == Some(24_000) => Ok(()),
+        Some(rate) => Err(ApiError::invalid_value(
+            &format!("{PATH}.rate"),
+            &rate.to_string(),
+            &["24000"],
+        )),
+    }
+}
+
+fn validate_noise_reduction(noise: &Value) -> Result<Value, ApiError> {
+    const PATH: &str = "session.audio.input.noise_reduction";
+    if noise.is_null() {
+        return Ok(Value::Null);
+    }
+    let fields = object(noise, PATH)?;
+    check_keys(fields, PATH, &["type"])?;
+    match fields.get("type") {
+        Some(Value::String(kind)) if kind == "near_field" || kind == "far_field" => {
+            Ok(noise.clone())
+        }
+        Some(Value::String(kind)) => Err(ApiError::invalid_value(
+            &format!("{PATH}.type"),
+            kind,
+            &["near_field", "far_field"],
+        )),
+        Some(other) => Err(ApiError::invalid_type(
+            &format!("{PATH}.type"),
+            "a string",
+            other,
+        )),
+        None => Err(ApiError::missing(&format!("{PATH}.type"))),
+    }
+}
+
+fn parse_turn_detection(detection: &Value) -> Result<TurnDetection, ApiError> {
+    const PATH: &str = "session.audio.input.turn_detection";
+    if detection.is_null() {
+        return Ok(TurnDetection::Manual);
+    }
+    let fields = object(detection, PATH)?;
+    match fields.get("type") {
+        Some(Value::String(kind)) if kind == "server_vad" => {
+            check_keys(fields, PATH, SERVER_VAD_KEYS)?;
+            let threshold = match fields.get("threshold") {
+                None | Some(Value::Null) => vad::DEFAULT_THRESHOLD,
+                Some(value) => {
+                    let param = format!("{PATH}.threshold");
+                    let threshold = value
+                        .as_f64()
+                        .ok_or_else(|| ApiError::invalid_type(&param, "a decimal", value))?;
+                    if !(0.0..=1.0).contains(&threshold) {
+                        return Err(ApiError::number_out_of_range(&param, threshold, 0.0, 1.0));
+                    }
+                    threshold
+                }
+            };
+            Ok(TurnDetection::ServerVad {
+                threshold,
+                prefix_padding_ms: milliseconds(
+                    fields,
+                    PATH,
+                    "prefix_padding_ms",
+                    vad::DEFAULT_PREFIX_PADDING_MS,
+                )?,
+                silence_duration_ms: milliseconds(
+                    fields,
+                    PATH,
+                    "silence_duration_ms",
+                    vad::DEFAULT_SILENCE_DURATION_MS,
+                )?,
+            })
+        }
+        Some(Value::String(kind)) if kind == "semantic_vad" => {
+            check_keys(fields, PATH, SEMANTIC_VAD_KEYS)?;
+            const EAGERNESS: &[&str] = &["low", "medium", "high", "auto"];
+            let eagerness = match fields.get("eagerness") {
+                None | Some(Value::Null) => "auto".to_owned(),
+                Some(Value::String(eagerness)) if EAGERNESS.contains(&eagerness.as_str()) => {
+                    eagerness.clone()
+                }
+                Some(Value::String(eagerness)) => {
+                    return Err(ApiError::invalid_value(
+                        &format!("{PATH}.eagerness"),
+                        eagerness,
+                        EAGERNESS,
+                    ));
+                }
+                Some(other) => {
+                    return Err(ApiError::invalid_type(
+                        &format!("{PATH}.eagerness"),
+                        "a string",
+                        other,
+                    ));
+                }
+            };
+            Ok(TurnDetection::SemanticVad { eagerness })
+        }
+        Some(Value::String(kind)) => Err(ApiError::invalid_value(
+            &format!("{PATH}.type"),
+            kind,
+            &["server_vad", "semantic_vad"],
+        )),
+        Some(other) => Err(ApiError::invalid_type(
+            &format!("{PATH}.type"),
+            "a string",
+            other,
+        )),
+        None => Err(ApiError::missing(&format!("{PATH}.type"))),
+    }
+}
+
+/// A non-negative integer number of milliseconds, or the default if absent.
+fn milliseconds(
+    fields: &Map<String, Value>,
+    path: &str,
+    key: &str,
+    default: u64,
+) -> Result<u64, ApiError> {
+    match fields.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(value) => value.as_u64().ok_or_else(|| {
+            ApiError::invalid_type(&format!("{path}.{key}"), "a non-negative integer", value)
+        }),
+    }
+}
+
+fn validate_include(include: &Value) -> Result<Value, ApiError> {
+    if include.is_null() {
+        return Ok(Value::Null);
+    }
+    let items = include
+        .as_array()
+        .ok_or_else(|| ApiError::invalid_type("session.include", "an array", include))?;
+    for (index, item) in items.iter().enumerate() {
+        let param = format!("session.include[{index}]");
+        match item.as_str() {
+            Some(INCLUDE_LOGPROBS) => {}
+            Some(other) => return Err(ApiError::invalid_value(&param, other, &[INCLUDE_LOGPROBS])),
+            None => return Err(ApiError::invalid_type(&param, "a string", item)),
+        }
+    }
+    Ok(include.clone())
+}
+
+fn validate_string_list(value: &Value, param: &str) -> Result<(), ApiError> {
+    let items = value
+        .as_array()
+        .ok_or_else(|| ApiError::invalid_type(param, "an array", value))?;
+    if items.is_empty() {
+        return Err(ApiError::empty_array(param));
+    }
+    match items.iter().enumerate().find(|(_, item)| !item.is_string()) {
+        Some((index, item)) => Err(ApiError::invalid_type(
+            &format!("{param}[{index}]"),
+            "a string",
+            item,
+        )),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(session: Value) -> Result<TranscriptionSession, ApiError> {
+        let mut current = TranscriptionSession::new();
+        current.apply_update(&session).map(|()| current)
+    }
+
+    #[test]
+    fn a_full_ga_update_is_applied() {
+        let session = update(json!({
+            "type": "transcription",
+            "audio": { "input": {
+                "format": { "type": "audio/pcm", "rate": 24000 },
+                "transcription": { "model": "gpt-4o-transcribe", "language": "en", "prompt": "cooking" },
+                "noise_reduction": { "type": "near_field" },
+                "turn_detection": null,
+            }},
+            "include": ["item.input_audio_transcription.logprobs"],
+        }))
+        .expect("valid update");
+        let shown = session.to_json();
+        assert_eq!(
+            shown["audio"]["input"]["transcription"]["model"],
+            "gpt-4o-transcribe"
+        );
+        assert!(shown["audio"]["input"]["turn_detection"].is_null());
+        assert_eq!(session.turn_detection, TurnDetection::Manual);
+        assert!(session.wants_logprobs());
+        assert_eq!(session.prompt(), "cooking");
+    }
+
+    #[test]
+    fn partial_updates_keep_the_rest() {
+        let mut session = TranscriptionSession::new();
+        session
+            .apply_update(&json!({"type": "transcription", "audio": {"input": {"transcription": {"language": "fr"}}}}))
+            .expect("valid update");
+        let shown = session.to_json();
+        assert_eq!(
+            shown["audio"]["input"]["transcription"]["model"],
+            DEFAULT_TRANSCRIPTION_MODEL
+        );
+        assert_eq!(shown["audio"]["input"]["transcription"]["language"], "fr");
+        assert_eq!(
+            shown["audio"]["input"]["turn_detection"]["type"],
+            "server_vad"
+        );
+    }
+
+    #[test]
+    fn invalid_updates_name_the_parameter_and_change_nothing() {
+        let cases = [
+            (
+                json!({"audio": {}}),
+                "session.type",
+                "missing_required_parameter",
+            ),
+            (
+                json!({"type": "transcription", "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}}),
+                "session.audio.input.format.rate",
+                "invalid_value",
+            ),
+            (
+                json!({"type": "transcription", "input_audio_format": "pcm16"}),
+                "session.input_audio_format",
+                "unknown_parameter",
+            ),
+            (
+                json!({"type": "transcription", "audio": {"input": {"transcription": {"model": 5}}}}),
+                "session.audio.input.transcription.model",
+                "invalid_type",
+            ),
+            (
+                json!({"type": "transcription", "audio": {"input": {"turn_detection": {"type": "magic"}}}}),
+                "session.audio.input.turn_detection.type",
+                "invalid_value",
+            ),
+        ];
+        for (session, param, code) in cases {
+            let error = update(session.clone()).expect_err("invalid update");
+            assert_eq!(error.param.as_deref(), Some(param), "{session}");
+            assert_eq!(error.code.as_deref(), Some(code), "{session}");
+        }
+    }
+
+    #[test]
+    fn semantic_vad_uses_a_shorter_silence() {
+        let session = update(json!({"type": "transcription", "audio": {"input": {"turn_detection": {"type": "semantic_vad", "eagerness": "high"}}}}))
+            .expect("valid update");
+        let params = session.turn_detection.vad_params().expect("vad on");
+        assert!(params.silence_duration_ms < vad::DEFAULT_SILENCE_DURATION_MS);
+    }
+}
