@@ -49,9 +49,22 @@ async fn the_key_appears_in_no_browser_frame_and_no_log_line() {
     // The upstream did get it, in the Authorization header of every request.
     let records = proxy.sim.records();
     let expected = format!("Bearer {TEST_API_KEY}");
-    assert_eq!(records.realtime[0].authorization.as_deref(), Some(expected.as_str()));
-    assert!(records.chat.iter().all(|c| c.authorization.as_deref() == Some(expected.as_str())));
-    assert!(records.speech.iter().all(|s| s.authorization.as_deref() == Some(expected.as_str())));
+    assert_eq!(
+        records.realtime[0].authorization.as_deref(),
+        Some(expected.as_str())
+    );
+    assert!(
+        records
+            .chat
+            .iter()
+            .all(|c| c.authorization.as_deref() == Some(expected.as_str()))
+    );
+    assert!(
+        records
+            .speech
+            .iter()
+            .all(|s| s.authorization.as_deref() == Some(expected.as_str()))
+    );
     proxy.stop().await;
 
     for received in &browser.received {

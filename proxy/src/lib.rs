@@ -37,7 +37,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use config::{Config, ConfigError};
+use config::{ApiKey, Config, ConfigError};
 use session::SessionContext;
 use session::response::Pipeline;
 use upstream::UpstreamConfig;
@@ -84,12 +84,15 @@ struct Inner {
     _simulator: Option<sim::Simulator>,
 }
 
+/// The bearer token sent to the built-in simulator (it accepts any non-empty one).
+const BUILT_IN_SIMULATOR_KEY: &str = "sk-built-in-simulator";
+
 impl AppState {
     /// Builds the shared state. Without an API key this starts the built-in simulator on a
     /// loopback port and points every upstream at it.
     pub async fn new(config: Config) -> Result<Self, StartError> {
-        let (simulator, base_url) = match &config.openai_api_key {
-            Some(_) => (None, config.openai_base_url.clone()),
+        let (simulator, base_url, api_key) = match &config.openai_api_key {
+            Some(key) => (None, config.openai_base_url.clone(), Some(key.clone())),
             None => {
                 // A long-running backend keeps no records of its traffic.
                 let simulator = sim::Simulator::start(sim::SimConfig {
@@ -97,19 +100,21 @@ impl AppState {
                     ..sim::SimConfig::default()
                 })
                 .await
-                    .map_err(StartError::Simulator)?;
+                .map_err(StartError::Simulator)?;
                 let base = simulator.base_url();
                 tracing::warn!(
                     base_url = %base,
                     "OPENAI_API_KEY is not set: running on the built-in OpenAI simulator \
                      (scripted, synthetic speech); set the key to talk to OpenAI"
                 );
-                (Some(simulator), base)
+                // The simulator, like the service, refuses requests without a bearer token.
+                let key = ApiKey::new(BUILT_IN_SIMULATOR_KEY);
+                (Some(simulator), base, Some(key))
             }
         };
         let upstream = Arc::new(UpstreamConfig {
             endpoints: config.endpoints(&base_url)?,
-            api_key: config.openai_api_key.clone(),
+            api_key,
             stt_model: config.stt_model.clone(),
             stt_language: config.stt_language.clone(),
             llm_model: config.llm_model.clone(),

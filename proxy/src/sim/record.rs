@@ -54,6 +54,8 @@ pub struct RealtimeRecord {
     pub events: Vec<Value>,
     /// PCM bytes appended on this connection (successfully decoded).
     pub audio_bytes: usize,
+    /// Those bytes, in order: PCM16 LE mono 24 kHz as the proxy relayed it.
+    pub audio: Vec<u8>,
     /// The `type` of every server event actually written to the socket, in order.
     pub sent_types: Vec<String>,
     /// Faults this connection or its turns took, in the order taken.

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Installs what building the browser client and running the browser tests need, skipping
+# whatever is already there (idempotent; CI runs it before the checks).
+#
+#   rust target wasm32-unknown-unknown    the client and the DSP wasm
+#   trunk 0.21.14                         bundles the client (Trunk.toml)
+#   wasm-bindgen-cli = Cargo.lock's wasm-bindgen version (trunk refuses any other)
+#   wasm-opt 132 (npm binaryen@132)       release bundles; never Debian's binaryen 108
+#   chromium, chromium-driver             the browser tests (tests/browser/)
+#   espeak-ng, sox                        the tests' spoken microphone input
+#   node                                  the worklet tests (node --test client/worklet/test/)
+#
+# It also fetches every crate (for all targets), since trunk runs cargo --offline.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TRUNK_VERSION=0.21.14
+BINARYEN_VERSION=132
+
+log() { printf '==> %s\n' "$*"; }
+
+# --- Debian packages -------------------------------------------------------------------------
+apt_packages=()
+command -v chromium >/dev/null || apt_packages+=(chromium)
+command -v chromedriver >/dev/null || apt_packages+=(chromium-driver)
+command -v espeak-ng >/dev/null || apt_packages+=(espeak-ng)
+command -v sox >/dev/null || apt_packages+=(sox)
+command -v node >/dev/null || apt_packages+=(nodejs)
+command -v npm >/dev/null || apt_packages+=(npm)
+if ((${#apt_packages[@]})); then
+    log "apt-get install ${apt_packages[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${apt_packages[@]}"
+fi
+
+# --- Rust ------------------------------------------------------------------------------------
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    log "rustup target add wasm32-unknown-unknown"
+    rustup target add wasm32-unknown-unknown
+fi
+
+log "cargo fetch"
+cargo fetch --locked --quiet
+
+if [[ "$(trunk --version 2>/dev/null)" != "trunk $TRUNK_VERSION" ]]; then
+    log "cargo install trunk@$TRUNK_VERSION"
+    cargo install --locked --quiet "trunk@$TRUNK_VERSION"
+fi
+
+# The CLI must match the wasm-bindgen crate exactly. Installed without --locked: its own lock
+# file names a crate version the registry here does not have.
+wasm_bindgen_version="$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')"
+if [[ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wasm_bindgen_version" ]]; then
+    log "cargo install wasm-bindgen-cli@$wasm_bindgen_version"
+    cargo install --quiet wasm-bindgen-cli --version "$wasm_bindgen_version"
+fi
+if ! grep -q "^wasm_bindgen = \"$wasm_bindgen_version\"" Trunk.toml; then
+    echo "Trunk.toml [tools] wasm_bindgen must be $wasm_bindgen_version (the Cargo.lock version)" >&2
+    exit 1
+fi
+
+# --- wasm-opt from npm, local to the repo (node_modules/.bin; put it on PATH for release) -----
+if [[ "$(node_modules/.bin/wasm-opt --version 2>/dev/null)" != *"version_$BINARYEN_VERSION"* ]]; then
+    log "npm install binaryen@$BINARYEN_VERSION"
+    npm install --no-save --no-audit --no-fund --loglevel=error "binaryen@$BINARYEN_VERSION"
+fi
+
+log "tools ready: $(trunk --version), $(wasm-bindgen --version), $(node_modules/.bin/wasm-opt --version), $(chromium --version)"

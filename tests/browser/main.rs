@@ -1,0 +1,416 @@
+//! The whole product in a real browser: headless Chromium (Debian's, through chromedriver and
+//! WebDriver) opens the client served by a real proxy in front of the simulator, with a WAV
+//! file as its microphone.
+//!
+//! * one full turn: both sides of the conversation shown, and the playback worklet played
+//!   exactly the samples the simulator synthesized, without underruns;
+//! * without an API key the page announces the simulator; a screenshot of it after a turn is
+//!   kept as `target/e2e-browser/screenshots/after-turn.png` (a CI artifact);
+//! * barge-in: speaking over the answer stops it, the proxy closes the answer's upstream
+//!   requests, and the page marks the answer interrupted where it was cut;
+//! * pitch: a 1 kHz tone at the microphone reaches the proxy as 1 kHz at 24 kHz, with the
+//!   AudioContext at the headless default of 44.1 kHz and at 48 kHz.
+//!
+//! The client is built once per run with trunk ([`client_dist`]). The tests run one at a time
+//! (each holds [`ONE_BROWSER_AT_A_TIME`]): real-time audio in several browsers at once on a
+//! small machine would underrun for reasons that are not the product's. Every wait is for a
+//! condition, with a generous deadline.
+
+mod chrome;
+mod client_dist;
+mod microphone;
+mod page;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use proxy::sim::{Outcome, Records, SimConfig, SpeechRecord};
+use voice_agent_e2e::TestProxy;
+
+use chrome::Chrome;
+use client_dist::client_dist;
+use microphone::{FILE_RATE_HZ, Part, microphone};
+use page::Page;
+
+/// How long any awaited browser condition may take. Far above what a step needs (building
+/// the client is not inside it).
+pub(crate) const BROWSER_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The wire's sample rate.
+const WIRE_RATE_HZ: f64 = 24_000.0;
+
+/// Held by each test for its whole run.
+static ONE_BROWSER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The repository root (the root package's manifest dir).
+pub(crate) fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where the browser tests keep their files: `target/e2e-browser/`.
+pub(crate) fn artifacts_dir() -> PathBuf {
+    let dir = workspace_root().join("target").join("e2e-browser");
+    std::fs::create_dir_all(&dir).expect("create target/e2e-browser");
+    dir
+}
+
+/// A proxy on the simulator that serves the built client.
+async fn proxy_serving_the_client(sim: SimConfig) -> TestProxy {
+    let dist = client_dist();
+    TestProxy::start(sim, move |config| config.client_dir = dist).await
+}
+
+/// The Speech requests whose input is part of `reply`, i.e. those of one response.
+fn speech_of<'a>(records: &'a Records, reply: &str) -> Vec<&'a SpeechRecord> {
+    records
+        .speech
+        .iter()
+        .filter(|speech| {
+            speech.body["input"]
+                .as_str()
+                .is_some_and(|input| reply.contains(input.trim()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn one_turn_shows_both_sides_and_plays_exactly_what_was_synthesized() {
+    const QUESTION: &str = "What is the capital of France?";
+    const ANSWER: &str = "Paris is the capital of France. It sits on the river Seine.";
+    let _one_at_a_time = ONE_BROWSER_AT_A_TIME.lock().await;
+    let proxy = proxy_serving_the_client(SimConfig::default()).await;
+    proxy.sim.script_transcript(QUESTION);
+    proxy.sim.script_reply(ANSWER);
+    let mic = microphone(
+        "one-turn",
+        &[Part::Quiet(1.5), Part::Speech(QUESTION), Part::Quiet(8.0)],
+    );
+    let chrome = Chrome::launch(&mic).await;
+    let page = Page::open(&chrome, &proxy.http_url()).await;
+    page.press_start().await;
+
+    let state = page
+        .wait_for("the answer to play to its end", |s| {
+            s.response(1)["phase"] == "drained"
+        })
+        .await;
+    let user = state.users.first().expect("the user's turn is shown");
+    assert_eq!((user.text.as_str(), user.r#final), (QUESTION, true));
+    let answer = state.answer(1).expect("the answer is shown");
+    assert_eq!(answer.status, "complete");
+    assert_eq!(answer.heard.as_deref(), Some(ANSWER));
+    assert!(!answer.marked);
+
+    // Exactly what the simulator synthesized, all received and all played.
+    let records = proxy.sim.records();
+    let speech = speech_of(&records, ANSWER);
+    assert!(!speech.is_empty(), "the answer was synthesized");
+    let synthesized: usize = speech.iter().map(|s| s.sent.len()).sum::<usize>() / 2;
+    let response = state.response(1);
+    assert_eq!(response["receivedSamples"], synthesized, "{response}");
+    assert_eq!(response["playedSamples"], synthesized, "{response}");
+    assert_eq!(response["droppedFrames"], 0, "{response}");
+    assert_eq!(state.probe("underruns"), 0, "no underrun while playing");
+    assert_eq!(state.probe("unknownFrames"), 0);
+
+    let state = page
+        .wait_for("the turn's waterfall, and the page listening again", |s| {
+            s.waterfalls == 1 && s.pipeline.as_deref() == Some("listening")
+        })
+        .await;
+    // This proxy holds a key (for the scripted simulator), so it does not announce a simulator.
+    assert_eq!(state.probe("simulated"), false);
+    assert!(!state.simulator_banner);
+    assert_eq!(state.connection.as_deref(), Some("connected"));
+    assert!(state.errors.is_empty(), "{:?}", state.errors);
+    let vad: Vec<_> = state.probe("vad").as_array().expect("vad events").clone();
+    assert_eq!(
+        vad.iter().map(|e| e["event"].clone()).collect::<Vec<_>>(),
+        ["speech_started", "speech_stopped"],
+        "one utterance, one turn"
+    );
+    chrome.close().await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_key_the_page_announces_the_simulator_and_a_turn_is_kept_as_a_screenshot() {
+    let _one_at_a_time = ONE_BROWSER_AT_A_TIME.lock().await;
+    let dist = client_dist();
+    // No key: the proxy answers from its own built-in simulator, as `cargo run -p proxy` does
+    // on a machine without one. It transcribes by duration and echoes the question.
+    let proxy = TestProxy::start(SimConfig::default(), move |config| {
+        config.openai_api_key = None;
+        config.client_dir = dist;
+    })
+    .await;
+    let mic = microphone(
+        "simulator",
+        &[
+            Part::Quiet(1.5),
+            Part::Speech("How far away is the moon?"),
+            Part::Quiet(8.0),
+        ],
+    );
+    let chrome = Chrome::launch(&mic).await;
+    let page = Page::open(&chrome, &proxy.http_url()).await;
+    page.press_start().await;
+
+    let state = page
+        .wait_for("a whole turn with its waterfall", |s| {
+            s.response(1)["phase"] == "drained"
+                && s.waterfalls == 1
+                && s.pipeline.as_deref() == Some("listening")
+        })
+        .await;
+    assert!(state.simulator_banner, "the simulator is announced");
+    assert_eq!(state.probe("simulated"), true);
+    assert!(
+        state
+            .users
+            .first()
+            .is_some_and(|user| user.r#final && !user.text.is_empty())
+    );
+    assert!(
+        state
+            .answer(1)
+            .is_some_and(|answer| answer.status == "complete")
+    );
+    assert!(state.errors.is_empty(), "{:?}", state.errors);
+    page.screenshot(&artifacts_dir().join("screenshots").join("after-turn.png"))
+        .await;
+    chrome.close().await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn speaking_over_the_answer_stops_it_cancels_it_upstream_and_marks_it_interrupted() {
+    const STORY: &str = "Once upon a time there was a lighthouse keeper. Every night she climbed \
+        the tower and lit the lamp. Ships passed safely through the storms. One winter the lamp \
+        went out. She carried a lantern up the stairs and held it until dawn. The sailors never \
+        forgot her. They built a statue by the harbour. It still stands there today.";
+    let _one_at_a_time = ONE_BROWSER_AT_A_TIME.lock().await;
+    // Slow enough that the story is still being written and spoken when the user cuts in.
+    let proxy = proxy_serving_the_client(SimConfig {
+        llm_tokens_per_second: 5.0,
+        tts_realtime_factor: 1.0,
+        ..SimConfig::default()
+    })
+    .await;
+    proxy.sim.script_transcript("Tell me a story.");
+    proxy.sim.script_reply(STORY);
+    proxy.sim.script_transcript("Stop, that is enough.");
+    proxy.sim.script_reply("Okay.");
+    let mic = microphone(
+        "barge-in",
+        &[
+            Part::Quiet(1.5),
+            Part::Speech("Tell me a story."),
+            // The story starts playing about a second after the turn ends, and lasts far
+            // longer than this pause.
+            Part::Quiet(7.0),
+            Part::Speech("Stop, that is enough."),
+            Part::Quiet(6.0),
+        ],
+    );
+    let chrome = Chrome::launch(&mic).await;
+    let page = Page::open(&chrome, &proxy.http_url()).await;
+    page.press_start().await;
+
+    let state = page
+        .wait_for("the story to be cut", |s| {
+            s.response(1)["phase"] == "cancelled"
+        })
+        .await;
+    let played = state.response(1)["playedSamples"]
+        .as_u64()
+        .expect("played samples");
+    assert!(played > 0, "the story was playing when the user cut in");
+
+    // The proxy closed the story's LLM stream and its speech requests.
+    let records = proxy
+        .sim
+        .wait_until(BROWSER_DEADLINE, |r| {
+            r.chat.first().is_some_and(|chat| chat.outcome.is_final())
+                && speech_of(r, STORY).iter().all(|s| s.outcome.is_final())
+        })
+        .await
+        .expect("the story's upstream requests end");
+    assert_eq!(
+        records.chat[0].outcome,
+        Outcome::ClientClosed,
+        "the LLM stream was cancelled, not finished"
+    );
+    let story_speech = speech_of(&records, STORY);
+    assert!(
+        story_speech
+            .iter()
+            .any(|s| s.outcome == Outcome::ClientClosed),
+        "a speech request was cut: {:?}",
+        story_speech.iter().map(|s| s.outcome).collect::<Vec<_>>()
+    );
+    let synthesized: usize = story_speech.iter().map(|s| s.sent.len()).sum::<usize>() / 2;
+    assert!(
+        (played as usize) < synthesized || synthesized == 0,
+        "playback stopped before the end of what was sent ({played} of {synthesized})"
+    );
+
+    // The page marks the story interrupted where it was cut, and answers the new turn.
+    let state = page
+        .wait_for(
+            "the story marked interrupted and the next answer played",
+            |s| {
+                s.answer(1)
+                    .is_some_and(|a| a.status == "interrupted" && a.marked && a.unheard.is_some())
+                    && s.response(2)["phase"] == "drained"
+            },
+        )
+        .await;
+    let story = state.answer(1).expect("the story is shown");
+    let heard = story.heard.as_deref().unwrap_or_default();
+    assert!(
+        STORY.starts_with(heard.trim_end()),
+        "the heard part {heard:?} begins the story"
+    );
+    assert_eq!(
+        state.response(1)["playedSamples"],
+        played,
+        "no more played after the cut"
+    );
+    assert_eq!(state.answer(2).map(|a| a.status.as_str()), Some("complete"));
+    assert!(state.errors.is_empty(), "{:?}", state.errors);
+
+    page.screenshot(
+        &artifacts_dir()
+            .join("screenshots")
+            .join("after-barge-in.png"),
+    )
+    .await;
+    chrome.close().await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_1khz_tone_reaches_the_proxy_as_1khz_at_24khz_from_a_44_1khz_context() {
+    tone_pitch_case(None, 44_100.0).await;
+}
+
+#[tokio::test]
+async fn a_1khz_tone_reaches_the_proxy_as_1khz_at_24khz_from_a_48khz_context() {
+    tone_pitch_case(Some(48_000), 48_000.0).await;
+}
+
+/// Plays a 1 kHz tone into a context at `asked_rate` (the browser default if `None`) and
+/// measures what the proxy relayed upstream.
+async fn tone_pitch_case(asked_rate: Option<u32>, expected_rate: f64) {
+    const TONE_HZ: f64 = 1_000.0;
+    const TONE_SECONDS: f64 = 1.5;
+    let _one_at_a_time = ONE_BROWSER_AT_A_TIME.lock().await;
+    let proxy = proxy_serving_the_client(SimConfig::default()).await;
+    proxy.sim.script_transcript("Beep.");
+    proxy.sim.script_reply("That was a tone.");
+    let mic = microphone(
+        &format!("tone-{}", asked_rate.unwrap_or(0)),
+        &[
+            Part::Quiet(1.5),
+            Part::Tone {
+                hz: TONE_HZ,
+                seconds: TONE_SECONDS,
+                peak_dbfs: -6.0,
+            },
+            Part::Quiet(4.0),
+        ],
+    );
+    let chrome = Chrome::launch(&mic).await;
+    let url = match asked_rate {
+        Some(rate) => format!("{}/?sampleRate={rate}", proxy.http_url()),
+        None => proxy.http_url(),
+    };
+    let page = Page::open(&chrome, &url).await;
+    page.press_start().await;
+
+    let state = page
+        .wait_for("the tone's turn to end", |s| {
+            s.probe("vad")
+                .as_array()
+                .is_some_and(|events| events.iter().any(|e| e["event"] == "speech_stopped"))
+        })
+        .await;
+    assert_eq!(
+        state.probe("sampleRate").as_f64(),
+        Some(expected_rate),
+        "the AudioContext's rate"
+    );
+    let sent_bytes = state.probe("sentBytes").as_u64().expect("sent bytes") as usize;
+    let records = proxy
+        .sim
+        .wait_until(BROWSER_DEADLINE, |r| r.realtime_audio_bytes() >= sent_bytes)
+        .await
+        .expect("the proxy relays all the audio the page sent");
+    let audio: Vec<i16> = records
+        .realtime
+        .iter()
+        .flat_map(|connection| connection.audio.chunks_exact(2))
+        .map(|pair| i16::from_le_bytes([pair[0], pair[1]]))
+        .collect();
+
+    let tone = loudest_stretch(&audio);
+    let seconds = tone.len() as f64 / WIRE_RATE_HZ;
+    assert!(
+        (seconds - TONE_SECONDS).abs() < 0.15,
+        "the tone lasts {seconds:.3} s at 24 kHz, not {TONE_SECONDS} s"
+    );
+    let frequency = zero_crossing_frequency(tone, WIRE_RATE_HZ);
+    assert!(
+        (frequency - TONE_HZ).abs() < 5.0,
+        "the tone arrived at {frequency:.1} Hz (context {expected_rate} Hz, file {FILE_RATE_HZ} Hz)"
+    );
+    chrome.close().await;
+    proxy.stop().await;
+}
+
+/// The longest run of 10 ms blocks louder than half the loudest block's RMS, trimmed by
+/// 50 ms at each end (onsets and fades).
+fn loudest_stretch(samples: &[i16]) -> &[i16] {
+    const BLOCK: usize = 240;
+    const TRIM: usize = 1_200;
+    let rms: Vec<f64> = samples
+        .chunks(BLOCK)
+        .map(|block| {
+            (block.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / block.len() as f64).sqrt()
+        })
+        .collect();
+    let threshold = rms.iter().copied().fold(0.0, f64::max) / 2.0;
+    let (mut best, mut run_start) = ((0, 0), None);
+    for (index, level) in rms.iter().chain([&0.0]).enumerate() {
+        match (run_start, *level >= threshold) {
+            (None, true) => run_start = Some(index),
+            (Some(start), false) => {
+                if index - start > best.1 - best.0 {
+                    best = (start, index);
+                }
+                run_start = None;
+            }
+            _ => {}
+        }
+    }
+    let (start, end) = (best.0 * BLOCK, (best.1 * BLOCK).min(samples.len()));
+    assert!(end - start > 2 * TRIM + BLOCK, "no tone found in the audio");
+    &samples[start + TRIM..end - TRIM]
+}
+
+/// Frequency from rising zero crossings, located between samples by linear interpolation.
+fn zero_crossing_frequency(samples: &[i16], rate: f64) -> f64 {
+    let crossings: Vec<f64> = samples
+        .windows(2)
+        .enumerate()
+        .filter(|(_, pair)| pair[0] < 0 && pair[1] >= 0)
+        .map(|(index, pair)| {
+            let (a, b) = (f64::from(pair[0]), f64::from(pair[1]));
+            index as f64 + a / (a - b)
+        })
+        .collect();
+    assert!(crossings.len() > 10, "too few zero crossings to measure");
+    let (first, last) = (crossings[0], crossings[crossings.len() - 1]);
+    (crossings.len() - 1) as f64 * rate / (last - first)
+}

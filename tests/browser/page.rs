@@ -1,0 +1,195 @@
+//! The voice agent page as a test sees it: the Start button, what the page shows (found by
+//! `data-testid`) and the test probe `window.__voiceTest()`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use fantoccini::Locator;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::BROWSER_DEADLINE;
+use super::chrome::Chrome;
+
+/// Reads everything a test checks in one round trip.
+const SNAPSHOT_JS: &str = r#"
+const text = (el) => el ? el.textContent : null;
+const all = (id) => [...document.querySelectorAll(`[data-testid="${id}"]`)];
+return JSON.stringify({
+  probe: window.__voiceTest ? JSON.parse(window.__voiceTest()) : null,
+  connection: document.querySelector('[data-testid="connection"]')?.dataset.state ?? null,
+  pipeline: document.querySelector('[data-testid="pipeline"]')?.dataset.state ?? null,
+  simulatorBanner: all('simulator-banner').length > 0,
+  users: all('user-text').map((el) => ({ text: el.textContent, final: el.dataset.final === 'true' })),
+  answers: all('assistant-text').map((el) => ({
+    responseId: Number(el.dataset.responseId),
+    status: el.dataset.status,
+    heard: text(el.querySelector('.heard')),
+    unheard: text(el.querySelector('.unheard')),
+    marked: el.querySelector('[data-testid="interrupted-marker"]') !== null,
+  })),
+  waterfalls: all('waterfall').length,
+  errors: all('error').map((el) => el.textContent),
+});
+"#;
+
+/// What the page shows and counts at one moment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PageState {
+    /// `window.__voiceTest()`, once a session started.
+    pub(crate) probe: Option<Value>,
+    /// `data-state` of the connection badge.
+    pub(crate) connection: Option<String>,
+    /// `data-state` of the pipeline badge.
+    pub(crate) pipeline: Option<String>,
+    /// The simulator banner is shown.
+    pub(crate) simulator_banner: bool,
+    /// The user's turns.
+    pub(crate) users: Vec<UserLine>,
+    /// The assistant's answers.
+    pub(crate) answers: Vec<AnswerLine>,
+    /// Latency waterfalls shown.
+    pub(crate) waterfalls: usize,
+    /// Errors listed.
+    pub(crate) errors: Vec<String>,
+}
+
+/// One user bubble.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct UserLine {
+    /// Its words.
+    pub(crate) text: String,
+    /// The transcript is final.
+    pub(crate) r#final: bool,
+}
+
+/// One assistant bubble.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AnswerLine {
+    /// Its response id.
+    pub(crate) response_id: u32,
+    /// `streaming`, `complete` or `interrupted`.
+    pub(crate) status: String,
+    /// The text the user heard (all of it unless interrupted).
+    pub(crate) heard: Option<String>,
+    /// The text after the cut, if interrupted.
+    pub(crate) unheard: Option<String>,
+    /// The interrupted marker is shown.
+    pub(crate) marked: bool,
+}
+
+impl PageState {
+    /// A probe field, e.g. `probe("sampleRate")`.
+    pub(crate) fn probe(&self, key: &str) -> &Value {
+        self.probe
+            .as_ref()
+            .map_or(&Value::Null, |probe| &probe[key])
+    }
+
+    /// The probe's record of one response.
+    pub(crate) fn response(&self, response_id: u32) -> &Value {
+        &self.probe("responses")[response_id.to_string()]
+    }
+
+    /// The answer bubble of one response.
+    pub(crate) fn answer(&self, response_id: u32) -> Option<&AnswerLine> {
+        self.answers
+            .iter()
+            .find(|answer| answer.response_id == response_id)
+    }
+}
+
+/// The page open in a browser.
+#[derive(Debug)]
+pub(crate) struct Page<'a> {
+    chrome: &'a Chrome,
+}
+
+impl<'a> Page<'a> {
+    /// Opens `url` and waits for the app to render.
+    pub(crate) async fn open(chrome: &'a Chrome, url: &str) -> Page<'a> {
+        chrome.client().goto(url).await.expect("the page loads");
+        let page = Page { chrome };
+        page.start_button().await;
+        page
+    }
+
+    async fn start_button(&self) -> fantoccini::elements::Element {
+        let client = self.chrome.client();
+        let give_up = tokio::time::Instant::now() + BROWSER_DEADLINE;
+        loop {
+            if let Ok(button) = client
+                .find(Locator::Css("[data-testid='start-stop']"))
+                .await
+            {
+                return button;
+            }
+            assert!(
+                tokio::time::Instant::now() < give_up,
+                "the app did not render within {BROWSER_DEADLINE:?}; see {}",
+                self.chrome.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Presses Start (a real click, so a user gesture).
+    pub(crate) async fn press_start(&self) {
+        self.start_button()
+            .await
+            .click()
+            .await
+            .expect("click Start");
+    }
+
+    /// What the page shows now.
+    pub(crate) async fn state(&self) -> PageState {
+        let json = self
+            .chrome
+            .client()
+            .execute(SNAPSHOT_JS, Vec::new())
+            .await
+            .expect("the snapshot script runs");
+        let text = json.as_str().expect("the snapshot is a JSON string");
+        serde_json::from_str(text).expect("the snapshot parses")
+    }
+
+    /// Polls the page until `condition` holds; fails after [`BROWSER_DEADLINE`] with the
+    /// last state.
+    pub(crate) async fn wait_for(
+        &self,
+        what: &str,
+        condition: impl Fn(&PageState) -> bool,
+    ) -> PageState {
+        let give_up = tokio::time::Instant::now() + BROWSER_DEADLINE;
+        loop {
+            let state = self.state().await;
+            if condition(&state) {
+                return state;
+            }
+            assert!(
+                tokio::time::Instant::now() < give_up,
+                "waited {BROWSER_DEADLINE:?} for {what}; the page shows {state:#?}\n\
+                 browser log: {}",
+                self.chrome.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Saves a PNG of the viewport.
+    pub(crate) async fn screenshot(&self, path: &Path) {
+        let png = self
+            .chrome
+            .client()
+            .screenshot()
+            .await
+            .expect("take a screenshot");
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("create the screenshot dir");
+        }
+        std::fs::write(path, png).expect("write the screenshot");
+    }
+}
