@@ -87,7 +87,7 @@ async fn one_turn_shows_both_sides_and_plays_exactly_what_was_synthesized() {
     );
     let chrome = Chrome::launch(&mic).await;
     let page = Page::open(&chrome, &proxy.http_url()).await;
-    page.press_start().await;
+    page.press_start_stop().await;
 
     let state = page
         .wait_for("the answer to play to its end", |s| {
@@ -154,7 +154,7 @@ async fn without_a_key_the_page_announces_the_simulator_and_a_turn_is_kept_as_a_
     );
     let chrome = Chrome::launch(&mic).await;
     let page = Page::open(&chrome, &proxy.http_url()).await;
-    page.press_start().await;
+    page.press_start_stop().await;
 
     let state = page
         .wait_for("a whole turn with its waterfall", |s| {
@@ -179,6 +179,20 @@ async fn without_a_key_the_page_announces_the_simulator_and_a_turn_is_kept_as_a_
     assert!(state.errors.is_empty(), "{:?}", state.errors);
     page.screenshot(&artifacts_dir().join("screenshots").join("after-turn.png"))
         .await;
+
+    // Stop ends the session; Start opens a new one (a new AudioContext, the same compiled DSP).
+    page.press_start_stop().await;
+    page.wait_for("the session to stop", |s| {
+        s.connection.as_deref() == Some("offline") && s.pipeline.as_deref() == Some("idle")
+    })
+    .await;
+    page.press_start_stop().await;
+    let state = page
+        .wait_for("a new session", |s| {
+            s.connection.as_deref() == Some("connected") && s.probe("playbackVia") == "module"
+        })
+        .await;
+    assert!(state.errors.is_empty(), "{:?}", state.errors);
     chrome.close().await;
     proxy.stop().await;
 }
@@ -206,16 +220,16 @@ async fn speaking_over_the_answer_stops_it_cancels_it_upstream_and_marks_it_inte
         &[
             Part::Quiet(1.5),
             Part::Speech("Tell me a story."),
-            // The story starts playing about a second after the turn ends, and lasts far
-            // longer than this pause.
-            Part::Quiet(7.0),
+            // The story starts playing about four seconds after the turn ends (its first
+            // sentence is written slowly), and lasts far longer than this pause.
+            Part::Quiet(9.0),
             Part::Speech("Stop, that is enough."),
             Part::Quiet(6.0),
         ],
     );
     let chrome = Chrome::launch(&mic).await;
     let page = Page::open(&chrome, &proxy.http_url()).await;
-    page.press_start().await;
+    page.press_start_stop().await;
 
     let state = page
         .wait_for("the story to be cut", |s| {
@@ -327,7 +341,7 @@ async fn tone_pitch_case(asked_rate: Option<u32>, expected_rate: f64) {
         None => proxy.http_url(),
     };
     let page = Page::open(&chrome, &url).await;
-    page.press_start().await;
+    page.press_start_stop().await;
 
     let state = page
         .wait_for("the tone's turn to end", |s| {

@@ -135,8 +135,8 @@ impl<'a> Page<'a> {
         }
     }
 
-    /// Presses Start (a real click, so a user gesture).
-    pub(crate) async fn press_start(&self) {
+    /// Presses the Start/Stop button (a real click, so a user gesture).
+    pub(crate) async fn press_start_stop(&self) {
         self.start_button()
             .await
             .click()
