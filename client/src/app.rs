@@ -19,6 +19,9 @@ use crate::waterfall::{format_ms, steps};
 /// Name of the test-facing global: `window.__voiceTest()` returns the probe as JSON text.
 const PROBE_GLOBAL: &str = "__voiceTest";
 
+/// How many errors the page keeps listed (the newest).
+const SHOWN_ERRORS: usize = 5;
+
 /// The quietest level the meter shows, dBFS.
 const METER_FLOOR_DBFS: f32 = -60.0;
 
@@ -113,6 +116,17 @@ impl Ui {
             simulated: RwSignal::new(false),
             sample_rate: RwSignal::new(None),
         }
+    }
+}
+
+impl Ui {
+    /// Lists an error, keeping the newest few.
+    pub(crate) fn show_error(&self, shown: ShownError) {
+        self.errors.update(|errors| {
+            errors.push(shown);
+            let excess = errors.len().saturating_sub(SHOWN_ERRORS);
+            errors.drain(..excess);
+        });
     }
 }
 

@@ -33,9 +33,6 @@ use crate::probe::{GlueCounters, Probe, VadRecord};
 use crate::session::{CaptureEvent, Command, PlaybackCommand, PlaybackEvent, Session};
 use crate::socket::{Sent, Socket};
 
-/// How many errors the page keeps listed (the newest).
-const SHOWN_ERRORS: usize = 5;
-
 thread_local! {
     /// The engine of the current (or last) Start; the probe reads it after Stop too.
     static CURRENT: RefCell<Option<Rc<RefCell<Engine>>>> = const { RefCell::new(None) };
@@ -219,7 +216,9 @@ struct AudioParts {
     playback: AudioWorkletNode,
     playback_port: MessagePort,
     /// Kept alive while the ports may call them; dropped after the ports are detached.
-    _handlers: [Closure<dyn FnMut(MessageEvent)>; 2],
+    _port_handlers: [Closure<dyn FnMut(MessageEvent)>; 2],
+    /// Reports a worklet that threw (e.g. a sample rate its DSP refuses).
+    _processor_error: Closure<dyn FnMut(web_sys::Event)>,
 }
 
 impl AudioParts {
@@ -248,6 +247,23 @@ impl AudioParts {
         let on_playback = handler(Engine::on_playback_message);
         capture_port.set_onmessage(Some(on_capture.as_ref().unchecked_ref()));
         playback_port.set_onmessage(Some(on_playback.as_ref().unchecked_ref()));
+        let processor_error = {
+            let engine = Rc::downgrade(engine);
+            Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+                let detail = event
+                    .dyn_ref::<web_sys::ErrorEvent>()
+                    .map(web_sys::ErrorEvent::message)
+                    .filter(|message| !message.is_empty())
+                    .unwrap_or_else(|| "it stopped with an error".to_owned());
+                if let Some(engine) = engine.upgrade() {
+                    engine
+                        .borrow_mut()
+                        .fail(&ClientError::AudioProcessor(detail));
+                }
+            })
+        };
+        capture.set_onprocessorerror(Some(processor_error.as_ref().unchecked_ref()));
+        playback.set_onprocessorerror(Some(processor_error.as_ref().unchecked_ref()));
         Ok(Self {
             stream,
             source,
@@ -255,13 +271,16 @@ impl AudioParts {
             capture_port,
             playback,
             playback_port,
-            _handlers: [on_capture, on_playback],
+            _port_handlers: [on_capture, on_playback],
+            _processor_error: processor_error,
         })
     }
 
     fn shut_down(&self) {
         self.capture_port.set_onmessage(None);
         self.playback_port.set_onmessage(None);
+        self.capture.set_onprocessorerror(None);
+        self.playback.set_onprocessorerror(None);
         let _ = self.source.disconnect();
         let _ = self.capture.disconnect();
         let _ = self.playback.disconnect();
@@ -555,6 +574,8 @@ impl Engine {
         }
         if let Some(audio) = self.audio.take() {
             audio.shut_down();
+            // Its handlers may be what called this: drop them once they have returned.
+            leptos::task::spawn_local(async move { drop(audio) });
         }
         let _ = self.context.close();
         self.counters.connected = false;
@@ -562,16 +583,5 @@ impl Engine {
         self.ui.connection.set(Connection::Offline);
         self.ui.pipeline.set(crate::session::Pipeline::Idle);
         self.ui.level.set(Level::default());
-    }
-}
-
-impl Ui {
-    /// Lists an error, keeping the newest few.
-    pub(crate) fn show_error(&self, shown: ShownError) {
-        self.errors.update(|errors| {
-            errors.push(shown);
-            let excess = errors.len().saturating_sub(SHOWN_ERRORS);
-            errors.drain(..excess);
-        });
     }
 }

@@ -375,6 +375,9 @@ async fn tone_pitch_case(asked_rate: Option<u32>, expected_rate: f64) {
         "the tone lasts {seconds:.3} s at 24 kHz, not {TONE_SECONDS} s"
     );
     let frequency = zero_crossing_frequency(tone, WIRE_RATE_HZ);
+    eprintln!(
+        "context {expected_rate} Hz: the tone arrived at {frequency:.2} Hz, {seconds:.3} s long"
+    );
     assert!(
         (frequency - TONE_HZ).abs() < 5.0,
         "the tone arrived at {frequency:.1} Hz (context {expected_rate} Hz, file {FILE_RATE_HZ} Hz)"
