@@ -240,9 +240,8 @@ impl Browser {
     /// The next frame (also recorded in `received`), or `None` once the socket closed.
     async fn next(&mut self) -> Option<Received> {
         loop {
-            let frame = match self.socket.next().await {
-                Some(Ok(frame)) => frame,
-                Some(Err(_)) | None => return None,
+            let Some(Ok(frame)) = self.socket.next().await else {
+                return None;
             };
             let received = match frame {
                 Message::Text(text) => Received::Message(

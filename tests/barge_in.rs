@@ -52,9 +52,7 @@ async fn barge_in_cancels_upstream_requests_drops_stale_audio_and_keeps_only_wha
             r.chat.len() == 1
                 && r.chat[0].outcome != Outcome::InProgress
                 && !r.speech.is_empty()
-                && r.speech
-                    .iter()
-                    .all(|s| s.outcome != Outcome::InProgress)
+                && r.speech.iter().all(|s| s.outcome != Outcome::InProgress)
         })
         .await
         .expect("upstream requests end");
@@ -179,12 +177,8 @@ async fn a_browser_that_leaves_mid_answer_closes_every_upstream_request() {
     let records = proxy
         .sim
         .wait_until(DEADLINE, |r| {
-            r.chat
-                .iter()
-                .all(|c| c.outcome != Outcome::InProgress)
-                && r.speech
-                    .iter()
-                    .all(|s| s.outcome != Outcome::InProgress)
+            r.chat.iter().all(|c| c.outcome != Outcome::InProgress)
+                && r.speech.iter().all(|s| s.outcome != Outcome::InProgress)
                 && r.realtime.iter().all(|c| c.closed)
         })
         .await

@@ -102,10 +102,12 @@ async fn three_turns_stream_text_and_audio_in_order_and_keep_history() {
         assert_eq!(audio.len() % 2, 0);
         assert_eq!(audio.len() as u64, audio_samples * 2);
         let records = proxy.sim.records();
-        assert!(
-            records.speech.len() > speech_requests_before + 1,
-            "one request per sentence"
-        );
+        if answer.len() > 60 {
+            assert!(
+                records.speech.len() > speech_requests_before + 1,
+                "a long answer is synthesized sentence by sentence"
+            );
+        }
         assert_eq!(audio, synthesized_audio(&proxy, answer));
         let last_audio_at = received
             .iter()

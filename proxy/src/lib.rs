@@ -64,6 +64,58 @@ pub enum StartError {
     Serve(std::io::Error),
 }
 
+/// Where the upstream services are: OpenAI (or a compatible server) when a key is set, else a
+/// built-in simulator started on a loopback port.
+#[derive(Debug)]
+pub struct Backend {
+    /// Endpoints, credentials and models.
+    pub upstream: Arc<UpstreamConfig>,
+    /// The built-in simulator, when in use; dropping it stops it.
+    pub simulator: Option<sim::Simulator>,
+}
+
+impl Backend {
+    /// Resolves the backend of `config`, starting the simulator if there is no API key.
+    pub async fn from_config(config: &Config) -> Result<Self, StartError> {
+        let (simulator, base_url, api_key) = match &config.openai_api_key {
+            Some(key) => (None, config.openai_base_url.clone(), key.clone()),
+            None => {
+                // A long-running backend keeps no records of its traffic.
+                let simulator = sim::Simulator::start(sim::SimConfig {
+                    recording: false,
+                    ..sim::SimConfig::default()
+                })
+                .await
+                .map_err(StartError::Simulator)?;
+                let base = simulator.base_url();
+                tracing::warn!(
+                    base_url = %base,
+                    "OPENAI_API_KEY is not set: running on the built-in OpenAI simulator \
+                     (scripted, synthetic speech); set the key to talk to OpenAI"
+                );
+                // The simulator wants a bearer token like OpenAI does, and takes any.
+                (Some(simulator), base, config::ApiKey::new("sk-simulated"))
+            }
+        };
+        let upstream = Arc::new(UpstreamConfig {
+            endpoints: config.endpoints(&base_url)?,
+            api_key: Some(api_key),
+            stt_model: config.stt_model.clone(),
+            stt_language: config.stt_language.clone(),
+            llm_model: config.llm_model.clone(),
+            llm_max_completion_tokens: config.llm_max_completion_tokens,
+            tts_model: config.tts_model.clone(),
+            tts_voice: config.tts_voice.clone(),
+            tts_instructions: config.tts_instructions.clone(),
+            stall_timeout: Duration::from_millis(config.upstream_stall_timeout_ms),
+        });
+        Ok(Self {
+            upstream,
+            simulator,
+        })
+    }
+}
+
 /// Everything the server shares between requests; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -88,37 +140,10 @@ impl AppState {
     /// Builds the shared state. Without an API key this starts the built-in simulator on a
     /// loopback port and points every upstream at it.
     pub async fn new(config: Config) -> Result<Self, StartError> {
-        let (simulator, base_url) = match &config.openai_api_key {
-            Some(_) => (None, config.openai_base_url.clone()),
-            None => {
-                // A long-running backend keeps no records of its traffic.
-                let simulator = sim::Simulator::start(sim::SimConfig {
-                    recording: false,
-                    ..sim::SimConfig::default()
-                })
-                .await
-                    .map_err(StartError::Simulator)?;
-                let base = simulator.base_url();
-                tracing::warn!(
-                    base_url = %base,
-                    "OPENAI_API_KEY is not set: running on the built-in OpenAI simulator \
-                     (scripted, synthetic speech); set the key to talk to OpenAI"
-                );
-                (Some(simulator), base)
-            }
-        };
-        let upstream = Arc::new(UpstreamConfig {
-            endpoints: config.endpoints(&base_url)?,
-            api_key: config.openai_api_key.clone(),
-            stt_model: config.stt_model.clone(),
-            stt_language: config.stt_language.clone(),
-            llm_model: config.llm_model.clone(),
-            llm_max_completion_tokens: config.llm_max_completion_tokens,
-            tts_model: config.tts_model.clone(),
-            tts_voice: config.tts_voice.clone(),
-            tts_instructions: config.tts_instructions.clone(),
-            stall_timeout: Duration::from_millis(config.upstream_stall_timeout_ms),
-        });
+        let Backend {
+            upstream,
+            simulator,
+        } = Backend::from_config(&config).await?;
         let http = upstream::http_client();
         let sessions = Arc::new(SessionContext {
             transcriber: Transcriber::new(upstream.clone(), config.turn_detection.into()),
