@@ -443,8 +443,10 @@ impl Connection {
                 return;
             }
         };
-        self.shared
-            .update_realtime(self.at, |record| record.audio_bytes += audio.len());
+        self.shared.update_realtime(self.at, |record| {
+            record.audio_bytes += audio.len();
+            record.audio.extend_from_slice(&audio);
+        });
         if self.kind != Kind::Transcription || audio.is_empty() {
             return;
         }
