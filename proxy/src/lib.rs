@@ -126,8 +126,6 @@ pub struct AppState {
 struct Inner {
     config: Config,
     sessions: Arc<SessionContext>,
-    upstream: Arc<UpstreamConfig>,
-    http: reqwest::Client,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     live_sessions: AtomicUsize,
@@ -161,8 +159,6 @@ impl AppState {
             inner: Arc::new(Inner {
                 config,
                 sessions,
-                upstream,
-                http,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 live_sessions: AtomicUsize::new(0),

@@ -20,13 +20,15 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    UPSTREAM_CONNECT_TIMEOUT, UpstreamConfig, UpstreamError, classify_http_error, retry_delay,
-};
+use super::{UPSTREAM_CONNECT_TIMEOUT, UpstreamConfig, UpstreamError, classify_http_error};
 
 /// Commands buffered towards the upstream: 256 frames of 20 ms are five seconds of speech, enough
 /// to ride out a slow connect without dropping the user's first words.
 pub const STT_COMMAND_QUEUE_FRAMES: usize = 256;
+
+/// The upstream WebSocket.
+type UpstreamSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Events buffered towards the session; they are small and the session reads them promptly.
 const STT_EVENT_QUEUE: usize = 64;
@@ -200,38 +202,12 @@ impl Transcriber {
         }
     }
 
-    /// Opens the socket, retrying transient handshake failures with backoff.
-    async fn connect_with_retry(
-        &self,
-    ) -> Result<
-        tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-        UpstreamError,
-    > {
-        let mut retry = 0;
-        loop {
-            let error = match self.connect_once().await {
-                Ok(socket) => return Ok(socket),
-                Err(error) => error,
-            };
-            let Some(delay) = retry_delay(&error, retry, &mut rand::rng()) else {
-                return Err(error);
-            };
-            tracing::warn!(%error, retry, "transcription connect failed; retrying");
-            tokio::time::sleep(delay).await;
-            retry += 1;
-        }
+    /// Opens the socket, retrying transient handshake failures.
+    async fn connect_with_retry(&self) -> Result<UpstreamSocket, UpstreamError> {
+        super::with_retry("transcription connect", || self.connect_once()).await
     }
 
-    async fn connect_once(
-        &self,
-    ) -> Result<
-        tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-        UpstreamError,
-    > {
+    async fn connect_once(&self) -> Result<UpstreamSocket, UpstreamError> {
         let mut request = self
             .config
             .endpoints
