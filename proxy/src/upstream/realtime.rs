@@ -132,11 +132,7 @@ impl Transcriber {
         let (event_tx, event_rx) = mpsc::channel(STT_EVENT_QUEUE);
         let this = self.clone();
         tokio::spawn(async move {
-            let outcome = tokio::select! {
-                outcome = this.run(command_rx, &event_tx) => outcome,
-                () = cancel.cancelled() => Ok(()),
-            };
-            if let Err(error) = outcome {
+            if let Err(error) = this.run(command_rx, &event_tx, &cancel).await {
                 let _ = event_tx.send(SttEvent::Closed(error)).await;
             }
         });
@@ -151,8 +147,12 @@ impl Transcriber {
         &self,
         mut commands: mpsc::Receiver<SttCommand>,
         events: &mpsc::Sender<SttEvent>,
+        cancel: &CancellationToken,
     ) -> Result<(), UpstreamError> {
-        let socket = self.connect_with_retry().await?;
+        let socket = tokio::select! {
+            socket = self.connect_with_retry() => socket?,
+            () = cancel.cancelled() => return Ok(()),
+        };
         let (mut sink, mut stream) = socket.split();
         sink.send(Message::text(
             session_update(&self.config, self.turn_detection).to_string(),
@@ -162,6 +162,10 @@ impl Transcriber {
         let mut append_text = String::new();
         loop {
             tokio::select! {
+                () = cancel.cancelled() => {
+                    let _ = sink.send(Message::Close(None)).await;
+                    return Ok(());
+                }
                 command = commands.recv() => {
                     let Some(command) = command else {
                         // The session is gone: close politely.
