@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -208,6 +209,12 @@ pub async fn serve(
 ) -> Result<(), StartError> {
     let token = state.inner.shutdown.clone();
     let router = app(state.clone());
+    // Audio frames are small and latency-critical: never let Nagle's algorithm hold them back.
+    let listener = listener.tap_io(|socket| {
+        if let Err(error) = socket.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         tokio::select! {
             () = shutdown => {}

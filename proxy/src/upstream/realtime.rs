@@ -226,7 +226,8 @@ impl Transcriber {
             value.set_sensitive(true);
             request.headers_mut().insert("authorization", value);
         }
-        let connect = tokio_tungstenite::connect_async(request);
+        // No Nagle delay on appends and commits.
+        let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
         match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, connect).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Ok((socket, _response))) => Ok(socket),
