@@ -84,9 +84,14 @@ impl TestProxy {
 
     /// Connects a browser and reads its `session_ready`.
     pub async fn connect(&self) -> Browser {
-        let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.addr))
-            .await
-            .expect("the proxy accepts the WebSocket");
+        // No Nagle delay, as a browser's socket.
+        let (socket, _) = tokio_tungstenite::connect_async_with_config(
+            format!("ws://{}/ws", self.addr),
+            None,
+            true,
+        )
+        .await
+        .expect("the proxy accepts the WebSocket");
         let mut browser = Browser {
             socket,
             received: Vec::new(),

@@ -102,10 +102,12 @@ async fn three_turns_stream_text_and_audio_in_order_and_keep_history() {
         assert_eq!(audio.len() % 2, 0);
         assert_eq!(audio.len() as u64, audio_samples * 2);
         let records = proxy.sim.records();
-        assert!(
-            records.speech.len() > speech_requests_before + 1,
-            "one request per sentence"
-        );
+        if answer.len() > 60 {
+            assert!(
+                records.speech.len() > speech_requests_before + 1,
+                "a long answer is synthesized sentence by sentence"
+            );
+        }
         assert_eq!(audio, synthesized_audio(&proxy, answer));
         let last_audio_at = received
             .iter()
@@ -189,7 +191,20 @@ async fn the_upstream_session_is_configured_in_the_ga_transcription_shape() {
             .iter()
             .any(|e| e["type"] == "input_audio_buffer.commit")
     );
-    assert_eq!(connection.audio_bytes, tone(0.5).len());
+    assert_eq!(
+        connection.audio,
+        tone(0.5),
+        "the audio reached the upstream unchanged"
+    );
+    // The simulator sprinkled events a client must tolerate, and the turn worked anyway.
+    assert!(
+        connection
+            .sent_types
+            .iter()
+            .any(|t| t.ends_with("sim_future_event")),
+        "{:?}",
+        connection.sent_types
+    );
     proxy.stop().await;
 }
 

@@ -95,3 +95,28 @@ async fn a_plain_get_on_the_socket_endpoint_is_refused() {
     assert!(response.status().is_client_error(), "{}", response.status());
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn the_built_client_is_served_at_the_root() {
+    let dir = std::env::temp_dir().join(format!("voice-client-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("index.html"),
+        "<!doctype html><title>voice</title>",
+    )
+    .unwrap();
+    let client_dir = dir.clone();
+    let proxy = TestProxy::start(SimConfig::default(), move |config| {
+        config.client_dir = client_dir;
+    })
+    .await;
+    let page = reqwest::get(format!("{}/", proxy.http_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<title>voice</title>"));
+    proxy.stop().await;
+    std::fs::remove_dir_all(&dir).ok();
+}

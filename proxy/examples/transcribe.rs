@@ -10,16 +10,15 @@
 //! key it runs against the built-in simulator, which answers with the utterance's length.
 
 use std::io::Read as _;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use clap::Parser as _;
 use protocol::TurnDetection;
+use proxy::Backend;
 use proxy::config::Config;
 use proxy::upstream::realtime::{SttCommand, SttEvent, Transcriber};
-use proxy::upstream::{UPSTREAM_STALL_TIMEOUT, UpstreamConfig};
 use proxy::wav::Wav;
 use tokio_util::sync::CancellationToken;
 
@@ -48,44 +47,21 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = dotenvy::dotenv();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter("warn")
+        .init();
     let args = Args::parse();
     let pcm = read_input(&args.input)?;
-    let config = Config::with_defaults(
-        std::env::var("OPENAI_API_KEY")
-            .ok()
-            .filter(|k| !k.is_empty())
-            .map(proxy::config::ApiKey::new),
-    );
-    let (simulator, base_url) = match &config.openai_api_key {
-        Some(_) => (
-            None,
-            std::env::var("OPENAI_BASE_URL").unwrap_or(config.openai_base_url.clone()),
-        ),
-        None => {
-            let simulator = proxy::sim::Simulator::start(proxy::sim::SimConfig::default()).await?;
-            eprintln!("OPENAI_API_KEY is not set: transcribing with the built-in simulator");
-            let base = simulator.base_url();
-            (Some(simulator), base)
-        }
-    };
-    let upstream = Arc::new(UpstreamConfig {
-        endpoints: config.endpoints(&base_url)?,
-        api_key: config.openai_api_key.clone(),
-        stt_model: std::env::var("STT_MODEL").unwrap_or(config.stt_model.clone()),
-        stt_language: std::env::var("STT_LANGUAGE").ok(),
-        llm_model: config.llm_model.clone(),
-        llm_max_completion_tokens: config.llm_max_completion_tokens,
-        tts_model: config.tts_model.clone(),
-        tts_voice: config.tts_voice.clone(),
-        tts_instructions: None,
-        stall_timeout: UPSTREAM_STALL_TIMEOUT,
-    });
+    let config = Config::parse_from(["transcribe"]);
+    let backend = Backend::from_config(&config).await?;
     let detection = if args.server_vad {
         TurnDetection::ServerVad
     } else {
         TurnDetection::Client
     };
-    let mut handle = Transcriber::new(upstream, detection).spawn(CancellationToken::new());
+    let mut handle =
+        Transcriber::new(backend.upstream.clone(), detection).spawn(CancellationToken::new());
 
     let sender = handle.commands.clone();
     let realtime = args.realtime;
@@ -143,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
             | SttEvent::SpeechStopped { .. } => {}
         }
     }
-    drop(simulator);
+    drop(backend);
     Ok(())
 }
 

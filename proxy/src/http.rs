@@ -27,8 +27,7 @@ use tower_http::services::ServeDir;
 
 use crate::AppState;
 use crate::upstream::UpstreamError;
-use crate::upstream::chat::{ChatMessage, Responder, Role};
-use crate::upstream::speech::Synthesizer;
+use crate::upstream::chat::{ChatMessage, Role};
 
 /// Largest WebSocket message accepted from a browser: a little over the largest audio frame the
 /// protocol allows, so a misbehaving client is cut off (close 1009) instead of buffered.
@@ -146,7 +145,7 @@ async fn reply(
         Ok(text) => text,
         Err(message) => return bad_request(message),
     };
-    let responder = Responder::new(state.inner.http.clone(), state.inner.upstream.clone());
+    let responder = &state.inner.sessions.pipeline.responder;
     let messages = [
         ChatMessage {
             role: Role::System,
@@ -180,7 +179,7 @@ async fn speech(
         Ok(text) => text,
         Err(message) => return bad_request(message),
     };
-    let synthesizer = Synthesizer::new(state.inner.http.clone(), state.inner.upstream.clone());
+    let synthesizer = &state.inner.sessions.pipeline.synthesizer;
     let stream = match synthesizer.start(&text).await {
         Ok(stream) => stream,
         Err(error) => return upstream_failure(Stage::Tts, &error),

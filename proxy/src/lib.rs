@@ -33,11 +33,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use config::{ApiKey, Config, ConfigError};
+use config::{Config, ConfigError};
 use session::SessionContext;
 use session::response::Pipeline;
 use upstream::UpstreamConfig;
@@ -64,35 +65,21 @@ pub enum StartError {
     Serve(std::io::Error),
 }
 
-/// Everything the server shares between requests; cheap to clone.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    inner: Arc<Inner>,
-}
-
+/// Where the upstream services are: OpenAI (or a compatible server) when a key is set, else a
+/// built-in simulator started on a loopback port.
 #[derive(Debug)]
-struct Inner {
-    config: Config,
-    sessions: Arc<SessionContext>,
-    upstream: Arc<UpstreamConfig>,
-    http: reqwest::Client,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
-    live_sessions: AtomicUsize,
-    session_counter: AtomicU64,
-    /// Keeps the built-in simulator running while the server does.
-    _simulator: Option<sim::Simulator>,
+pub struct Backend {
+    /// Endpoints, credentials and models.
+    pub upstream: Arc<UpstreamConfig>,
+    /// The built-in simulator, when in use; dropping it stops it.
+    pub simulator: Option<sim::Simulator>,
 }
 
-/// The bearer token sent to the built-in simulator (it accepts any non-empty one).
-const BUILT_IN_SIMULATOR_KEY: &str = "sk-built-in-simulator";
-
-impl AppState {
-    /// Builds the shared state. Without an API key this starts the built-in simulator on a
-    /// loopback port and points every upstream at it.
-    pub async fn new(config: Config) -> Result<Self, StartError> {
+impl Backend {
+    /// Resolves the backend of `config`, starting the simulator if there is no API key.
+    pub async fn from_config(config: &Config) -> Result<Self, StartError> {
         let (simulator, base_url, api_key) = match &config.openai_api_key {
-            Some(key) => (None, config.openai_base_url.clone(), Some(key.clone())),
+            Some(key) => (None, config.openai_base_url.clone(), key.clone()),
             None => {
                 // A long-running backend keeps no records of its traffic.
                 let simulator = sim::Simulator::start(sim::SimConfig {
@@ -107,14 +94,13 @@ impl AppState {
                     "OPENAI_API_KEY is not set: running on the built-in OpenAI simulator \
                      (scripted, synthetic speech); set the key to talk to OpenAI"
                 );
-                // The simulator, like the service, refuses requests without a bearer token.
-                let key = ApiKey::new(BUILT_IN_SIMULATOR_KEY);
-                (Some(simulator), base, Some(key))
+                // The simulator wants a bearer token like OpenAI does, and takes any.
+                (Some(simulator), base, config::ApiKey::new("sk-simulated"))
             }
         };
         let upstream = Arc::new(UpstreamConfig {
             endpoints: config.endpoints(&base_url)?,
-            api_key,
+            api_key: Some(api_key),
             stt_model: config.stt_model.clone(),
             stt_language: config.stt_language.clone(),
             llm_model: config.llm_model.clone(),
@@ -124,6 +110,39 @@ impl AppState {
             tts_instructions: config.tts_instructions.clone(),
             stall_timeout: Duration::from_millis(config.upstream_stall_timeout_ms),
         });
+        Ok(Self {
+            upstream,
+            simulator,
+        })
+    }
+}
+
+/// Everything the server shares between requests; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    sessions: Arc<SessionContext>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    live_sessions: AtomicUsize,
+    session_counter: AtomicU64,
+    /// Keeps the built-in simulator running while the server does.
+    _simulator: Option<sim::Simulator>,
+}
+
+impl AppState {
+    /// Builds the shared state. Without an API key this starts the built-in simulator on a
+    /// loopback port and points every upstream at it.
+    pub async fn new(config: Config) -> Result<Self, StartError> {
+        let Backend {
+            upstream,
+            simulator,
+        } = Backend::from_config(&config).await?;
         let http = upstream::http_client();
         let sessions = Arc::new(SessionContext {
             transcriber: Transcriber::new(upstream.clone(), config.turn_detection.into()),
@@ -141,8 +160,6 @@ impl AppState {
             inner: Arc::new(Inner {
                 config,
                 sessions,
-                upstream,
-                http,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 live_sessions: AtomicUsize::new(0),
@@ -192,6 +209,12 @@ pub async fn serve(
 ) -> Result<(), StartError> {
     let token = state.inner.shutdown.clone();
     let router = app(state.clone());
+    // Audio frames are small and latency-critical: never let Nagle's algorithm hold them back.
+    let listener = listener.tap_io(|socket| {
+        if let Err(error) = socket.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         tokio::select! {
             () = shutdown => {}

@@ -233,7 +233,8 @@ impl Session {
         self.send(ServerMessage::Error(event)).await;
     }
 
-    /// Starts a transcriber if none runs (at start, and again after one was lost).
+    /// Starts a transcriber if none runs (at start, and at the next speech start after one
+    /// was lost).
     fn ensure_transcriber(&mut self) {
         if self.stt.is_none() {
             self.stt = Some(self.context.transcriber.spawn(self.cancel.child_token()));
@@ -308,8 +309,10 @@ impl Session {
             .await;
             return;
         }
-        self.ensure_transcriber();
         self.machine.handle(Input::ClientAudio, &mut self.actions);
+        // Without a transcriber (it was lost; the browser was told) the audio has nowhere to
+        // go; the next speech start reconnects. Reconnecting per frame would hammer a failing
+        // upstream.
         let Some(stt) = &self.stt else { return };
         match stt.commands.try_send(SttCommand::Append(audio)) {
             Ok(()) => {}
@@ -381,11 +384,8 @@ impl Session {
                     event.retryable = true;
                 }
                 self.send_error(event).await;
-                // Turns waiting for it will never be transcribed.
-                while self.machine.has_open_turns() {
-                    self.apply(Input::TranscriptTimedOut).await;
-                }
-                return;
+                // Turns waiting for it will never be transcribed (the error above says why).
+                Input::TranscriberLost
             }
         };
         self.apply(input).await;
@@ -437,6 +437,10 @@ impl Session {
             Action::TurnDropped(turn_id, reason) => {
                 self.clocks.retain(|c| c.turn_id != turn_id);
                 self.refresh_transcript_deadline();
+                if reason == DropReason::Lost {
+                    // Already reported as the lost transcription session.
+                    return;
+                }
                 let (code, message) = match reason {
                     DropReason::Failed => (
                         ErrorCode::TranscriptionFailed,
@@ -446,7 +450,7 @@ impl Session {
                         ErrorCode::AudioTooShort,
                         "I didn't catch anything; please speak a little longer.",
                     ),
-                    DropReason::TimedOut => (
+                    DropReason::TimedOut | DropReason::Lost => (
                         ErrorCode::UpstreamTimeout,
                         "Speech recognition did not answer in time.",
                     ),

@@ -74,8 +74,10 @@ pub enum Input {
     },
     /// Our last commit held too little audio.
     CommitEmpty,
-    /// The transcription of the oldest open turn took too long, or the transcriber is gone.
+    /// The transcription of the oldest open turn took too long.
     TranscriptTimedOut,
+    /// The transcriber is gone: no open turn will be transcribed.
+    TranscriberLost,
     /// The first audio of a response went to the browser.
     ResponseAudioStarted(ResponseId),
     /// A response finished generating (or failed).
@@ -114,6 +116,8 @@ pub enum DropReason {
     Empty,
     /// No transcript came in time.
     TimedOut,
+    /// The transcriber was lost before the transcript came.
+    Lost,
 }
 
 /// How a turn's transcription ended, while it waits for earlier turns.
@@ -266,6 +270,20 @@ impl TurnMachine {
                     self.awaiting_item.retain(|&t| t != turn);
                     self.items.retain(|_, &mut t| t != turn);
                     self.resolve(turn, Outcome::Dropped(DropReason::TimedOut), actions);
+                }
+            }
+            Input::TranscriberLost => {
+                self.awaiting_item.clear();
+                self.items.clear();
+                self.speaking_turn = None;
+                let pending: Vec<TurnId> = self
+                    .open
+                    .iter()
+                    .filter(|(_, outcome)| outcome.is_none())
+                    .map(|(&turn, _)| turn)
+                    .collect();
+                for turn in pending {
+                    self.resolve(turn, Outcome::Dropped(DropReason::Lost), actions);
                 }
             }
             Input::ResponseAudioStarted(response) => {
@@ -582,6 +600,32 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    #[test]
+    fn losing_the_transcriber_drops_open_turns_and_answers_what_was_heard() {
+        let mut m = TurnMachine::new(TurnDetection::Client);
+        client_turn(&mut m);
+        client_turn(&mut m);
+        run(
+            &mut m,
+            vec![
+                Input::Committed { item_id: item("a") },
+                Input::TranscriptCompleted {
+                    item_id: item("a"),
+                    transcript: "First.".into(),
+                },
+            ],
+        );
+        // Turn 1 waited for turn 2, which will never come: answer turn 1.
+        assert_eq!(
+            run(&mut m, vec![Input::TranscriberLost]),
+            vec![
+                Action::TurnDropped(2, DropReason::Lost),
+                Action::StartResponse(1, 1)
+            ]
+        );
+        assert!(!m.has_open_turns());
     }
 
     #[test]

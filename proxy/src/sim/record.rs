@@ -54,7 +54,7 @@ pub struct RealtimeRecord {
     pub events: Vec<Value>,
     /// PCM bytes appended on this connection (successfully decoded).
     pub audio_bytes: usize,
-    /// Those bytes, in order: PCM16 LE mono 24 kHz as the proxy relayed it.
+    /// The appended PCM itself, in order, so tests can check what the audio sounds like.
     pub audio: Vec<u8>,
     /// The `type` of every server event actually written to the socket, in order.
     pub sent_types: Vec<String>,

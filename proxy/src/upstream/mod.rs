@@ -308,18 +308,39 @@ pub fn authorize(
     }
 }
 
+/// Runs `attempt` until it succeeds, retrying transient failures with jittered backoff (see
+/// [`retry_delay`]). Callers use it only before anything reached the user, so a retry cannot
+/// duplicate anything.
+pub async fn with_retry<T, F, Fut>(what: &str, mut attempt: F) -> Result<T, UpstreamError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, UpstreamError>>,
+{
+    let mut retry = 0;
+    loop {
+        let error = match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        let Some(delay) = retry_delay(&error, retry, &mut rand::rng()) else {
+            return Err(error);
+        };
+        tracing::warn!(%error, retry, delay_ms = delay.as_millis() as u64, "{what} failed; retrying");
+        tokio::time::sleep(delay).await;
+        retry += 1;
+    }
+}
+
 /// Sends a request and returns the response once its status is a success, retrying transient
-/// failures with jittered backoff. Nothing has reached the user at this point, so a retry
-/// cannot duplicate anything.
+/// failures.
 pub async fn send_with_retry(
     build: impl Fn() -> reqwest::RequestBuilder,
 ) -> Result<reqwest::Response, UpstreamError> {
-    let mut retry = 0;
-    loop {
-        let error = match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, build().send()).await {
-            Err(_) => UpstreamError::Timeout,
-            Ok(Err(e)) => UpstreamError::Connect(transport_error_text(e)),
-            Ok(Ok(response)) if response.status().is_success() => return Ok(response),
+    with_retry("upstream request", || async {
+        match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, build().send()).await {
+            Err(_) => Err(UpstreamError::Timeout),
+            Ok(Err(e)) => Err(UpstreamError::Connect(transport_error_text(e))),
+            Ok(Ok(response)) if response.status().is_success() => Ok(response),
             Ok(Ok(response)) => {
                 let status = response.status().as_u16();
                 let retry_after = parse_retry_after(response.headers());
@@ -328,16 +349,11 @@ pub async fn send_with_retry(
                     .ok()
                     .and_then(Result::ok)
                     .unwrap_or_default();
-                classify_http_error(status, &body, retry_after)
+                Err(classify_http_error(status, &body, retry_after))
             }
-        };
-        let Some(delay) = retry_delay(&error, retry, &mut rand::rng()) else {
-            return Err(error);
-        };
-        tracing::warn!(%error, retry, delay_ms = delay.as_millis() as u64, "upstream request failed; retrying");
-        tokio::time::sleep(delay).await;
-        retry += 1;
-    }
+        }
+    })
+    .await
 }
 
 /// A transport error's text without the URL (which is configuration, not a secret, but noise).

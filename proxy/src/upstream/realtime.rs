@@ -20,13 +20,15 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    UPSTREAM_CONNECT_TIMEOUT, UpstreamConfig, UpstreamError, classify_http_error, retry_delay,
-};
+use super::{UPSTREAM_CONNECT_TIMEOUT, UpstreamConfig, UpstreamError, classify_http_error};
 
 /// Commands buffered towards the upstream: 256 frames of 20 ms are five seconds of speech, enough
 /// to ride out a slow connect without dropping the user's first words.
 pub const STT_COMMAND_QUEUE_FRAMES: usize = 256;
+
+/// The upstream WebSocket.
+type UpstreamSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Events buffered towards the session; they are small and the session reads them promptly.
 const STT_EVENT_QUEUE: usize = 64;
@@ -130,11 +132,7 @@ impl Transcriber {
         let (event_tx, event_rx) = mpsc::channel(STT_EVENT_QUEUE);
         let this = self.clone();
         tokio::spawn(async move {
-            let outcome = tokio::select! {
-                outcome = this.run(command_rx, &event_tx) => outcome,
-                () = cancel.cancelled() => Ok(()),
-            };
-            if let Err(error) = outcome {
+            if let Err(error) = this.run(command_rx, &event_tx, &cancel).await {
                 let _ = event_tx.send(SttEvent::Closed(error)).await;
             }
         });
@@ -149,8 +147,12 @@ impl Transcriber {
         &self,
         mut commands: mpsc::Receiver<SttCommand>,
         events: &mpsc::Sender<SttEvent>,
+        cancel: &CancellationToken,
     ) -> Result<(), UpstreamError> {
-        let socket = self.connect_with_retry().await?;
+        let socket = tokio::select! {
+            socket = self.connect_with_retry() => socket?,
+            () = cancel.cancelled() => return Ok(()),
+        };
         let (mut sink, mut stream) = socket.split();
         sink.send(Message::text(
             session_update(&self.config, self.turn_detection).to_string(),
@@ -160,6 +162,10 @@ impl Transcriber {
         let mut append_text = String::new();
         loop {
             tokio::select! {
+                () = cancel.cancelled() => {
+                    let _ = sink.send(Message::Close(None)).await;
+                    return Ok(());
+                }
                 command = commands.recv() => {
                     let Some(command) = command else {
                         // The session is gone: close politely.
@@ -200,38 +206,12 @@ impl Transcriber {
         }
     }
 
-    /// Opens the socket, retrying transient handshake failures with backoff.
-    async fn connect_with_retry(
-        &self,
-    ) -> Result<
-        tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-        UpstreamError,
-    > {
-        let mut retry = 0;
-        loop {
-            let error = match self.connect_once().await {
-                Ok(socket) => return Ok(socket),
-                Err(error) => error,
-            };
-            let Some(delay) = retry_delay(&error, retry, &mut rand::rng()) else {
-                return Err(error);
-            };
-            tracing::warn!(%error, retry, "transcription connect failed; retrying");
-            tokio::time::sleep(delay).await;
-            retry += 1;
-        }
+    /// Opens the socket, retrying transient handshake failures.
+    async fn connect_with_retry(&self) -> Result<UpstreamSocket, UpstreamError> {
+        super::with_retry("transcription connect", || self.connect_once()).await
     }
 
-    async fn connect_once(
-        &self,
-    ) -> Result<
-        tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-        UpstreamError,
-    > {
+    async fn connect_once(&self) -> Result<UpstreamSocket, UpstreamError> {
         let mut request = self
             .config
             .endpoints
@@ -246,7 +226,8 @@ impl Transcriber {
             value.set_sensitive(true);
             request.headers_mut().insert("authorization", value);
         }
-        let connect = tokio_tungstenite::connect_async(request);
+        // No Nagle delay on appends and commits.
+        let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
         match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, connect).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Ok((socket, _response))) => Ok(socket),
