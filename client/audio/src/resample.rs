@@ -468,47 +468,6 @@ mod tests {
         }
     }
 
-    /// Prints the measured response so the report's figures come from this code.
-    /// `cargo test -p audio --release resample::tests::print_response -- --ignored --nocapture`
-    #[test]
-    #[ignore = "prints figures; run by hand"]
-    fn print_response() {
-        for (input_rate, output_rate) in [
-            (48_000, 24_000),
-            (44_100, 24_000),
-            (96_000, 24_000),
-            (44_101, 24_000),
-            (24_000, 48_000),
-            (24_000, 44_100),
-        ] {
-            let rs = Resampler::new(input_rate, output_rate).unwrap();
-            print!("{input_rate} → {output_rate} ({} taps/phase):", rs.taps());
-            for tone in [1_000.0, 8_000.0, 10_000.0, 11_000.0] {
-                print!(
-                    " {tone}Hz {:.2} dB,",
-                    gain_db(input_rate, output_rate, tone, tone)
-                );
-            }
-            let tones: &[f64] = if input_rate > output_rate {
-                &[13_000.0, 14_000.0, 16_000.0, 20_000.0]
-            } else {
-                &[1_000.0, 8_000.0, 10_000.0, 11_000.0]
-            };
-            for &tone in tones {
-                let (measure, label) = if input_rate > output_rate {
-                    (alias_hz(tone, output_rate), "alias of")
-                } else {
-                    (f64::from(input_rate) - tone, "image of")
-                };
-                print!(
-                    " {label} {tone}Hz {:.1} dB,",
-                    gain_db(input_rate, output_rate, tone, measure)
-                );
-            }
-            println!();
-        }
-    }
-
     /// Feeds `seconds` of silence in 128-sample quanta and counts the outputs, either through
     /// the public [`Resampler::process`] or through the phase accounting alone (the same
     /// `push`/`next_phase` that `process` runs, minus the dot products, so that ten minutes of
@@ -565,7 +524,6 @@ mod tests {
     /// The same ten minutes through the full [`Resampler::process`]; about a minute unoptimised,
     /// a few seconds with `cargo test -p audio --release`.
     #[test]
-    #[cfg_attr(debug_assertions, ignore = "slow unoptimised; runs with --release")]
     fn process_output_count_never_drifts_over_ten_minutes() {
         const SECONDS: usize = 600;
         for (input_rate, output_rate) in DRIFT_PAIRS {

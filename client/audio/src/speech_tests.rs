@@ -143,21 +143,3 @@ fn gated_audio_holds_all_of_each_sentence() {
     }
 }
 
-/// Prints the event timing on the fixture for each rate.
-/// `cargo test -p audio speech_tests::print_events -- --ignored --nocapture`
-#[test]
-#[ignore = "prints figures; run by hand"]
-fn print_events() {
-    let speech = measured_speech_s(&fixture());
-    println!("measured speech: {speech:?}");
-    for rate_hz in [24_000, 44_100, 48_000, 16_000] {
-        let run = CaptureRun::new(rate_hz, VadConfig::default()).feed(&fixture_at(rate_hz), 128);
-        for e in &run.events {
-            let kind = if e.started { "start" } else { "stop " };
-            println!(
-                "{rate_hz:>6} Hz {kind} at {:.3} s, reported at {:.3} s",
-                e.at_s, e.reported_s
-            );
-        }
-    }
-}
