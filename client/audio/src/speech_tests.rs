@@ -142,4 +142,3 @@ fn gated_audio_holds_all_of_each_sentence() {
         );
     }
 }
-
