@@ -1,15 +1,27 @@
-//! The whole product in a real browser: headless Chromium (Debian's, through chromedriver and
-//! WebDriver) opens the client served by a real proxy in front of the simulator, with a WAV
-//! file as its microphone.
+//! The whole product in real browsers: the client served by a real proxy in front of the
+//! simulator, opened through WebDriver in headless Chromium (chromedriver), Firefox ESR
+//! (geckodriver) and WebKitGTK (WebKitWebDriver on Xvfb), with a WAV file as the microphone
+//! (see [`browser`] for how each engine gets it).
 //!
-//! * one full turn: both sides of the conversation shown, and the playback worklet played
-//!   exactly the samples the simulator synthesized, without underruns;
-//! * without an API key the page announces the simulator; a screenshot of it after a turn is
-//!   kept as `target/e2e-browser/screenshots/after-turn.png` (a CI artifact);
-//! * barge-in: speaking over the answer stops it, the proxy closes the answer's upstream
-//!   requests, and the page marks the answer interrupted where it was cut;
+//! In every engine:
+//! * one full turn: the page renders, Start runs an AudioContext (at the engine's default
+//!   rate) with both worklets built from the compiled DSP Module, the level meter moves with
+//!   the voice, both sides of the conversation are shown, and the playback worklet played
+//!   exactly the samples the simulator synthesized, without underruns; a screenshot is kept
+//!   as `target/e2e-browser/screenshots/ENGINE-one-turn.png` (a CI artifact);
 //! * pitch: a 1 kHz tone at the microphone reaches the proxy as 1 kHz at 24 kHz, with the
-//!   AudioContext at the headless default of 44.1 kHz and at 48 kHz.
+//!   AudioContext at the engine's default rate and at the other common one (44.1/48 kHz).
+//!
+//! In Chromium only (the paths they cover are the page's own, not the engine's):
+//! * without an API key the page announces the simulator; a screenshot of it after a turn is
+//!   kept as `target/e2e-browser/screenshots/after-turn.png`; Stop then Start opens a new
+//!   session;
+//! * barge-in: speaking over the answer stops it, the proxy closes the answer's upstream
+//!   requests, and the page marks the answer interrupted where it was cut.
+//!
+//! Not verifiable here: Apple Safari (WebKitGTK shares its engine, not its media stack), and
+//! the AudioContext's `state` itself (the page does not expose it; a capture worklet that
+//! reports levels is the evidence that the context runs).
 //!
 //! The client is built once per run with trunk ([`client_dist`]). The tests run one at a time
 //! (each holds [`ONE_BROWSER_AT_A_TIME`]): real-time audio in several browsers at once on a
@@ -444,8 +456,17 @@ async fn tone_pitch_case(engine: Engine, asked_rate: Option<u32>, expected_rate:
     eprintln!(
         "{engine:?}, context {expected_rate} Hz: the tone arrived at {frequency:.2} Hz, {seconds:.3} s long"
     );
+    // Chromium reads the file itself. Firefox and WebKitGTK get the tone from PulseAudio at
+    // 48 kHz and resample it to the context's rate themselves; at 44.1 kHz that path measured
+    // anywhere from 998 to 1013 Hz across runs here (presumably the engines' drift-correcting
+    // capture resamplers; at 48 kHz it is 1000.0 Hz every time). A rate mistake in the page
+    // is at least 8.8% (44.1 against 48 kHz), so 2% still catches every one.
+    let tolerance_hz = match engine {
+        Engine::Chromium => 5.0,
+        Engine::Firefox | Engine::WebKit => 20.0,
+    };
     assert!(
-        (frequency - TONE_HZ).abs() < 5.0,
+        (frequency - TONE_HZ).abs() < tolerance_hz,
         "{engine:?}: the tone arrived at {frequency:.1} Hz (context {expected_rate} Hz, file {FILE_RATE_HZ} Hz)"
     );
     browser.close().await;
