@@ -9,15 +9,17 @@
 //!   the voice, both sides of the conversation are shown, and the playback worklet played
 //!   exactly the samples the simulator synthesized, without underruns; a screenshot is kept
 //!   as `target/e2e-browser/screenshots/ENGINE-one-turn.png` (a CI artifact);
+//! * barge-in (Chromium and WebKitGTK; not verified in Firefox, see the note at its test):
+//!   speaking over the answer stops it, the proxy closes the answer's upstream requests, and
+//!   the page marks the answer interrupted where it was cut
+//!   (`screenshots/ENGINE-after-barge-in.png`);
 //! * pitch: a 1 kHz tone at the microphone reaches the proxy as 1 kHz at 24 kHz, with the
 //!   AudioContext at the engine's default rate and at the other common one (44.1/48 kHz).
 //!
-//! In Chromium only (the paths they cover are the page's own, not the engine's):
+//! In Chromium only (the path it covers is the page's and the proxy's own, not the engine's):
 //! * without an API key the page announces the simulator; a screenshot of it after a turn is
 //!   kept as `target/e2e-browser/screenshots/after-turn.png`; Stop then Start opens a new
-//!   session;
-//! * barge-in: speaking over the answer stops it, the proxy closes the answer's upstream
-//!   requests, and the page marks the answer interrupted where it was cut.
+//!   session.
 //!
 //! Not verifiable here: Apple Safari (WebKitGTK shares its engine, not its media stack), and
 //! the AudioContext's `state` itself (the page does not expose it; a capture worklet that
@@ -253,6 +255,25 @@ async fn without_a_key_the_page_announces_the_simulator_and_a_turn_is_kept_as_a_
 
 #[tokio::test]
 async fn speaking_over_the_answer_stops_it_cancels_it_upstream_and_marks_it_interrupted() {
+    barge_in_case(Engine::Chromium).await;
+}
+
+// Not in Firefox: NOT VERIFIED. With the PulseAudio microphone here, Firefox ESR 153 delivers
+// near silence while the answer plays: the level meter stays at its −60 dB floor through the
+// whole second utterance (it reads −11 to −34 dB for the same voice before the answer), so
+// the VAD never hears the user and the story plays to its end. WebKitGTK and Chromium, fed
+// the same way and the same file, hear it. Whether this is Firefox's echo cancellation or
+// noise suppression (the page asks for both) reacting to the null-sink setup or a real
+// limitation for Firefox users is not established; see the report of the cross-browser work.
+
+#[tokio::test]
+async fn in_webkit_speaking_over_the_answer_stops_it_cancels_it_upstream_and_marks_it_interrupted()
+{
+    barge_in_case(Engine::WebKit).await;
+}
+
+/// The user cuts into a long story in `engine`.
+async fn barge_in_case(engine: Engine) {
     const STORY: &str = "Once upon a time there was a lighthouse keeper. Every night she climbed \
         the tower and lit the lamp. Ships passed safely through the storms. One winter the lamp \
         went out. She carried a lantern up the stairs and held it until dawn. The sailors never \
@@ -281,13 +302,22 @@ async fn speaking_over_the_answer_stops_it_cancels_it_upstream_and_marks_it_inte
             Part::Quiet(6.0),
         ],
     );
-    let browser = Browser::launch(Engine::Chromium, &mic).await;
+    let browser = Browser::launch(engine, &mic).await;
     let page = Page::open(&browser, &proxy.http_url()).await;
     page.start_talking().await;
 
+    page.wait_for("the story to be cut", |s| {
+        s.response(1)["phase"] == "cancelled"
+    })
+    .await;
+    // The phase turns `cancelled` as the user starts speaking; the playback worklet plays on
+    // until the clear reaches it (a few render quanta: WebKitGTK showed ~350 samples), and its
+    // acknowledgement carries the final count, which goes to the proxy in `cancel`. The
+    // answer shows its unheard part once the proxy answered that, so the count is final then.
     let state = page
-        .wait_for("the story to be cut", |s| {
-            s.response(1)["phase"] == "cancelled"
+        .wait_for("the cut to be acknowledged", |s| {
+            s.answer(1)
+                .is_some_and(|a| a.status == "interrupted" && a.unheard.is_some())
         })
         .await;
     let played = state.response(1)["playedSamples"]
@@ -351,7 +381,7 @@ async fn speaking_over_the_answer_stops_it_cancels_it_upstream_and_marks_it_inte
     page.screenshot(
         &artifacts_dir()
             .join("screenshots")
-            .join("after-barge-in.png"),
+            .join(format!("{}-after-barge-in.png", engine.name())),
     )
     .await;
     browser.close().await;
