@@ -311,13 +311,14 @@ async fn barge_in_case(engine: Engine) {
     })
     .await;
     // The phase turns `cancelled` as the user starts speaking; the playback worklet plays on
-    // until the clear reaches it (a few render quanta: WebKitGTK showed ~350 samples), and its
-    // acknowledgement carries the final count, which goes to the proxy in `cancel`. The
-    // answer shows its unheard part once the proxy answered that, so the count is final then.
+    // until the clear reaches it (a few render quanta), and its `cleared` reply carries the
+    // final count. The worklet answers in order, so once it reports progress of the next
+    // answer, the story's count is final.
     let state = page
-        .wait_for("the cut to be acknowledged", |s| {
-            s.answer(1)
-                .is_some_and(|a| a.status == "interrupted" && a.unheard.is_some())
+        .wait_for("the next answer to play (the story's count final)", |s| {
+            s.response(2)["playedSamples"]
+                .as_u64()
+                .is_some_and(|played| played > 0)
         })
         .await;
     let played = state.response(1)["playedSamples"]
