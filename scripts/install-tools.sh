@@ -7,6 +7,9 @@
 #   wasm-bindgen-cli = Cargo.lock's wasm-bindgen version (trunk refuses any other)
 #   wasm-opt 132 (npm binaryen@132)       release bundles; never Debian's binaryen 108
 #   chromium, chromium-driver             the browser tests (tests/browser/)
+#   firefox-esr, geckodriver 0.37.1       the browser tests in Firefox (geckodriver from crates.io)
+#   webkit2gtk-driver, xvfb, xauth        the browser tests in WebKitGTK (MiniBrowser on Xvfb)
+#   pulseaudio, pulseaudio-utils          Firefox's audio output; the WAV microphone of both
 #   espeak-ng, sox                        the tests' spoken microphone input
 #   node                                  the worklet tests (node --test client/worklet/test/)
 #
@@ -16,6 +19,7 @@ cd "$(dirname "$0")/.."
 
 TRUNK_VERSION=0.21.14
 BINARYEN_VERSION=132
+GECKODRIVER_VERSION=0.37.1
 
 log() { printf '==> %s\n' "$*"; }
 
@@ -23,6 +27,12 @@ log() { printf '==> %s\n' "$*"; }
 apt_packages=()
 command -v chromium >/dev/null || apt_packages+=(chromium)
 command -v chromedriver >/dev/null || apt_packages+=(chromium-driver)
+command -v firefox-esr >/dev/null || apt_packages+=(firefox-esr)
+command -v WebKitWebDriver >/dev/null || apt_packages+=(webkit2gtk-driver)
+command -v Xvfb >/dev/null || apt_packages+=(xvfb)
+command -v xauth >/dev/null || apt_packages+=(xauth)
+command -v pulseaudio >/dev/null || apt_packages+=(pulseaudio)
+command -v paplay >/dev/null || apt_packages+=(pulseaudio-utils)
 command -v espeak-ng >/dev/null || apt_packages+=(espeak-ng)
 command -v sox >/dev/null || apt_packages+=(sox)
 command -v node >/dev/null || apt_packages+=(nodejs)
@@ -48,6 +58,12 @@ if [[ "$(trunk --version 2>/dev/null)" != "trunk $TRUNK_VERSION" ]]; then
     cargo install --locked --quiet "trunk@$TRUNK_VERSION"
 fi
 
+# No Debian package has geckodriver; crates.io does (a 1-2 minute build).
+if [[ "$(geckodriver --version 2>/dev/null | sed -n 1p)" != "geckodriver $GECKODRIVER_VERSION"* ]]; then
+    log "cargo install geckodriver@$GECKODRIVER_VERSION"
+    cargo install --locked --quiet "geckodriver@$GECKODRIVER_VERSION"
+fi
+
 # The CLI must match the wasm-bindgen crate exactly. Installed without --locked: its own lock
 # file names a crate version the registry here does not have.
 wasm_bindgen_version="$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')"
@@ -67,3 +83,4 @@ if [[ "$(node_modules/.bin/wasm-opt --version 2>/dev/null)" != *"version_$BINARY
 fi
 
 log "tools ready: $(trunk --version), $(wasm-bindgen --version), $(node_modules/.bin/wasm-opt --version), $(chromium --version)"
+log "browsers ready: $(firefox-esr --version 2>/dev/null), $(geckodriver --version | sed -n 1p), webkit2gtk-driver $(dpkg-query -W -f='${Version}' webkit2gtk-driver)"

@@ -1,23 +1,38 @@
-//! The whole product in a real browser: headless Chromium (Debian's, through chromedriver and
-//! WebDriver) opens the client served by a real proxy in front of the simulator, with a WAV
-//! file as its microphone.
+//! The whole product in real browsers: the client served by a real proxy in front of the
+//! simulator, opened through WebDriver in headless Chromium (chromedriver), Firefox ESR
+//! (geckodriver) and WebKitGTK (WebKitWebDriver on Xvfb), with a WAV file as the microphone
+//! (see [`browser`] for how each engine gets it).
 //!
-//! * one full turn: both sides of the conversation shown, and the playback worklet played
-//!   exactly the samples the simulator synthesized, without underruns;
-//! * without an API key the page announces the simulator; a screenshot of it after a turn is
-//!   kept as `target/e2e-browser/screenshots/after-turn.png` (a CI artifact);
-//! * barge-in: speaking over the answer stops it, the proxy closes the answer's upstream
-//!   requests, and the page marks the answer interrupted where it was cut;
+//! In every engine:
+//! * one full turn: the page renders, Start runs an AudioContext (at the engine's default
+//!   rate) with both worklets built from the compiled DSP Module, the level meter moves with
+//!   the voice, both sides of the conversation are shown, and the playback worklet played
+//!   exactly the samples the simulator synthesized, without underruns; a screenshot is kept
+//!   as `target/e2e-browser/screenshots/ENGINE-one-turn.png` (a CI artifact);
+//! * barge-in (Chromium and WebKitGTK; not verified in Firefox, see the note at its test):
+//!   speaking over the answer stops it, the proxy closes the answer's upstream requests, and
+//!   the page marks the answer interrupted where it was cut
+//!   (`screenshots/ENGINE-after-barge-in.png`);
 //! * pitch: a 1 kHz tone at the microphone reaches the proxy as 1 kHz at 24 kHz, with the
-//!   AudioContext at the headless default of 44.1 kHz and at 48 kHz.
+//!   AudioContext at the engine's default rate and at the other common one (44.1/48 kHz).
+//!
+//! In Chromium only (the path it covers is the page's and the proxy's own, not the engine's):
+//! * without an API key the page announces the simulator; a screenshot of it after a turn is
+//!   kept as `target/e2e-browser/screenshots/after-turn.png`; Stop then Start opens a new
+//!   session.
+//!
+//! Not verifiable here: Apple Safari (WebKitGTK shares its engine, not its media stack), and
+//! the AudioContext's `state` itself (the page does not expose it; a capture worklet that
+//! reports levels is the evidence that the context runs).
 //!
 //! The client is built once per run with trunk ([`client_dist`]). The tests run one at a time
 //! (each holds [`ONE_BROWSER_AT_A_TIME`]): real-time audio in several browsers at once on a
 //! small machine would underrun for reasons that are not the product's. Every wait is for a
 //! condition, with a generous deadline.
 
-mod chrome;
+mod browser;
 mod client_dist;
+mod host;
 mod microphone;
 mod page;
 
@@ -25,9 +40,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use proxy::sim::{Outcome, Records, SimConfig, SpeechRecord};
+use serde_json::json;
 use voice_agent_e2e::TestProxy;
 
-use chrome::Chrome;
+use browser::{Browser, Engine};
 use client_dist::client_dist;
 use microphone::{FILE_RATE_HZ, Part, microphone};
 use page::Page;
@@ -75,6 +91,24 @@ fn speech_of<'a>(records: &'a Records, reply: &str) -> Vec<&'a SpeechRecord> {
 
 #[tokio::test]
 async fn one_turn_shows_both_sides_and_plays_exactly_what_was_synthesized() {
+    one_turn_case(Engine::Chromium).await;
+}
+
+#[tokio::test]
+async fn in_firefox_one_turn_shows_both_sides_and_plays_exactly_what_was_synthesized() {
+    one_turn_case(Engine::Firefox).await;
+}
+
+#[tokio::test]
+async fn in_webkit_one_turn_shows_both_sides_and_plays_exactly_what_was_synthesized() {
+    one_turn_case(Engine::WebKit).await;
+}
+
+/// One whole turn in `engine`: the page renders, Start runs an AudioContext at the engine's
+/// default rate with both worklets built from the compiled DSP Module, the level meter
+/// moves with the voice, the session is established, and the turn completes with exactly the
+/// synthesized samples played. Ends with a screenshot `screenshots/ENGINE-one-turn.png`.
+async fn one_turn_case(engine: Engine) {
     const QUESTION: &str = "What is the capital of France?";
     const ANSWER: &str = "Paris is the capital of France. It sits on the river Seine.";
     let _one_at_a_time = ONE_BROWSER_AT_A_TIME.lock().await;
@@ -85,9 +119,25 @@ async fn one_turn_shows_both_sides_and_plays_exactly_what_was_synthesized() {
         "one-turn",
         &[Part::Quiet(1.5), Part::Speech(QUESTION), Part::Quiet(8.0)],
     );
-    let chrome = Chrome::launch(&mic).await;
-    let page = Page::open(&chrome, &proxy.http_url()).await;
-    page.press_start_stop().await;
+    let browser = Browser::launch(engine, &mic).await;
+    let page = Page::open(&browser, &proxy.http_url()).await;
+    let state = page.start_talking().await;
+    // The page has no handle on the AudioContext's state; the capture worklet reporting
+    // levels (below) is the proof that it runs: a suspended context processes nothing.
+    assert_eq!(
+        state.probe("sampleRate").as_f64(),
+        Some(engine.default_sample_rate()),
+        "{engine:?}'s default AudioContext rate"
+    );
+    assert_eq!(
+        (state.probe("captureVia"), state.probe("playbackVia")),
+        (&json!("module"), &json!("module")),
+        "{engine:?}: both worklets got the compiled WebAssembly.Module"
+    );
+    page.wait_for("the level meter to show the voice", |s| {
+        s.mic_level_db.is_some_and(|db| db > -40.0)
+    })
+    .await;
 
     let state = page
         .wait_for("the answer to play to its end", |s| {
@@ -129,7 +179,13 @@ async fn one_turn_shows_both_sides_and_plays_exactly_what_was_synthesized() {
         ["speech_started", "speech_stopped"],
         "one utterance, one turn"
     );
-    chrome.close().await;
+    page.screenshot(
+        &artifacts_dir()
+            .join("screenshots")
+            .join(format!("{}-one-turn.png", engine.name())),
+    )
+    .await;
+    browser.close().await;
     proxy.stop().await;
 }
 
@@ -152,9 +208,9 @@ async fn without_a_key_the_page_announces_the_simulator_and_a_turn_is_kept_as_a_
             Part::Quiet(8.0),
         ],
     );
-    let chrome = Chrome::launch(&mic).await;
-    let page = Page::open(&chrome, &proxy.http_url()).await;
-    page.press_start_stop().await;
+    let browser = Browser::launch(Engine::Chromium, &mic).await;
+    let page = Page::open(&browser, &proxy.http_url()).await;
+    page.start_talking().await;
 
     let state = page
         .wait_for("a whole turn with its waterfall", |s| {
@@ -193,12 +249,31 @@ async fn without_a_key_the_page_announces_the_simulator_and_a_turn_is_kept_as_a_
         })
         .await;
     assert!(state.errors.is_empty(), "{:?}", state.errors);
-    chrome.close().await;
+    browser.close().await;
     proxy.stop().await;
 }
 
 #[tokio::test]
 async fn speaking_over_the_answer_stops_it_cancels_it_upstream_and_marks_it_interrupted() {
+    barge_in_case(Engine::Chromium).await;
+}
+
+// Not in Firefox: NOT VERIFIED. With the PulseAudio microphone here, Firefox ESR 153 delivers
+// near silence while the answer plays: the level meter stays at its −60 dB floor through the
+// whole second utterance (it reads −11 to −34 dB for the same voice before the answer), so
+// the VAD never hears the user and the story plays to its end. WebKitGTK and Chromium, fed
+// the same way and the same file, hear it. Whether this is Firefox's echo cancellation or
+// noise suppression (the page asks for both) reacting to the null-sink setup or a real
+// limitation for Firefox users is not established; see the report of the cross-browser work.
+
+#[tokio::test]
+async fn in_webkit_speaking_over_the_answer_stops_it_cancels_it_upstream_and_marks_it_interrupted()
+{
+    barge_in_case(Engine::WebKit).await;
+}
+
+/// The user cuts into a long story in `engine`.
+async fn barge_in_case(engine: Engine) {
     const STORY: &str = "Once upon a time there was a lighthouse keeper. Every night she climbed \
         the tower and lit the lamp. Ships passed safely through the storms. One winter the lamp \
         went out. She carried a lantern up the stairs and held it until dawn. The sailors never \
@@ -227,13 +302,23 @@ async fn speaking_over_the_answer_stops_it_cancels_it_upstream_and_marks_it_inte
             Part::Quiet(6.0),
         ],
     );
-    let chrome = Chrome::launch(&mic).await;
-    let page = Page::open(&chrome, &proxy.http_url()).await;
-    page.press_start_stop().await;
+    let browser = Browser::launch(engine, &mic).await;
+    let page = Page::open(&browser, &proxy.http_url()).await;
+    page.start_talking().await;
 
+    page.wait_for("the story to be cut", |s| {
+        s.response(1)["phase"] == "cancelled"
+    })
+    .await;
+    // The phase turns `cancelled` as the user starts speaking; the playback worklet plays on
+    // until the clear reaches it (a few render quanta), and its `cleared` reply carries the
+    // final count. The worklet answers in order, so once it reports progress of the next
+    // answer, the story's count is final.
     let state = page
-        .wait_for("the story to be cut", |s| {
-            s.response(1)["phase"] == "cancelled"
+        .wait_for("the next answer to play (the story's count final)", |s| {
+            s.response(2)["playedSamples"]
+                .as_u64()
+                .is_some_and(|played| played > 0)
         })
         .await;
     let played = state.response(1)["playedSamples"]
@@ -297,26 +382,50 @@ async fn speaking_over_the_answer_stops_it_cancels_it_upstream_and_marks_it_inte
     page.screenshot(
         &artifacts_dir()
             .join("screenshots")
-            .join("after-barge-in.png"),
+            .join(format!("{}-after-barge-in.png", engine.name())),
     )
     .await;
-    chrome.close().await;
+    browser.close().await;
     proxy.stop().await;
 }
 
 #[tokio::test]
 async fn a_1khz_tone_reaches_the_proxy_as_1khz_at_24khz_from_a_44_1khz_context() {
-    tone_pitch_case(None, 44_100.0).await;
+    tone_pitch_case(Engine::Chromium, None, 44_100.0).await;
 }
 
 #[tokio::test]
 async fn a_1khz_tone_reaches_the_proxy_as_1khz_at_24khz_from_a_48khz_context() {
-    tone_pitch_case(Some(48_000), 48_000.0).await;
+    tone_pitch_case(Engine::Chromium, Some(48_000), 48_000.0).await;
 }
 
-/// Plays a 1 kHz tone into a context at `asked_rate` (the browser default if `None`) and
-/// measures what the proxy relayed upstream.
-async fn tone_pitch_case(asked_rate: Option<u32>, expected_rate: f64) {
+#[tokio::test]
+async fn in_firefox_a_1khz_tone_reaches_the_proxy_as_1khz_at_24khz_from_its_default_48khz_context()
+{
+    tone_pitch_case(Engine::Firefox, None, 48_000.0).await;
+}
+
+/// A rate other than the audio device's: Firefox ESR 140 refused to connect the microphone
+/// to such a context (NotSupportedError, cross-browser.md §1.6).
+#[tokio::test]
+async fn in_firefox_a_1khz_tone_reaches_the_proxy_as_1khz_at_24khz_from_a_44_1khz_context() {
+    tone_pitch_case(Engine::Firefox, Some(44_100), 44_100.0).await;
+}
+
+#[tokio::test]
+async fn in_webkit_a_1khz_tone_reaches_the_proxy_as_1khz_at_24khz_from_its_default_44_1khz_context()
+{
+    tone_pitch_case(Engine::WebKit, None, 44_100.0).await;
+}
+
+#[tokio::test]
+async fn in_webkit_a_1khz_tone_reaches_the_proxy_as_1khz_at_24khz_from_a_48khz_context() {
+    tone_pitch_case(Engine::WebKit, Some(48_000), 48_000.0).await;
+}
+
+/// Plays a 1 kHz tone into a context at `asked_rate` (the browser default if `None`) in
+/// `engine` and measures what the proxy relayed upstream.
+async fn tone_pitch_case(engine: Engine, asked_rate: Option<u32>, expected_rate: f64) {
     const TONE_HZ: f64 = 1_000.0;
     const TONE_SECONDS: f64 = 1.5;
     let _one_at_a_time = ONE_BROWSER_AT_A_TIME.lock().await;
@@ -324,7 +433,7 @@ async fn tone_pitch_case(asked_rate: Option<u32>, expected_rate: f64) {
     proxy.sim.script_transcript("Beep.");
     proxy.sim.script_reply("That was a tone.");
     let mic = microphone(
-        &format!("tone-{}", asked_rate.unwrap_or(0)),
+        &format!("tone-{}-{}", engine.name(), asked_rate.unwrap_or(0)),
         &[
             Part::Quiet(1.5),
             Part::Tone {
@@ -335,13 +444,13 @@ async fn tone_pitch_case(asked_rate: Option<u32>, expected_rate: f64) {
             Part::Quiet(4.0),
         ],
     );
-    let chrome = Chrome::launch(&mic).await;
+    let browser = Browser::launch(engine, &mic).await;
     let url = match asked_rate {
         Some(rate) => format!("{}/?sampleRate={rate}", proxy.http_url()),
         None => proxy.http_url(),
     };
-    let page = Page::open(&chrome, &url).await;
-    page.press_start_stop().await;
+    let page = Page::open(&browser, &url).await;
+    page.start_talking().await;
 
     let state = page
         .wait_for("the tone's turn to end", |s| {
@@ -353,7 +462,7 @@ async fn tone_pitch_case(asked_rate: Option<u32>, expected_rate: f64) {
     assert_eq!(
         state.probe("sampleRate").as_f64(),
         Some(expected_rate),
-        "the AudioContext's rate"
+        "{engine:?}: the AudioContext's rate"
     );
     let sent_bytes = state.probe("sentBytes").as_u64().expect("sent bytes") as usize;
     let records = proxy
@@ -376,13 +485,22 @@ async fn tone_pitch_case(asked_rate: Option<u32>, expected_rate: f64) {
     );
     let frequency = zero_crossing_frequency(tone, WIRE_RATE_HZ);
     eprintln!(
-        "context {expected_rate} Hz: the tone arrived at {frequency:.2} Hz, {seconds:.3} s long"
+        "{engine:?}, context {expected_rate} Hz: the tone arrived at {frequency:.2} Hz, {seconds:.3} s long"
     );
+    // Chromium reads the file itself. Firefox and WebKitGTK get the tone from PulseAudio at
+    // 48 kHz and resample it to the context's rate themselves; at 44.1 kHz that path measured
+    // anywhere from 998 to 1013 Hz across runs here (presumably the engines' drift-correcting
+    // capture resamplers; at 48 kHz it is 1000.0 Hz every time). A rate mistake in the page
+    // is at least 8.8% (44.1 against 48 kHz), so 2% still catches every one.
+    let tolerance_hz = match engine {
+        Engine::Chromium => 5.0,
+        Engine::Firefox | Engine::WebKit => 20.0,
+    };
     assert!(
-        (frequency - TONE_HZ).abs() < 5.0,
-        "the tone arrived at {frequency:.1} Hz (context {expected_rate} Hz, file {FILE_RATE_HZ} Hz)"
+        (frequency - TONE_HZ).abs() < tolerance_hz,
+        "{engine:?}: the tone arrived at {frequency:.1} Hz (context {expected_rate} Hz, file {FILE_RATE_HZ} Hz)"
     );
-    chrome.close().await;
+    browser.close().await;
     proxy.stop().await;
 }
 

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::BROWSER_DEADLINE;
-use super::chrome::Chrome;
+use super::browser::Browser;
 
 /// Reads everything a test checks in one round trip.
 const SNAPSHOT_JS: &str = r#"
@@ -28,6 +28,7 @@ return JSON.stringify({
     unheard: text(el.querySelector('.unheard')),
     marked: el.querySelector('[data-testid="interrupted-marker"]') !== null,
   })),
+  micLevelDb: Number(document.querySelector('[data-testid="mic-level"]')?.getAttribute('aria-valuenow') ?? NaN),
   waterfalls: all('waterfall').length,
   errors: all('error').map((el) => el.textContent),
 });
@@ -49,6 +50,8 @@ pub(crate) struct PageState {
     pub(crate) users: Vec<UserLine>,
     /// The assistant's answers.
     pub(crate) answers: Vec<AnswerLine>,
+    /// The microphone level meter's value, dBFS (clamped to the meter's floor, −60).
+    pub(crate) mic_level_db: Option<f64>,
     /// Latency waterfalls shown.
     pub(crate) waterfalls: usize,
     /// Errors listed.
@@ -104,20 +107,20 @@ impl PageState {
 /// The page open in a browser.
 #[derive(Debug)]
 pub(crate) struct Page<'a> {
-    chrome: &'a Chrome,
+    browser: &'a Browser,
 }
 
 impl<'a> Page<'a> {
     /// Opens `url` and waits for the app to render.
-    pub(crate) async fn open(chrome: &'a Chrome, url: &str) -> Page<'a> {
-        chrome.client().goto(url).await.expect("the page loads");
-        let page = Page { chrome };
+    pub(crate) async fn open(browser: &'a Browser, url: &str) -> Page<'a> {
+        browser.client().goto(url).await.expect("the page loads");
+        let page = Page { browser };
         page.start_button().await;
         page
     }
 
     async fn start_button(&self) -> fantoccini::elements::Element {
-        let client = self.chrome.client();
+        let client = self.browser.client();
         let give_up = tokio::time::Instant::now() + BROWSER_DEADLINE;
         loop {
             if let Ok(button) = client
@@ -129,7 +132,7 @@ impl<'a> Page<'a> {
             assert!(
                 tokio::time::Instant::now() < give_up,
                 "the app did not render within {BROWSER_DEADLINE:?}; see {}",
-                self.chrome.log.display()
+                self.browser.log.display()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -144,10 +147,25 @@ impl<'a> Page<'a> {
             .expect("click Start");
     }
 
+    /// Presses Start, waits for the session and both worklets, then starts the microphone
+    /// WAV ([`Browser::feed_microphone`]). Returns the state at that moment.
+    pub(crate) async fn start_talking(&self) -> PageState {
+        self.press_start_stop().await;
+        let state = self
+            .wait_for("the session and both worklets ready", |s| {
+                s.connection.as_deref() == Some("connected")
+                    && !s.probe("captureVia").is_null()
+                    && !s.probe("playbackVia").is_null()
+            })
+            .await;
+        self.browser.feed_microphone();
+        state
+    }
+
     /// What the page shows now.
     pub(crate) async fn state(&self) -> PageState {
         let json = self
-            .chrome
+            .browser
             .client()
             .execute(SNAPSHOT_JS, Vec::new())
             .await
@@ -173,7 +191,7 @@ impl<'a> Page<'a> {
                 tokio::time::Instant::now() < give_up,
                 "waited {BROWSER_DEADLINE:?} for {what}; the page shows {state:#?}\n\
                  browser log: {}",
-                self.chrome.log.display()
+                self.browser.log.display()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -182,7 +200,7 @@ impl<'a> Page<'a> {
     /// Saves a PNG of the viewport.
     pub(crate) async fn screenshot(&self, path: &Path) {
         let png = self
-            .chrome
+            .browser
             .client()
             .screenshot()
             .await
