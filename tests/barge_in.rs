@@ -2,7 +2,7 @@
 
 use protocol::{ClientMessage, ServerMessage};
 use proxy::sim::{Outcome, SimConfig};
-use voice_agent_e2e::{DEADLINE, Received, TestProxy, tone};
+use voice_agent_e2e::{Browser, DEADLINE, Received, TestProxy, tone};
 
 const LONG_ANSWER: &str = "Once upon a time there was a lighthouse keeper. Every night she climbed \
 the tower and lit the lamp. Ships passed safely through the storms. One winter the lamp went out. \
@@ -19,13 +19,19 @@ fn slow_upstream() -> SimConfig {
     }
 }
 
-#[tokio::test]
-async fn barge_in_cancels_upstream_requests_drops_stale_audio_and_keeps_only_what_was_heard() {
-    let proxy = TestProxy::start(slow_upstream(), |_| {}).await;
+/// Connects a browser and asks for [`LONG_ANSWER`].
+async fn ask_for_the_story(proxy: &TestProxy) -> Browser {
     let mut browser = proxy.connect().await;
     proxy.sim.script_transcript("Tell me a story.");
     proxy.sim.script_reply(LONG_ANSWER);
     browser.say(&tone(0.6)).await;
+    browser
+}
+
+#[tokio::test]
+async fn barge_in_cancels_upstream_requests_drops_stale_audio_and_keeps_only_what_was_heard() {
+    let proxy = TestProxy::start(slow_upstream(), |_| {}).await;
+    let mut browser = ask_for_the_story(&proxy).await;
 
     // Some audio of the answer plays...
     browser
@@ -118,10 +124,7 @@ async fn barge_in_cancels_upstream_requests_drops_stale_audio_and_keeps_only_wha
 #[tokio::test]
 async fn cancel_after_generation_finished_still_truncates_history() {
     let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
-    let mut browser = proxy.connect().await;
-    proxy.sim.script_transcript("Tell me a story.");
-    proxy.sim.script_reply(LONG_ANSWER);
-    browser.say(&tone(0.6)).await;
+    let mut browser = ask_for_the_story(&proxy).await;
     browser
         .wait_for(|m| {
             matches!(
@@ -166,10 +169,7 @@ async fn cancel_after_generation_finished_still_truncates_history() {
 #[tokio::test]
 async fn a_browser_that_leaves_mid_answer_closes_every_upstream_request() {
     let proxy = TestProxy::start(slow_upstream(), |_| {}).await;
-    let mut browser = proxy.connect().await;
-    proxy.sim.script_transcript("Tell me a story.");
-    proxy.sim.script_reply(LONG_ANSWER);
-    browser.say(&tone(0.6)).await;
+    let mut browser = ask_for_the_story(&proxy).await;
     browser
         .wait_for_frame(|r| matches!(r, Received::Audio { .. }))
         .await;

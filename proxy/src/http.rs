@@ -15,8 +15,8 @@ use std::sync::atomic::Ordering;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -104,22 +104,33 @@ struct TextRequest {
     text: String,
 }
 
-/// Checks a one-shot request's text; the error is a 400 response's message.
-fn checked_text(
-    body: Result<Json<TextRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<String, String> {
-    let Json(TextRequest { text }) = body
-        .map_err(|rejection| format!("Expected {{\"text\": \"…\"}}: {}", rejection.body_text()))?;
-    let text = text.trim();
-    if text.is_empty() {
-        return Err("\"text\" is empty.".into());
+/// The checked text of a one-shot request: non-empty, within the Speech API's limit. Bad
+/// input is answered with a 400 before the handler runs.
+struct InputText(String);
+
+impl<S: Send + Sync> FromRequest<S> for InputText {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Json(TextRequest { text }) = Json::<TextRequest>::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                bad_request(format!(
+                    "Expected {{\"text\": \"…\"}}: {}",
+                    rejection.body_text()
+                ))
+            })?;
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(bad_request("\"text\" is empty.".into()));
+        }
+        if text.chars().count() > MAX_INPUT_CHARS {
+            return Err(bad_request(format!(
+                "\"text\" is longer than {MAX_INPUT_CHARS} characters."
+            )));
+        }
+        Ok(Self(text.to_owned()))
     }
-    if text.chars().count() > MAX_INPUT_CHARS {
-        return Err(format!(
-            "\"text\" is longer than {MAX_INPUT_CHARS} characters."
-        ));
-    }
-    Ok(text.to_owned())
 }
 
 /// A 400 for input the proxy cannot use.
@@ -137,14 +148,7 @@ fn bad_request(message: String) -> Response {
     )
 }
 
-async fn reply(
-    State(state): State<AppState>,
-    body: Result<Json<TextRequest>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let text = match checked_text(body) {
-        Ok(text) => text,
-        Err(message) => return bad_request(message),
-    };
+async fn reply(State(state): State<AppState>, InputText(text): InputText) -> Response {
     let responder = &state.inner.sessions.pipeline.responder;
     let messages = [
         ChatMessage {
@@ -171,14 +175,7 @@ async fn reply(
     }
 }
 
-async fn speech(
-    State(state): State<AppState>,
-    body: Result<Json<TextRequest>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let text = match checked_text(body) {
-        Ok(text) => text,
-        Err(message) => return bad_request(message),
-    };
+async fn speech(State(state): State<AppState>, InputText(text): InputText) -> Response {
     let synthesizer = &state.inner.sessions.pipeline.synthesizer;
     let stream = match synthesizer.start(&text).await {
         Ok(stream) => stream,
