@@ -28,7 +28,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use proxy::wav::Wav;
 use serde_json::{Value, json};
 
-use super::host::{PulseAudio, Spawned, Xvfb, free_port, kill, processes_marked};
+use super::host::{PulseAudio, Room, Spawned, Xvfb, free_port, kill, processes_marked};
 use super::{BROWSER_DEADLINE, artifacts_dir};
 
 /// Debian package `chromium`; `CHROMIUM` overrides.
@@ -82,6 +82,22 @@ impl Engine {
         match self {
             Engine::Chromium | Engine::WebKit => 44_100.0,
             Engine::Firefox => 48_000.0,
+        }
+    }
+
+    /// The room its PulseAudio microphone is in (Chromium reads the WAV itself: no echo).
+    ///
+    /// Firefox gets laptop speakers: its echo canceller needs an echo path to lock onto. With
+    /// none at all (headphones here) Firefox ESR 153 muted the microphone to the meter's floor
+    /// for as long as the answer played, so the user could not be heard over it; with one it
+    /// removes the echo (the meter stays at its floor while the answer plays) and passes the
+    /// user's voice (−18 to −24 dBFS). WebKitGTK gets headphones: its capture cancels no echo
+    /// here (on speakers the answer reached the page at −33 dBFS and barged in on itself),
+    /// where Safari would cancel it with the system's voice processing.
+    fn room(self) -> Room {
+        match self {
+            Engine::Chromium | Engine::WebKit => Room::Headphones,
+            Engine::Firefox => Room::LaptopSpeakers,
         }
     }
 }
@@ -161,7 +177,7 @@ impl Browser {
                 browser.chromium_capabilities()
             }
             Engine::Firefox => {
-                let pulse = PulseAudio::start(&browser.dir.join("pulse"));
+                let pulse = PulseAudio::start(&browser.dir.join("pulse"), engine.room());
                 let profiles = browser.dir.join("profiles");
                 std::fs::create_dir_all(&profiles).expect("create the profile root");
                 browser.driver = Some(Spawned::new(
@@ -179,7 +195,7 @@ impl Browser {
                 firefox_capabilities()
             }
             Engine::WebKit => {
-                let pulse = PulseAudio::start(&browser.dir.join("pulse"));
+                let pulse = PulseAudio::start(&browser.dir.join("pulse"), engine.room());
                 let display = Xvfb::start(&browser.dir);
                 browser.driver = Some(Spawned::new(
                     Command::new(env_or("WEBKITWEBDRIVER", WEBKITWEBDRIVER))

@@ -3,7 +3,7 @@
 //!
 //! * [`PulseAudio`]: a private PulseAudio daemon (no D-Bus, no systemd, anonymous socket in
 //!   the run's own directory) with a null sink as the speakers and a virtual microphone fed
-//!   by `paplay`. Firefox needs an audio server or its AudioContext never leaves `suspended`;
+//!   by `paplay`, in a [`Room`] where the speakers may also leak into the microphone. Firefox needs an audio server or its AudioContext never leaves `suspended`;
 //!   Firefox and WebKitGTK both take a WAV microphone only this way (neither has Chromium's
 //!   `--use-file-for-fake-audio-capture`). See `/work/shared/reference/cross-browser.md` §1.2.
 //! * [`Xvfb`]: a virtual X display (WebKitGTK's MiniBrowser cannot run without a display).
@@ -65,6 +65,36 @@ impl Drop for Spawned {
     }
 }
 
+/// How the speakers reach the microphone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Room {
+    /// Only the user's voice reaches the microphone, as with headphones.
+    Headphones,
+    /// The speakers also reach the microphone, [`SPEAKER_ECHO_DB`] down and about
+    /// [`SPEAKER_ECHO_DELAY_MS`] late, as on a laptop without headphones: what a browser's echo
+    /// canceller is built for, and what the VAD's echo guard must not mistake for the user.
+    LaptopSpeakers,
+}
+
+/// Level of the speakers' echo in the microphone relative to what is played, dB: a laptop's
+/// speakers couple into its microphone at roughly −10 to −30 dB.
+const SPEAKER_ECHO_DB: f64 = -20.0;
+
+/// Delay of that echo, ms: output buffering plus the way through the air.
+const SPEAKER_ECHO_DELAY_MS: u32 = 20;
+
+/// The daemon's script lines that make a [`Room::LaptopSpeakers`]: a loopback from the
+/// speakers' monitor into the microphone feed, attenuated by the monitor's volume (PulseAudio
+/// volumes are cubic: linear gain = (volume / 65536)³).
+fn laptop_speakers_script() -> String {
+    let volume = (65_536.0 * 10f64.powf(SPEAKER_ECHO_DB / 60.0)).round();
+    format!(
+        "load-module module-loopback source=out.monitor sink=micsink \
+         latency_msec={SPEAKER_ECHO_DELAY_MS} source_dont_move=true sink_dont_move=true\n\
+         set-source-volume out.monitor {volume}\n"
+    )
+}
+
 /// A private PulseAudio daemon. See the module docs.
 #[derive(Debug)]
 pub(crate) struct PulseAudio {
@@ -87,8 +117,8 @@ set-default-source virtmic
 ";
 
 impl PulseAudio {
-    /// Starts a daemon whose files live in `dir`, and waits for its socket.
-    pub(crate) fn start(dir: &Path) -> PulseAudio {
+    /// Starts a daemon for `room` whose files live in `dir`, and waits for its socket.
+    pub(crate) fn start(dir: &Path, room: Room) -> PulseAudio {
         let config = dir.join("config");
         std::fs::create_dir_all(config.join("pulse")).expect("create the PulseAudio dir");
         std::fs::create_dir_all(dir.join("runtime")).expect("create the PulseAudio dir");
@@ -99,11 +129,11 @@ impl PulseAudio {
         .expect("write daemon.conf");
         let socket = dir.join("native");
         let script = dir.join("ci.pa");
-        std::fs::write(
-            &script,
-            PULSE_SCRIPT.replace("SOCKET", &socket.to_string_lossy()),
-        )
-        .expect("write the PulseAudio script");
+        let mut lines = PULSE_SCRIPT.replace("SOCKET", &socket.to_string_lossy());
+        if room == Room::LaptopSpeakers {
+            lines.push_str(&laptop_speakers_script());
+        }
+        std::fs::write(&script, lines).expect("write the PulseAudio script");
         let mut daemon = Spawned::new(
             Command::new("pulseaudio")
                 .args(["-n", "--daemonize=no", "--exit-idle-time=-1"])

@@ -9,12 +9,16 @@
 //!   the voice, both sides of the conversation are shown, and the playback worklet played
 //!   exactly the samples the simulator synthesized, without underruns; a screenshot is kept
 //!   as `target/e2e-browser/screenshots/ENGINE-one-turn.png` (a CI artifact);
-//! * barge-in (Chromium and WebKitGTK; not verified in Firefox, see the note at its test):
-//!   speaking over the answer stops it, the proxy closes the answer's upstream requests, and
-//!   the page marks the answer interrupted where it was cut
+//! * barge-in: speaking over the answer stops it, the proxy closes the answer's upstream
+//!   requests, and the page marks the answer interrupted where it was cut
 //!   (`screenshots/ENGINE-after-barge-in.png`);
 //! * pitch: a 1 kHz tone at the microphone reaches the proxy as 1 kHz at 24 kHz, with the
 //!   AudioContext at the engine's default rate and at the other common one (44.1/48 kHz).
+//!
+//! Firefox runs on laptop speakers, the others on headphones (`Engine::room` says why): the
+//! answer's echo reaches Firefox's microphone, so there the one-turn test (exactly one
+//! utterance) and the barge-in test (the answers after the cut play to their end) also show
+//! that the answer does not barge in on itself.
 //!
 //! In Chromium only (the path it covers is the page's and the proxy's own, not the engine's):
 //! * without an API key the page announces the simulator; a screenshot of it after a turn is
@@ -258,13 +262,14 @@ async fn speaking_over_the_answer_stops_it_cancels_it_upstream_and_marks_it_inte
     barge_in_case(Engine::Chromium).await;
 }
 
-// Not in Firefox: NOT VERIFIED. With the PulseAudio microphone here, Firefox ESR 153 delivers
-// near silence while the answer plays: the level meter stays at its −60 dB floor through the
-// whole second utterance (it reads −11 to −34 dB for the same voice before the answer), so
-// the VAD never hears the user and the story plays to its end. WebKitGTK and Chromium, fed
-// the same way and the same file, hear it. Whether this is Firefox's echo cancellation or
-// noise suppression (the page asks for both) reacting to the null-sink setup or a real
-// limitation for Firefox users is not established; see the report of the cross-browser work.
+/// On laptop speakers (see `Engine::room`): the story's echo reaches the microphone too, so
+/// this also shows that neither the story nor the short answer after the cut barges in on
+/// itself while the echo canceller re-converges.
+#[tokio::test]
+async fn in_firefox_speaking_over_the_answer_stops_it_cancels_it_upstream_and_marks_it_interrupted()
+{
+    barge_in_case(Engine::Firefox).await;
+}
 
 #[tokio::test]
 async fn in_webkit_speaking_over_the_answer_stops_it_cancels_it_upstream_and_marks_it_interrupted()

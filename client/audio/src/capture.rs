@@ -28,8 +28,8 @@ pub const OUTPUT_FRAME_MS: u32 = 20;
 /// Samples in one output frame at [`OUTPUT_RATE_HZ`].
 pub const OUTPUT_FRAME_SAMPLES: usize = (OUTPUT_RATE_HZ * OUTPUT_FRAME_MS / 1000) as usize;
 
-/// Audio kept from before the confirmed start: covers the 30 ms onset confirmation plus a soft
-/// leading consonant, matching common server VAD prefix padding.
+/// Audio kept from before the confirmed start: covers the onset confirmation (30 ms; 200 ms
+/// for a barge-in) plus a soft leading consonant, matching common server VAD prefix padding.
 pub const PREROLL_MS: u32 = 300;
 
 /// Samples in the pre-roll at [`OUTPUT_RATE_HZ`] (a whole number of VAD frames).
@@ -413,6 +413,31 @@ mod tests {
         let mut guarded = CaptureRun::new(48_000, VadConfig::default());
         guarded.capture.set_assistant_audible(true);
         assert!(guarded.feed(&input, 128).events.is_empty());
+    }
+
+    #[test]
+    fn a_barge_in_still_sends_its_first_words_from_the_preroll() {
+        let rate = 48_000;
+        let input = noise_with_bursts(rate, 3.0, &[(1.0, 2.0)], 300.0, -20.0);
+        let mut run = CaptureRun::new(rate, VadConfig::default());
+        run.capture.set_assistant_audible(true);
+        let run = run.feed(&input, 128);
+        assert_eq!(run.utterances.len(), 1, "{:?}", run.events);
+        // Confirmed after the longer barge-in onset, but the utterance still opens with quiet
+        // before the first loud sample: nothing of the interruption is lost.
+        let start = run.starts()[0];
+        let barge_in_onset_ms = f64::from(VadConfig::default().barge_in_onset_ms);
+        assert!((start.reported_s - 1.0) * 1e3 >= barge_in_onset_ms - 10.0);
+        let first_loud = run.utterances[0]
+            .iter()
+            .position(|s| s.unsigned_abs() > 1_000)
+            .unwrap();
+        let lead_ms = first_loud as f64 / 24.0;
+        let expected_lead_ms = f64::from(PREROLL_MS) - barge_in_onset_ms;
+        assert!(
+            (lead_ms - expected_lead_ms).abs() <= 15.0,
+            "the interruption begins {lead_ms} ms into the utterance"
+        );
     }
 
     #[test]

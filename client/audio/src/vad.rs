@@ -9,8 +9,12 @@
 //!   short warm-up after creation it follows the level fast in both directions and no speech
 //!   can start, so the first guess does not matter.
 //! * **start**: the level must exceed `max(floor + start_margin, min_start_level)` for
-//!   `onset_ms` in a row (rejects clicks). While the assistant is audible the start threshold
-//!   is raised by `echo_guard_db` so its own voice leaking from the speakers does not barge in.
+//!   `onset_ms` in a row (rejects clicks).
+//! * **echo guard**: while the assistant is audible, and for `echo_tail_ms` after, the start
+//!   threshold is raised by `echo_guard_db` and a start needs `barge_in_onset_ms` of loud
+//!   frames, so its own voice leaking from the speakers past the browser's echo canceller
+//!   (loudest while the canceller re-converges, e.g. right after the user cut in) does not
+//!   barge in, while a real interruption still does.
 //! * **stop**: the level must stay below the start threshold minus `stop_hysteresis_db` for
 //!   `hangover_ms` (does not cut between words), or the utterance reaches `max_utterance_ms`.
 //!   After a forced stop the detector re-arms only once the level has dropped below the stop
@@ -54,6 +58,12 @@ pub struct VadConfig {
     pub max_utterance_ms: u32,
     /// Added to the start threshold while the assistant is audible, in dB.
     pub echo_guard_db: f32,
+    /// Consecutive loud time needed to confirm a start while the echo guard is up, in ms
+    /// (rounded up to whole frames). Keep it under the capture pre-roll, so the words that
+    /// confirmed a barge-in are still sent.
+    pub barge_in_onset_ms: u32,
+    /// How long the echo guard stays up after the assistant stops being audible, in ms.
+    pub echo_tail_ms: u32,
     /// Fraction of the gap the floor closes per frame when the level is below it.
     pub floor_fall_per_frame: f32,
     /// Fraction of the gap the floor closes per frame when the level is above it.
@@ -86,6 +96,13 @@ impl Default for VadConfig {
             max_utterance_ms: 30_000,
             // Speaker echo after browser AEC is typically 10–20 dB below the user's voice.
             echo_guard_db: 15.0,
+            // 200 ms: bursts of echo that get past a re-converging browser AEC last ~150 ms
+            // (seen in Firefox); a word lasts longer. Costs 170 ms of barge-in reaction, not
+            // audio: the pre-roll still holds the start.
+            barge_in_onset_ms: 200,
+            // 250 ms: the last samples of an answer still travel through the output latency
+            // (tens of ms) and the room's reverberation after the player drains.
+            echo_tail_ms: 250,
             // ≈ 50 ms time constant: a drop in noise is learnt within a few frames.
             floor_fall_per_frame: 0.2,
             // ≈ 2 s time constant: rising noise is learnt in seconds; a 300 ms word moves the
@@ -146,6 +163,8 @@ enum State {
 #[derive(Debug, Clone, Copy)]
 struct FrameCounts {
     onset: u32,
+    barge_in_onset: u32,
+    echo_tail: u32,
     hangover: u32,
     max_utterance: u32,
     warmup: u32,
@@ -156,6 +175,8 @@ impl FrameCounts {
         let frames = |ms: u32| ms.div_ceil(FRAME_MS);
         Self {
             onset: frames(config.onset_ms).max(1),
+            barge_in_onset: frames(config.barge_in_onset_ms).max(1),
+            echo_tail: frames(config.echo_tail_ms),
             hangover: frames(config.hangover_ms).max(1),
             max_utterance: frames(config.max_utterance_ms).max(1),
             warmup: frames(config.warmup_ms),
@@ -172,6 +193,8 @@ pub struct Vad {
     floor_dbfs: f32,
     level_dbfs: f32,
     assistant_audible: bool,
+    /// Frames the echo guard stays up after the assistant stopped being audible.
+    echo_tail_frames_left: u32,
     frames_seen: u64,
 }
 
@@ -188,6 +211,7 @@ impl Vad {
             floor_dbfs: config.min_start_level_dbfs - config.start_margin_db,
             level_dbfs: SILENCE_DBFS,
             assistant_audible: false,
+            echo_tail_frames_left: 0,
             frames_seen: 0,
             config,
         }
@@ -204,9 +228,17 @@ impl Vad {
         self.config = config;
     }
 
-    /// Raises (or restores) the start threshold by `echo_guard_db` while the assistant plays.
+    /// Raises the echo guard while the assistant plays; it falls `echo_tail_ms` after.
     pub fn set_assistant_audible(&mut self, audible: bool) {
+        if self.assistant_audible && !audible {
+            self.echo_tail_frames_left = self.counts.echo_tail;
+        }
         self.assistant_audible = audible;
+    }
+
+    /// Whether the echo guard is up: the assistant is audible or its echo may still be.
+    pub fn is_echo_guarded(&self) -> bool {
+        self.assistant_audible || self.echo_tail_frames_left > 0
     }
 
     /// Whether speech is in progress.
@@ -231,7 +263,7 @@ impl Vad {
 
     /// The level a frame must exceed to count towards a start, in dBFS.
     pub fn start_threshold_dbfs(&self) -> f32 {
-        let guard = if self.assistant_audible {
+        let guard = if self.is_echo_guarded() {
             self.config.echo_guard_db
         } else {
             0.0
@@ -259,6 +291,12 @@ impl Vad {
         let warming_up = self.frames_seen <= u64::from(self.counts.warmup);
         let is_loud = level > self.start_threshold_dbfs();
         let is_quiet = level < self.stop_threshold_dbfs();
+        let onset = if self.is_echo_guarded() {
+            self.counts.barge_in_onset
+        } else {
+            self.counts.onset
+        };
+        self.echo_tail_frames_left = self.echo_tail_frames_left.saturating_sub(1);
         match &mut self.state {
             State::Idle {
                 loud_frames,
@@ -272,7 +310,7 @@ impl Vad {
                 } else {
                     0
                 };
-                if *loud_frames >= self.counts.onset {
+                if *loud_frames >= onset {
                     let start_sample = frame_start + FRAME_SAMPLES as u64
                         - u64::from(*loud_frames) * FRAME_SAMPLES as u64;
                     self.state = State::Speaking {
@@ -523,6 +561,70 @@ mod tests {
             .len(),
             2
         );
+    }
+
+    #[test]
+    fn while_the_assistant_is_audible_a_start_needs_the_barge_in_onset() {
+        let config = VadConfig::default();
+        let barge_in_frames = u64::from(config.barge_in_onset_ms / FRAME_MS);
+        // A loud burst shorter than the barge-in onset (echo past a re-converging AEC).
+        let mut echo = Vad::new(config);
+        echo.set_assistant_audible(true);
+        let short = barge_in_frames - 5;
+        assert!(
+            run(&mut echo, 300, |i| (100..100 + short)
+                .contains(&i)
+                .then_some(-20.0))
+            .is_empty()
+        );
+
+        // Speech as loud that goes on: the start is confirmed after the barge-in onset and
+        // dated at its first loud frame.
+        let mut speech = Vad::new(config);
+        speech.set_assistant_audible(true);
+        let events = run(&mut speech, 300, |i| {
+            (100..160).contains(&i).then_some(-20.0)
+        });
+        assert_eq!(
+            events.first(),
+            Some(&(
+                100 + barge_in_frames - 1,
+                VadEvent::SpeechStarted {
+                    start_sample: 100 * FRAME_SAMPLES as u64
+                }
+            ))
+        );
+
+        // Without the assistant audible the same short burst is speech.
+        let mut unguarded = Vad::new(config);
+        assert_eq!(
+            run(&mut unguarded, 300, |i| (100..100 + short)
+                .contains(&i)
+                .then_some(-20.0))
+            .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn the_echo_guard_stays_up_for_the_echo_tail_after_playback_ends() {
+        let config = VadConfig::default();
+        let tail_frames = u64::from(config.echo_tail_ms / FRAME_MS);
+        let mut vad = Vad::new(config);
+        run(&mut vad, 100, |_| None);
+        vad.set_assistant_audible(true);
+        run(&mut vad, 100, |_| None);
+        vad.set_assistant_audible(false);
+        assert!(vad.is_echo_guarded());
+        // A burst right after playback ends (its echo still in the room) does not start...
+        let after_end = run(&mut vad, tail_frames, |i| (i < 10).then_some(-40.0));
+        assert!(after_end.is_empty(), "{after_end:?}");
+        assert!(!vad.is_echo_guarded());
+        // ...the same burst once the tail is over does.
+        assert_eq!(run(&mut vad, 100, |i| (i < 10).then_some(-40.0)).len(), 2);
+        // Setting "not audible" again does not restart the tail.
+        vad.set_assistant_audible(false);
+        assert!(!vad.is_echo_guarded());
     }
 
     #[test]
