@@ -1,6 +1,6 @@
 //! The page: one Start/Stop control, the connection and pipeline state, the microphone level,
-//! the conversation with each turn's latency waterfall, errors, and a banner when the proxy
-//! runs on its simulator.
+//! the conversation with each turn's latency waterfall, errors, a banner when the proxy runs
+//! on its simulator, and a headphones advice when the browser cancels no echo.
 //!
 //! State lives in [`Ui`], a `Copy` bundle of signals in the context; the engine writes it, the
 //! components read it. Elements tests look for carry `data-testid`.
@@ -102,6 +102,8 @@ pub(crate) struct Ui {
     pub(crate) errors: RwSignal<Vec<ShownError>>,
     pub(crate) simulated: RwSignal<bool>,
     pub(crate) sample_rate: RwSignal<Option<f32>>,
+    /// Whether the browser cancels echo on the microphone, once it is open.
+    pub(crate) echo_cancellation: RwSignal<Option<bool>>,
 }
 
 impl Ui {
@@ -115,6 +117,7 @@ impl Ui {
             errors: RwSignal::new(Vec::new()),
             simulated: RwSignal::new(false),
             sample_rate: RwSignal::new(None),
+            echo_cancellation: RwSignal::new(None),
         }
     }
 }
@@ -151,6 +154,7 @@ fn App() -> impl IntoView {
                 <StatusBar/>
             </header>
             <SimulatorBanner/>
+            <EchoNote/>
             <Controls/>
             <ErrorList/>
             <ConversationView/>
@@ -202,6 +206,21 @@ fn SimulatorBanner() -> impl IntoView {
             <p class="banner" role="note" data-testid="simulator-banner">
                 <strong>"Simulator. "</strong>
                 "The server has no OpenAI key, so transcripts, answers and voices come from its built-in simulator."
+            </p>
+        </Show>
+    }
+}
+
+/// Advice shown when the browser does not cancel echo on the microphone: on speakers the
+/// answer would reach the VAD and could interrupt itself.
+#[component]
+fn EchoNote() -> impl IntoView {
+    let ui = ui();
+    view! {
+        <Show when=move || ui.echo_cancellation.get() == Some(false)>
+            <p class="banner" role="note" data-testid="echo-note">
+                <strong>"Headphones recommended. "</strong>
+                "This browser is not cancelling echo on your microphone, so on speakers the assistant may hear itself and stop talking."
             </p>
         </Show>
     }

@@ -218,6 +218,18 @@ pub(crate) async fn open_microphone() -> Result<MediaStream, ClientError> {
     Ok(stream.unchecked_into())
 }
 
+/// Whether the browser cancels echo on the microphone it gave: `Some(false)` when it ignored
+/// the request (then the answer played on speakers reaches the VAD), `None` when it does not
+/// say.
+pub(crate) fn echo_cancellation(stream: &MediaStream) -> Option<bool> {
+    stream
+        .get_audio_tracks()
+        .iter()
+        .find_map(|track| track.dyn_into::<web_sys::MediaStreamTrack>().ok())?
+        .get_settings()
+        .get_echo_cancellation()
+}
+
 /// Connects the microphone to the capture node.
 pub(crate) fn connect_microphone(
     context: &AudioContext,

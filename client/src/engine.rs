@@ -99,6 +99,9 @@ async fn connect(engine: &Rc<RefCell<Engine>>) -> Result<(), ClientError> {
         audio::stop_microphone(&stream);
         return Ok(());
     }
+    let echo_cancellation = audio::echo_cancellation(&stream);
+    engine.borrow_mut().counters.echo_cancellation = echo_cancellation;
+    engine.borrow().ui.echo_cancellation.set(echo_cancellation);
     let source = audio::connect_microphone(&context, &stream, &capture)?;
     let parts = AudioParts::new(engine, stream, source, capture, playback)?;
     let mut engine = engine.borrow_mut();
@@ -583,5 +586,6 @@ impl Engine {
         self.ui.connection.set(Connection::Offline);
         self.ui.pipeline.set(crate::session::Pipeline::Idle);
         self.ui.level.set(Level::default());
+        self.ui.echo_cancellation.set(None);
     }
 }

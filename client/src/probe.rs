@@ -36,6 +36,8 @@ pub struct GlueCounters {
     pub connected: bool,
     /// `session_ready.simulated`.
     pub simulated: Option<bool>,
+    /// Whether the browser cancels echo on the microphone (its track settings).
+    pub echo_cancellation: Option<bool>,
     /// VAD events in order.
     pub vad: Vec<VadRecord>,
     /// Binary audio frames sent to the proxy.

@@ -91,9 +91,10 @@ impl Engine {
     /// none at all (headphones here) Firefox ESR 153 muted the microphone to the meter's floor
     /// for as long as the answer played, so the user could not be heard over it; with one it
     /// removes the echo (the meter stays at its floor while the answer plays) and passes the
-    /// user's voice (−18 to −24 dBFS). WebKitGTK gets headphones: its capture cancels no echo
-    /// here (on speakers the answer reached the page at −33 dBFS and barged in on itself),
-    /// where Safari would cancel it with the system's voice processing.
+    /// user's voice (−18 to −24 dBFS). WebKitGTK gets headphones: though its track reports
+    /// echo cancellation on, its capture lets the echo through here (on speakers the answer
+    /// reached the page at −33 dBFS and barged in on itself), where Safari would cancel it
+    /// with the system's voice processing.
     fn room(self) -> Room {
         match self {
             Engine::Chromium | Engine::WebKit => Room::Headphones,

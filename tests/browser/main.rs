@@ -23,7 +23,7 @@
 //! In Chromium only (the path it covers is the page's and the proxy's own, not the engine's):
 //! * without an API key the page announces the simulator; a screenshot of it after a turn is
 //!   kept as `target/e2e-browser/screenshots/after-turn.png`; Stop then Start opens a new
-//!   session.
+//!   session, and when the browser then says it cancels no echo, the page advises headphones.
 //!
 //! Not verifiable here: Apple Safari (WebKitGTK shares its engine, not its media stack), and
 //! the AudioContext's `state` itself (the page does not expose it; a capture worklet that
@@ -175,6 +175,10 @@ async fn one_turn_case(engine: Engine) {
     // This proxy holds a key (for the scripted simulator), so it does not announce a simulator.
     assert_eq!(state.probe("simulated"), false);
     assert!(!state.simulator_banner);
+    // All three say they cancel echo on the microphone (WebKitGTK too, though here it lets
+    // the echo through), so the page does not advise headphones.
+    assert_eq!(state.probe("echoCancellation"), true);
+    assert!(!state.echo_note);
     assert_eq!(state.connection.as_deref(), Some("connected"));
     assert!(state.errors.is_empty(), "{:?}", state.errors);
     let vad: Vec<_> = state.probe("vad").as_array().expect("vad events").clone();
@@ -246,12 +250,24 @@ async fn without_a_key_the_page_announces_the_simulator_and_a_turn_is_kept_as_a_
         s.connection.as_deref() == Some("offline") && s.pipeline.as_deref() == Some("idle")
     })
     .await;
+    // This time the browser says it cancels no echo (as some do, whatever the page asks):
+    // the page advises headphones.
+    page.run_script(
+        "const settings = MediaStreamTrack.prototype.getSettings;
+         MediaStreamTrack.prototype.getSettings = function () {
+             return { ...settings.call(this), echoCancellation: false };
+         };",
+    )
+    .await;
     page.press_start_stop().await;
     let state = page
-        .wait_for("a new session", |s| {
-            s.connection.as_deref() == Some("connected") && s.probe("playbackVia") == "module"
+        .wait_for("a new session, with the headphones advice", |s| {
+            s.connection.as_deref() == Some("connected")
+                && s.probe("playbackVia") == "module"
+                && s.echo_note
         })
         .await;
+    assert_eq!(state.probe("echoCancellation"), false);
     assert!(state.errors.is_empty(), "{:?}", state.errors);
     browser.close().await;
     proxy.stop().await;

@@ -20,6 +20,7 @@ return JSON.stringify({
   connection: document.querySelector('[data-testid="connection"]')?.dataset.state ?? null,
   pipeline: document.querySelector('[data-testid="pipeline"]')?.dataset.state ?? null,
   simulatorBanner: all('simulator-banner').length > 0,
+  echoNote: all('echo-note').length > 0,
   users: all('user-text').map((el) => ({ text: el.textContent, final: el.dataset.final === 'true' })),
   answers: all('assistant-text').map((el) => ({
     responseId: Number(el.dataset.responseId),
@@ -46,6 +47,8 @@ pub(crate) struct PageState {
     pub(crate) pipeline: Option<String>,
     /// The simulator banner is shown.
     pub(crate) simulator_banner: bool,
+    /// The "headphones recommended" note is shown.
+    pub(crate) echo_note: bool,
     /// The user's turns.
     pub(crate) users: Vec<UserLine>,
     /// The assistant's answers.
@@ -136,6 +139,15 @@ impl<'a> Page<'a> {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Runs `script` in the page (a function body).
+    pub(crate) async fn run_script(&self, script: &str) {
+        self.browser
+            .client()
+            .execute(script, Vec::new())
+            .await
+            .expect("the script runs");
     }
 
     /// Presses the Start/Stop button (a real click, so a user gesture).
