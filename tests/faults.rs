@@ -312,6 +312,31 @@ async fn stt_auth_failure_at_connect_is_reported() {
 }
 
 #[tokio::test]
+async fn stt_rate_limit_and_overload_at_connect_are_retried_unseen() {
+    let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
+    proxy.sim.inject(SimStage::Realtime, Fault::rate_limited());
+    proxy.sim.inject(SimStage::Realtime, Fault::overloaded());
+    let mut browser = proxy.connect().await;
+    session_goes_on(&proxy, &mut browser).await;
+    let statuses: Vec<_> = proxy
+        .sim
+        .records()
+        .realtime
+        .iter()
+        .map(|c| c.rejected_status)
+        .collect();
+    assert_eq!(statuses, [Some(429), Some(503), None]);
+    assert!(
+        !browser
+            .messages()
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Error(_))),
+        "retries are not the user's business"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn stt_connection_drop_is_reported_and_the_next_turn_reconnects() {
     let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
     proxy
@@ -336,7 +361,7 @@ async fn stt_connection_drop_is_reported_and_the_next_turn_reconnects() {
 }
 
 #[tokio::test]
-async fn stt_error_events_mid_session_are_tolerated() {
+async fn stt_error_event_mid_turn_times_the_turn_out_and_the_next_turn_starts_afresh() {
     let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
     // The upstream reports an error in the middle of a turn and never transcribes it.
     proxy
@@ -345,13 +370,41 @@ async fn stt_error_events_mid_session_are_tolerated() {
     let mut browser = proxy.connect().await;
     let event = turn_with_error(&proxy, &mut browser, Stage::Stt).await;
     assert_eq!(event.code, ErrorCode::UpstreamTimeout);
+    session_goes_on(&proxy, &mut browser).await;
+    // A transcription session that lost a turn is not trusted with the next one.
+    assert_eq!(proxy.sim.records().realtime.len(), 2);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_hung_transcription_session_is_replaced_after_a_transcript_timeout() {
+    let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
+    // From the first turn on, the upstream takes audio and commits but never says anything
+    // again, its socket left open: every later turn on it would time out too.
+    proxy
+        .sim
+        .inject(SimStage::Realtime, Fault::Stall { after: 0 });
+    let mut browser = proxy.connect().await;
+    let event = turn_with_error(&proxy, &mut browser, Stage::Stt).await;
     assert_eq!(
-        proxy.sim.records().realtime.len(),
-        1,
-        "the upstream session stays open"
+        (event.code, event.retryable),
+        (ErrorCode::UpstreamTimeout, true)
     );
     session_goes_on(&proxy, &mut browser).await;
-    assert_eq!(proxy.sim.records().realtime.len(), 1);
+    let records = proxy
+        .sim
+        .wait_until(voice_agent_e2e::DEADLINE, |r| {
+            r.realtime.first().is_some_and(|c| c.closed)
+        })
+        .await
+        .expect("the hung transcription socket is closed");
+    assert_eq!(records.realtime.len(), 2, "the next turn got a fresh one");
+    let stt_errors = browser
+        .messages()
+        .iter()
+        .filter(|m| matches!(m, ServerMessage::Error(e) if e.stage == Stage::Stt))
+        .count();
+    assert_eq!(stt_errors, 1, "the timed-out turn was reported once");
     proxy.stop().await;
 }
 
@@ -422,5 +475,19 @@ async fn invalid_browser_messages_are_rejected_and_never_forwarded() {
             .all(|e| e["type"] != "session.update" || e["session"]["type"] == "transcription"),
         "a browser-sent session.update reached the upstream"
     );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversized_message_closes_the_session_with_1009_and_others_go_on() {
+    let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
+    let mut other = proxy.connect().await;
+    let mut flooder = proxy.connect().await;
+    flooder
+        .send_binary(vec![0; proxy::http::MAX_WS_MESSAGE_BYTES + 2])
+        .await;
+    assert_eq!(flooder.wait_for_close().await, Some(1009));
+    proxy.wait_for_sessions(|live| live == 1).await;
+    session_goes_on(&proxy, &mut other).await;
     proxy.stop().await;
 }

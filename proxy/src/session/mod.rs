@@ -40,7 +40,7 @@ use crate::upstream::realtime::{SttCommand, SttEvent, Transcriber, TranscriberHa
 use history::{Conversation, SpokenSegment, heard_text};
 use metrics::{Step, TurnClock, log_waterfall};
 use response::{AudioOut, Pipeline, ResponseEvent};
-use turn::{Action, DropReason, Input, TurnMachine};
+use turn::{Action, DropReason, Input, Phase, TurnMachine};
 
 /// Control messages queued for the browser. They are small and rare; a full queue means the
 /// browser stopped reading.
@@ -210,6 +210,9 @@ impl Session {
                     Some(Ok(_)) => {}
                     Some(Err(error)) => {
                         tracing::info!(session = %self.id, %error, "browser socket failed");
+                        if let Some((code, reason)) = close_for_read_error(&error) {
+                            let _ = self.control.send(Control::Close(code, reason)).await;
+                        }
                         return;
                     }
                 },
@@ -218,6 +221,7 @@ impl Session {
                 () = sleep_until(deadline) => {
                     self.transcript_deadline = None;
                     self.apply(Input::TranscriptTimedOut).await;
+                    self.retire_transcriber().await;
                 }
             }
         }
@@ -239,6 +243,22 @@ impl Session {
         if self.stt.is_none() {
             self.stt = Some(self.context.transcriber.spawn(self.cancel.child_token()));
             self.stt_ready = false;
+        }
+    }
+
+    /// Drops a transcriber that let a committed turn go unanswered: it may be hung with its
+    /// socket still open, and keeping it would fail every later turn the same way. The next
+    /// speech start opens a fresh one. Turns still waiting on it are reported as timed out.
+    async fn retire_transcriber(&mut self) {
+        self.stt = None;
+        for _ in 0..self.machine.open_turn_count() {
+            self.apply(Input::TranscriptTimedOut).await;
+        }
+        // Forget its item ids, so the new socket's items cannot be matched to them.
+        self.apply(Input::TranscriberLost).await;
+        if self.machine.phase() == Phase::UserSpeaking {
+            // The rest of what is being said goes to the fresh one.
+            self.ensure_transcriber();
         }
     }
 
@@ -642,6 +662,18 @@ impl Session {
             .machine
             .has_open_turns()
             .then(|| tokio::time::Instant::now() + self.context.transcript_timeout);
+    }
+}
+
+/// The close code that tells the browser why its socket was refused, for the read errors that
+/// are the browser's fault (RFC 6455 §7.4.1); `None` when the socket just broke.
+fn close_for_read_error(error: &axum::Error) -> Option<(u16, &'static str)> {
+    use tokio_tungstenite::tungstenite::Error;
+    match std::error::Error::source(error)?.downcast_ref::<Error>()? {
+        Error::Capacity(_) => Some((1009, "message too big")),
+        Error::Utf8(_) => Some((1007, "invalid UTF-8")),
+        Error::Protocol(_) => Some((1002, "protocol error")),
+        _ => None,
     }
 }
 

@@ -183,6 +183,11 @@ impl TurnMachine {
         !self.open.is_empty()
     }
 
+    /// How many turns are waiting for their transcript (or for earlier turns').
+    pub fn open_turn_count(&self) -> usize {
+        self.open.len()
+    }
+
     /// Applies one input, pushing the resulting actions onto `actions`.
     pub fn handle(&mut self, input: Input, actions: &mut Vec<Action>) {
         match input {

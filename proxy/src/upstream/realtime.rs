@@ -9,7 +9,6 @@
 //! and extra fields are ignored, as OpenAI adds both over time.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -18,9 +17,11 @@ use protocol::TurnDetection;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::{UPSTREAM_CONNECT_TIMEOUT, UpstreamConfig, UpstreamError, classify_http_error};
+use super::{
+    UPSTREAM_CONNECT_TIMEOUT, UpstreamConfig, UpstreamError, classify_http_error, parse_retry_after,
+};
 
 /// Commands buffered towards the upstream: 256 frames of 20 ms are five seconds of speech, enough
 /// to ride out a slow connect without dropping the user's first words.
@@ -100,13 +101,15 @@ pub enum SttEvent {
     Closed(UpstreamError),
 }
 
-/// The session's end of a running transcriber.
+/// The session's end of a running transcriber. Dropping it ends the transcriber and closes
+/// its socket, whatever the socket is doing.
 #[derive(Debug)]
 pub struct TranscriberHandle {
     /// Commands to the upstream.
     pub commands: mpsc::Sender<SttCommand>,
     /// Events from the upstream.
     pub events: mpsc::Receiver<SttEvent>,
+    _stop_on_drop: DropGuard,
 }
 
 /// Opens transcription sessions.
@@ -131,6 +134,7 @@ impl Transcriber {
         let (command_tx, command_rx) = mpsc::channel(STT_COMMAND_QUEUE_FRAMES);
         let (event_tx, event_rx) = mpsc::channel(STT_EVENT_QUEUE);
         let this = self.clone();
+        let stop = cancel.clone();
         tokio::spawn(async move {
             if let Err(error) = this.run(command_rx, &event_tx, &cancel).await {
                 let _ = event_tx.send(SttEvent::Closed(error)).await;
@@ -139,6 +143,7 @@ impl Transcriber {
         TranscriberHandle {
             commands: command_tx,
             events: event_rx,
+            _stop_on_drop: stop.drop_guard(),
         }
     }
 
@@ -233,12 +238,7 @@ impl Transcriber {
             Ok(Ok((socket, _response))) => Ok(socket),
             Ok(Err(tungstenite::Error::Http(response))) => {
                 let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get("retry-after-ms")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .map(Duration::from_millis);
+                let retry_after = parse_retry_after(response.headers());
                 let body = response.body().as_deref().unwrap_or_default();
                 Err(classify_http_error(status, body, retry_after))
             }
@@ -362,6 +362,7 @@ fn parse_server_event(text: &str) -> ServerEvent {
 mod tests {
     use super::*;
     use crate::config::Endpoints;
+    use std::time::Duration;
 
     fn config() -> UpstreamConfig {
         UpstreamConfig {
