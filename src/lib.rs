@@ -84,11 +84,32 @@ impl TestProxy {
 
     /// Connects a browser and reads its `session_ready`.
     pub async fn connect(&self) -> Browser {
+        let stream = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect to the proxy");
+        self.connect_over(stream).await
+    }
+
+    /// Connects a browser whose socket receives into a buffer of about `bytes` (so one that
+    /// stops reading stalls the proxy's sends quickly), and reads its `session_ready`.
+    pub async fn connect_with_receive_buffer(&self, bytes: u32) -> Browser {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket
+            .set_recv_buffer_size(bytes)
+            .expect("set the receive buffer size");
+        let stream = socket
+            .connect(self.addr)
+            .await
+            .expect("connect to the proxy");
+        self.connect_over(stream).await
+    }
+
+    async fn connect_over(&self, stream: tokio::net::TcpStream) -> Browser {
         // No Nagle delay, as a browser's socket.
-        let (socket, _) = tokio_tungstenite::connect_async_with_config(
+        stream.set_nodelay(true).expect("disable Nagle");
+        let (socket, _) = tokio_tungstenite::client_async(
             format!("ws://{}/ws", self.addr),
-            None,
-            true,
+            tokio_tungstenite::MaybeTlsStream::Plain(stream),
         )
         .await
         .expect("the proxy accepts the WebSocket");

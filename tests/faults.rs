@@ -2,7 +2,7 @@
 //! goes on.
 
 use protocol::{ClientMessage, ErrorCode, ErrorEvent, ServerMessage, Stage};
-use proxy::sim::{Fault, SimConfig, SimStage};
+use proxy::sim::{Fault, Outcome, SimConfig, SimStage};
 use voice_agent_e2e::{Browser, TestProxy, tone};
 
 /// Says something and waits for the error event of `stage`. Nothing is scripted: a faulted
@@ -489,5 +489,42 @@ async fn an_oversized_message_closes_the_session_with_1009_and_others_go_on() {
     assert_eq!(flooder.wait_for_close().await, Some(1009));
     proxy.wait_for_sessions(|live| live == 1).await;
     session_goes_on(&proxy, &mut other).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_browser_that_stops_reading_is_cut_off_and_its_answer_cancelled_upstream() {
+    let proxy = TestProxy::start(SimConfig::default(), |config| {
+        config.browser_send_timeout_ms = 1_000;
+    })
+    .await;
+    // Far more audio than the socket buffers hold.
+    let story = "This sentence only fills the socket with audio that nobody reads. ".repeat(80);
+    proxy.sim.script_transcript("Tell me everything.");
+    proxy.sim.script_reply(story.trim_end());
+    let mut stuck = proxy.connect_with_receive_buffer(4_096).await;
+    stuck.say(&tone(0.5)).await;
+    // It never reads again: the proxy gives up on it and ends the session...
+    proxy.wait_for_sessions(|live| live == 0).await;
+    // ...closing the answer's speech requests instead of holding them.
+    let records = proxy
+        .sim
+        .wait_until(voice_agent_e2e::DEADLINE, |r| {
+            !r.speech.is_empty() && r.speech.iter().all(|s| s.outcome.is_final())
+        })
+        .await
+        .expect("every speech request ends");
+    assert!(
+        records
+            .speech
+            .iter()
+            .any(|s| s.outcome == Outcome::ClientClosed),
+        "{:?}",
+        records.speech.iter().map(|s| s.outcome).collect::<Vec<_>>()
+    );
+    // Meanwhile a browser that reads is served as usual.
+    let mut healthy = proxy.connect().await;
+    session_goes_on(&proxy, &mut healthy).await;
+    drop(stuck);
     proxy.stop().await;
 }

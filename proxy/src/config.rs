@@ -152,6 +152,11 @@ pub struct Config {
     #[arg(long, env = "TRANSCRIPT_TIMEOUT_MS", default_value_t = 20_000)]
     pub transcript_timeout_ms: u64,
 
+    /// How long the browser may take to accept one frame before its session ends, in
+    /// milliseconds: a browser that stops reading must not hold its upstream sockets.
+    #[arg(long, env = "BROWSER_SEND_TIMEOUT_MS", default_value_t = 10_000)]
+    pub browser_send_timeout_ms: u64,
+
     /// Address to listen on.
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8000")]
     pub listen_addr: SocketAddr,

@@ -155,6 +155,7 @@ impl AppState {
             turn_detection: config.turn_detection.into(),
             simulated: simulator.is_some(),
             transcript_timeout: Duration::from_millis(config.transcript_timeout_ms),
+            browser_send_timeout: Duration::from_millis(config.browser_send_timeout_ms),
         });
         Ok(Self {
             inner: Arc::new(Inner {

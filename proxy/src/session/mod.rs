@@ -3,10 +3,11 @@
 //!
 //! The actor reads browser frames, transcriber events and response events in one `select!`,
 //! feeds them to the pure [`turn::TurnMachine`] and carries out the actions it returns. Every
-//! channel is bounded. When the actor returns (browser gone, shutdown), everything it started
-//! ends with it: the response task is aborted (closing its LLM and TTS requests), the
-//! transcriber's command channel closes (closing the upstream socket), and the writer's queues
-//! close.
+//! channel is bounded. When the actor returns (browser gone or not reading, shutdown),
+//! everything it started ends with it: the response task is aborted (closing its LLM and TTS
+//! requests), the transcriber is dropped (closing the upstream socket), and the writer's queues
+//! close. A browser that stops reading fills the bounded queues; the writer then gives up after
+//! `browser_send_timeout` and the actor, seeing it gone, ends the session.
 //!
 //! Audio bypasses the actor on its way out: a response task sends it straight to the writer,
 //! which drops any frame whose response is no longer live. The actor marks a response dead
@@ -74,6 +75,8 @@ pub struct SessionContext {
     pub simulated: bool,
     /// How long a committed turn may wait for its transcript.
     pub transcript_timeout: Duration,
+    /// How long the browser may take to accept one frame before the session ends.
+    pub browser_send_timeout: Duration,
 }
 
 /// A message for the writer task.
@@ -124,6 +127,7 @@ pub async fn run(
         control_rx,
         audio_rx,
         live.clone(),
+        context.browser_send_timeout,
     )));
     let (events_tx, events_rx) = mpsc::channel(RESPONSE_EVENT_QUEUE);
     let cancel = shutdown.child_token();
@@ -203,6 +207,8 @@ impl Session {
                     let _ = self.control.send(Control::Close(1001, "server shutting down")).await;
                     return;
                 }
+                // The writer gave up on a browser that stopped reading.
+                () = self.control.closed() => return,
                 frame = browser.next() => match frame {
                     Some(Ok(Message::Text(text))) => self.on_browser_text(&text).await,
                     Some(Ok(Message::Binary(audio))) => self.on_browser_audio(audio).await,
@@ -699,6 +705,7 @@ async fn write(
     mut control: mpsc::Receiver<Control>,
     mut audio: mpsc::Receiver<AudioOut>,
     live: Arc<AtomicU32>,
+    send_timeout: Duration,
 ) {
     let mut stale_chunks = 0u64;
     loop {
@@ -727,8 +734,14 @@ async fn write(
                 None => break,
             },
         };
-        if sink.send(message).await.is_err() {
-            break;
+        match tokio::time::timeout(send_timeout, sink.send(message)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break,
+            Err(_) => {
+                tracing::info!(?send_timeout, "browser stopped reading; ending its session");
+                // No close handshake with a peer that does not read.
+                return;
+            }
         }
     }
     if stale_chunks > 0 {
