@@ -120,3 +120,48 @@ async fn the_built_client_is_served_at_the_root() {
     proxy.stop().await;
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Opens `/ws` as a page of `origin` would; `Ok(())` if upgraded, `Err((status, body))` if not.
+async fn open_ws_from(proxy: &TestProxy, origin: &str) -> Result<(), (u16, Value)> {
+    use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
+    let mut request = format!("ws://{}/ws", proxy.http_url().trim_start_matches("http://"))
+        .into_client_request()
+        .expect("a request");
+    request
+        .headers_mut()
+        .insert("origin", origin.parse().expect("a header value"));
+    match tokio_tungstenite::connect_async(request).await {
+        Ok(_) => Ok(()),
+        Err(tungstenite::Error::Http(response)) => {
+            let body = response.body().clone().unwrap_or_default();
+            Err((
+                response.status().as_u16(),
+                serde_json::from_slice(&body).expect("a JSON error body"),
+            ))
+        }
+        Err(error) => panic!("the handshake failed otherwise: {error}"),
+    }
+}
+
+#[tokio::test]
+async fn only_the_proxys_own_and_listed_origins_may_open_a_session() {
+    let proxy = TestProxy::start(SimConfig::default(), |config| {
+        config.allowed_origins = vec!["https://voice.example.com".into()];
+    })
+    .await;
+    // A page of any other site (cross-site WebSocket hijacking of the operator's key).
+    let (status, body) = open_ws_from(&proxy, "https://evil.example")
+        .await
+        .expect_err("another site's page is refused");
+    assert_eq!(status, 403);
+    assert_eq!(body["error"]["code"], "forbidden");
+    assert_eq!(proxy.state.live_sessions(), 0);
+    // The proxy's own pages, and the listed origin.
+    open_ws_from(&proxy, &proxy.http_url())
+        .await
+        .expect("its own page opens a session");
+    open_ws_from(&proxy, "https://voice.example.com")
+        .await
+        .expect("a listed origin opens a session");
+    proxy.stop().await;
+}

@@ -208,6 +208,8 @@ pub enum ErrorCode {
     SessionLost,
     /// The browser sent a message the proxy cannot accept.
     InvalidMessage,
+    /// The page's origin may not open a session here (HTTP 403 before the upgrade).
+    Forbidden,
     /// Any other failure inside the proxy.
     Internal,
     /// A code this version of the contract does not know.

@@ -161,6 +161,11 @@ pub struct Config {
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8000")]
     pub listen_addr: SocketAddr,
 
+    /// Web origins besides the proxy's own whose pages may open a voice session,
+    /// comma-separated (e.g. `https://voice.example.com`). See `origin.rs`.
+    #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
     /// Directory of the built browser client, served at `/` when it exists.
     #[arg(long, env = "CLIENT_DIR", default_value = "dist")]
     pub client_dir: PathBuf,

@@ -17,7 +17,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use protocol::{ErrorCode, ErrorEvent, Stage};
@@ -26,6 +26,7 @@ use serde_json::json;
 use tower_http::services::ServeDir;
 
 use crate::AppState;
+use crate::origin::origin_allowed;
 use crate::upstream::UpstreamError;
 use crate::upstream::chat::{ChatMessage, Role};
 
@@ -61,7 +62,31 @@ async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
-async fn session(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+async fn session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if !origin_allowed(origin, host, &state.config().allowed_origins) {
+        tracing::warn!(
+            origin,
+            host,
+            "refused a voice session for a page of another site"
+        );
+        return error_response(
+            StatusCode::FORBIDDEN,
+            ErrorEvent {
+                stage: Stage::Proxy,
+                code: ErrorCode::Forbidden,
+                message: "Pages of this site may not open a voice session here.".into(),
+                retryable: false,
+                turn_id: None,
+                response_id: None,
+            },
+        );
+    }
     let inner = state.inner.clone();
     if inner.shutdown.is_cancelled() {
         return error_response(

@@ -21,6 +21,7 @@
 
 pub mod config;
 pub mod http;
+pub mod origin;
 pub mod session;
 pub mod sim;
 pub mod speech_text;
