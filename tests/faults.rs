@@ -528,3 +528,36 @@ async fn a_browser_that_stops_reading_is_cut_off_and_its_answer_cancelled_upstre
     drop(stuck);
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_transcription_session_that_expires_while_idle_is_replaced_without_a_word() {
+    let proxy = TestProxy::start(
+        SimConfig {
+            realtime_session_max: std::time::Duration::from_secs(5),
+            ..SimConfig::default()
+        },
+        |_| {},
+    )
+    .await;
+    let mut browser = proxy.connect().await;
+    // The upstream ends the session the browser's opened (after its maximum duration)...
+    proxy
+        .sim
+        .wait_until(voice_agent_e2e::DEADLINE, |r| {
+            r.realtime.first().is_some_and(|c| c.closed)
+        })
+        .await
+        .expect("the upstream session expires");
+    // ...and the next turn simply works, on a fresh one, with nothing said about it.
+    session_goes_on(&proxy, &mut browser).await;
+    assert_eq!(proxy.sim.records().realtime.len(), 2);
+    assert!(
+        !browser
+            .messages()
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Error(_))),
+        "{:?}",
+        browser.messages()
+    );
+    proxy.stop().await;
+}

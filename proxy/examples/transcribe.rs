@@ -113,7 +113,7 @@ async fn main() -> anyhow::Result<()> {
                 eprintln!("[upstream error {}: {message}]", code.unwrap_or_default());
             }
             SttEvent::Closed(error) => bail!("transcription failed: {error}"),
-            SttEvent::Ready
+            SttEvent::Ready { .. }
             | SttEvent::Committed { .. }
             | SttEvent::SpeechStarted { .. }
             | SttEvent::SpeechStopped { .. } => {}

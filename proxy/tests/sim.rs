@@ -382,6 +382,44 @@ async fn realtime_rejects_the_beta_header_with_close_4000() {
 }
 
 #[tokio::test]
+async fn realtime_session_ends_at_its_maximum_duration_with_an_error_then_a_close() {
+    let sim = start(SimConfig {
+        realtime_session_max: std::time::Duration::from_millis(300),
+        ..plain()
+    })
+    .await;
+    let auth = format!("Bearer {KEY}");
+    let mut ws = connect(&sim, "intent=transcription", &[("authorization", &auth)]).await;
+    let created = next_event(&mut ws).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expires_at = created["session"]["expires_at"]
+        .as_u64()
+        .expect("expires_at");
+    assert!((now..=now + 2).contains(&expires_at), "{created}");
+    let error = next_event(&mut ws).await;
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["error"]["code"], "session_expired");
+    assert_eq!(
+        error["error"]["message"],
+        "Your session hit the maximum duration of 0.3 seconds."
+    );
+    let close = tokio::time::timeout(DEADLINE, ws.next())
+        .await
+        .expect("a close before the deadline");
+    let Some(Ok(Message::Close(Some(frame)))) = close else {
+        panic!("expected a close frame: {close:?}")
+    };
+    assert_eq!(frame.code, CloseCode::Normal);
+    wait(&sim, |records| {
+        records.realtime.first().is_some_and(|conn| conn.closed)
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn realtime_rejects_beta_and_invalid_events_but_stays_open() {
     let sim = start(plain()).await;
     let mut ws = transcription_session(&sim).await;

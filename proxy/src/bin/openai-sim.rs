@@ -56,6 +56,9 @@ struct Cli {
     /// Seed of the chunk-boundary choices.
     #[arg(long, env = "SIM_SEED")]
     seed: Option<u64>,
+    /// Realtime: seconds a session lasts before the service ends it (default 3600).
+    #[arg(long, env = "SIM_REALTIME_SESSION_MAX_S")]
+    realtime_session_max_s: Option<u64>,
 }
 
 impl Cli {
@@ -82,6 +85,10 @@ impl Cli {
             quirks: !self.no_quirks,
             out_of_order: self.out_of_order,
             seed: self.seed.unwrap_or(defaults.seed),
+            realtime_session_max: self.realtime_session_max_s.map_or(
+                defaults.realtime_session_max,
+                std::time::Duration::from_secs,
+            ),
             recording: false,
         }
     }

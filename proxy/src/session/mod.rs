@@ -144,6 +144,7 @@ pub async fn run(
         live,
         stt: None,
         stt_ready: false,
+        stt_expires_at_unix_s: None,
         cancel: cancel.clone(),
         response_task: None,
         response_events: events_tx,
@@ -172,6 +173,8 @@ struct Session {
     live: Arc<AtomicU32>,
     stt: Option<TranscriberHandle>,
     stt_ready: bool,
+    /// When the upstream will end the transcription session, once it said.
+    stt_expires_at_unix_s: Option<u64>,
     cancel: CancellationToken,
     response_task: Option<AbortOnDropHandle<()>>,
     response_events: mpsc::Sender<(ResponseId, ResponseEvent)>,
@@ -249,6 +252,21 @@ impl Session {
         if self.stt.is_none() {
             self.stt = Some(self.context.transcriber.spawn(self.cancel.child_token()));
             self.stt_ready = false;
+            self.stt_expires_at_unix_s = None;
+        }
+    }
+
+    /// At a speech start with nothing waiting for a transcript: replaces a transcription
+    /// session the upstream is about to end (it lasts at most an hour), so no turn is cut by
+    /// its expiry.
+    async fn rotate_expiring_transcriber(&mut self) {
+        let expiring = self
+            .stt_expires_at_unix_s
+            .is_some_and(|at| expires_within_a_turn(at, unix_now_s()));
+        if expiring && self.stt.is_some() && !self.machine.has_open_turns() {
+            tracing::info!(session = %self.id, "transcription session near its end; opening a fresh one");
+            self.stt = None;
+            self.apply(Input::TranscriberLost).await;
         }
     }
 
@@ -286,6 +304,7 @@ impl Session {
         };
         match message {
             ClientMessage::SpeechStarted => {
+                self.rotate_expiring_transcriber().await;
                 self.ensure_transcriber();
                 self.apply(Input::ClientSpeechStarted).await;
             }
@@ -364,8 +383,9 @@ impl Session {
             return;
         };
         let input = match event {
-            SttEvent::Ready => {
+            SttEvent::Ready { expires_at_unix_s } => {
                 self.stt_ready = true;
+                self.stt_expires_at_unix_s = expires_at_unix_s;
                 return;
             }
             SttEvent::SpeechStarted { item_id } => Input::UpstreamSpeechStarted { item_id },
@@ -400,6 +420,13 @@ impl Session {
                 }
                 return;
             }
+            SttEvent::Closed(error) if self.stt_ready && self.transcriber_idle() => {
+                // Nothing was lost (the session reached its maximum duration, say): the next
+                // speech start opens a fresh one, and the user need not hear of it.
+                tracing::info!(session = %self.id, %error, "transcription session ended while idle");
+                self.stt = None;
+                Input::TranscriberLost
+            }
             SttEvent::Closed(error) => {
                 tracing::warn!(session = %self.id, %error, "transcriber lost");
                 self.stt = None;
@@ -415,6 +442,11 @@ impl Session {
             }
         };
         self.apply(input).await;
+    }
+
+    /// Whether the transcriber has nothing in hand: no turn waits for it, and no one speaks.
+    fn transcriber_idle(&self) -> bool {
+        !self.machine.has_open_turns() && self.machine.phase() != Phase::UserSpeaking
     }
 
     /// Feeds the turn machine and carries out what it decides.
@@ -671,6 +703,22 @@ impl Session {
     }
 }
 
+/// How long before its expiry a transcription session is no longer trusted with a new turn,
+/// in seconds: the longest utterance (30 s) plus the transcript's wait (20 s), rounded up.
+const STT_ROTATE_BEFORE_EXPIRY_S: u64 = 60;
+
+/// Whether a session expiring at `expires_at` (Unix seconds) may end during a turn begun at
+/// `now`.
+fn expires_within_a_turn(expires_at: u64, now: u64) -> bool {
+    now.saturating_add(STT_ROTATE_BEFORE_EXPIRY_S) >= expires_at
+}
+
+fn unix_now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
 /// The close code that tells the browser why its socket was refused, for the read errors that
 /// are the browser's fault (RFC 6455 §7.4.1); `None` when the socket just broke.
 fn close_for_read_error(error: &axum::Error) -> Option<(u16, &'static str)> {
@@ -748,4 +796,18 @@ async fn write(
         tracing::debug!(stale_chunks, "dropped audio of cancelled responses");
     }
     let _ = sink.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transcription_session_is_replaced_within_a_minute_of_its_expiry() {
+        let expires_at = 10_000;
+        assert!(!expires_within_a_turn(expires_at, expires_at - 61));
+        assert!(expires_within_a_turn(expires_at, expires_at - 60));
+        assert!(expires_within_a_turn(expires_at, expires_at + 5));
+        assert!(!expires_within_a_turn(u64::MAX, 0));
+    }
 }

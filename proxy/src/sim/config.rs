@@ -25,6 +25,9 @@ const DEFAULT_SEED: u64 = 0x5eed_0a1e;
 
 /// Configuration of a [`Simulator`](super::Simulator).
 ///
+/// Lifetime of a Realtime session in the GA API (openai-api.md §1.8).
+const REALTIME_SESSION_MAX: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
 /// [`Default`] is snappy but realistic-ish (a few hundred milliseconds per stage, streaming
 /// faster than real time); [`SimConfig::instant`] removes every delay, for tests that only care
 /// about content. `Debug` redacts the API key.
@@ -58,6 +61,9 @@ pub struct SimConfig {
     /// Seed of the pseudo-random choices (chunk sizes, split points). Same seed and same
     /// traffic → same chunking.
     pub seed: u64,
+    /// Realtime: how long a session lasts before the service ends it with a `session_expired`
+    /// error and a close (GA: 60 minutes, openai-api.md §1.8); its `expires_at` says when.
+    pub realtime_session_max: std::time::Duration,
     /// Keep [`Records`](super::Records) of the traffic. Records grow without bound (request
     /// bodies, client events, speech bytes), so long-running uses (the binary, the product's
     /// default backend) turn this off.
@@ -92,6 +98,7 @@ impl Default for SimConfig {
             quirks: true,
             out_of_order: false,
             seed: DEFAULT_SEED,
+            realtime_session_max: REALTIME_SESSION_MAX,
             recording: true,
         }
     }
@@ -110,6 +117,7 @@ impl fmt::Debug for SimConfig {
             .field("quirks", &self.quirks)
             .field("out_of_order", &self.out_of_order)
             .field("seed", &self.seed)
+            .field("realtime_session_max", &self.realtime_session_max)
             .field("recording", &self.recording)
             .finish()
     }

@@ -57,6 +57,8 @@ const BYTES_PER_MS: u64 = 48;
 const CLOSE_BETA_REJECTED: u16 = 4000;
 /// Close code when the simulator shuts down ("going away").
 const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code after a `session_expired` error (the real one is unconfirmed, §1.8).
+const CLOSE_SESSION_EXPIRED: u16 = 1000;
 /// Subprotocol carrying a key from browsers (§1.1).
 const KEY_SUBPROTOCOL_PREFIX: &str = "openai-insecure-api-key.";
 /// Subprotocol of the beta API (§1.1).
@@ -206,6 +208,9 @@ struct Connection {
     turns_committed: u64,
     /// `out_of_order`: releases the held turn once the next one completes.
     held_turn: Option<oneshot::Sender<()>>,
+    /// When the service ends the session, and how long it lasted by then.
+    expires: tokio::time::Instant,
+    lifetime: std::time::Duration,
 }
 
 impl Connection {
@@ -214,7 +219,8 @@ impl Connection {
         let (out, rx) = mpsc::channel(OUTBOUND_QUEUE_EVENTS);
         let done = CancellationToken::new();
         let writer = tokio::spawn(write_loop(sink, rx, Arc::clone(&shared), at, done.clone()));
-        let session = TranscriptionSession::new();
+        let lifetime = shared.config().realtime_session_max;
+        let session = TranscriptionSession::expiring_in(lifetime);
         let vad = session
             .turn_detection
             .vad_params()
@@ -234,6 +240,8 @@ impl Connection {
             turn: None,
             turns_committed: 0,
             held_turn: None,
+            expires: tokio::time::Instant::now() + lifetime,
+            lifetime,
         };
         connection.start().await;
         connection.read_loop(stream).await;
@@ -277,14 +285,43 @@ impl Connection {
         .await;
     }
 
+    /// The session reached its maximum duration: an `error`, then the close (§1.8).
+    async fn expire(&mut self) {
+        let seconds = self.lifetime.as_secs();
+        let length = if seconds >= 60 && seconds.is_multiple_of(60) {
+            format!("{} minutes", seconds / 60)
+        } else {
+            format!("{:.1} seconds", self.lifetime.as_secs_f64())
+        };
+        let error = ApiError::invalid_request(
+            format!("Your session hit the maximum duration of {length}."),
+            None,
+            Some("session_expired"),
+        );
+        self.send_error(error, None).await;
+        let _ = self
+            .out
+            .send(Outbound::Close {
+                code: CLOSE_SESSION_EXPIRED,
+                reason: "session expired",
+            })
+            .await;
+    }
+
     async fn read_loop(&mut self, mut stream: SplitStream<WebSocket>) {
         let shutdown = self.shared.shutdown.clone();
         let done = self.done.clone();
+        let mut expired = false;
         loop {
             let message = tokio::select! {
                 message = stream.next() => message,
                 () = done.cancelled() => break,
                 () = shutdown.cancelled() => break,
+                () = tokio::time::sleep_until(self.expires), if !expired => {
+                    expired = true;
+                    self.expire().await;
+                    continue;
+                }
             };
             match message {
                 Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,

@@ -123,6 +123,16 @@ pub(crate) struct TranscriptionSession {
 }
 
 impl TranscriptionSession {
+    /// A new session with the service's defaults that the service ends after `lifetime`
+    /// (`expires_at` rounds up to whole seconds).
+    pub(crate) fn expiring_in(lifetime: std::time::Duration) -> Self {
+        let seconds = lifetime.as_secs() + u64::from(lifetime.subsec_nanos() > 0);
+        Self {
+            expires_at: text::unix_now() + seconds,
+            ..Self::new()
+        }
+    }
+
     /// A new session with the service's defaults (server VAD on).
     pub(crate) fn new() -> Self {
         let transcription = json!({

@@ -49,7 +49,10 @@ pub enum SttCommand {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SttEvent {
     /// The upstream accepted the session configuration.
-    Ready,
+    Ready {
+        /// When the upstream will end the session (`session.expires_at`, Unix seconds).
+        expires_at_unix_s: Option<u64>,
+    },
     /// Server VAD heard speech start; `item_id` names the turn's future item.
     SpeechStarted {
         /// The item the turn will become.
@@ -311,7 +314,9 @@ fn parse_server_event(text: &str) -> ServerEvent {
         .and_then(Value::as_str)
         .unwrap_or_default()
     {
-        "session.updated" => SttEvent::Ready,
+        "session.updated" => SttEvent::Ready {
+            expires_at_unix_s: value.pointer("/session/expires_at").and_then(Value::as_u64),
+        },
         "input_audio_buffer.speech_started" => SttEvent::SpeechStarted { item_id: item_id() },
         "input_audio_buffer.speech_stopped" => SttEvent::SpeechStopped { item_id: item_id() },
         "input_audio_buffer.committed" => SttEvent::Committed {
