@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use protocol::{ClientMessage, ResponseId, ServerMessage};
-use proxy::config::{ApiKey, Config};
+use proxy::config::{Config, Secret};
 use proxy::sim::{SimConfig, Simulator};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -46,7 +46,7 @@ impl TestProxy {
         })
         .await
         .expect("simulator starts");
-        let mut config = Config::with_defaults(Some(ApiKey::new(TEST_API_KEY)));
+        let mut config = Config::with_defaults(Some(Secret::new(TEST_API_KEY)));
         config.openai_base_url = sim.base_url();
         config.client_dir = "/nonexistent-client-dir".into();
         config.upstream_stall_timeout_ms = 2_000;

@@ -121,15 +121,21 @@ async fn the_built_client_is_served_at_the_root() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// Opens `/ws` as a page of `origin` would; `Ok(())` if upgraded, `Err((status, body))` if not.
-async fn open_ws_from(proxy: &TestProxy, origin: &str) -> Result<(), (u16, Value)> {
+/// Opens `/ws` + `query` as a page of `origin` would (no `Origin`: as a program would);
+/// `Ok(())` if upgraded, `Err((status, body))` if not.
+async fn open_ws(proxy: &TestProxy, query: &str, origin: Option<&str>) -> Result<(), (u16, Value)> {
     use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
-    let mut request = format!("ws://{}/ws", proxy.http_url().trim_start_matches("http://"))
-        .into_client_request()
-        .expect("a request");
-    request
-        .headers_mut()
-        .insert("origin", origin.parse().expect("a header value"));
+    let mut request = format!(
+        "ws://{}/ws{query}",
+        proxy.http_url().trim_start_matches("http://")
+    )
+    .into_client_request()
+    .expect("a request");
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().expect("a header value"));
+    }
     match tokio_tungstenite::connect_async(request).await {
         Ok(_) => Ok(()),
         Err(tungstenite::Error::Http(response)) => {
@@ -150,18 +156,55 @@ async fn only_the_proxys_own_and_listed_origins_may_open_a_session() {
     })
     .await;
     // A page of any other site (cross-site WebSocket hijacking of the operator's key).
-    let (status, body) = open_ws_from(&proxy, "https://evil.example")
+    let (status, body) = open_ws(&proxy, "", Some("https://evil.example"))
         .await
         .expect_err("another site's page is refused");
     assert_eq!(status, 403);
     assert_eq!(body["error"]["code"], "forbidden");
     assert_eq!(proxy.state.live_sessions(), 0);
     // The proxy's own pages, and the listed origin.
-    open_ws_from(&proxy, &proxy.http_url())
+    open_ws(&proxy, "", Some(&proxy.http_url()))
         .await
         .expect("its own page opens a session");
-    open_ws_from(&proxy, "https://voice.example.com")
+    open_ws(&proxy, "", Some("https://voice.example.com"))
         .await
         .expect("a listed origin opens a session");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn with_an_access_token_sessions_and_the_api_need_it() {
+    let proxy = TestProxy::start(SimConfig::default(), |config| {
+        config.access_token = Some(proxy::config::Secret::new("let-me-in"));
+    })
+    .await;
+    for query in ["", "?token=wrong", "?token="] {
+        let (status, body) = open_ws(&proxy, query, None)
+            .await
+            .expect_err("no session without the token");
+        assert_eq!(status, 401, "{query}");
+        assert_eq!(body["error"]["code"], "unauthorized");
+    }
+    open_ws(&proxy, "?token=let-me-in", Some(&proxy.http_url()))
+        .await
+        .expect("the page's link carries the token");
+
+    let reply = |token: Option<&str>| {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}/api/reply", proxy.http_url()))
+            .json(&json!({"text": "Hello?"}));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(reply(None).await.unwrap().status(), 401);
+    assert_eq!(reply(Some("wrong")).await.unwrap().status(), 401);
+    assert_eq!(reply(Some("let-me-in")).await.unwrap().status(), 200);
+    // Health stays open (for load balancers).
+    let health = reqwest::get(format!("{}/healthz", proxy.http_url()))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
     proxy.stop().await;
 }

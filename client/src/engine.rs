@@ -127,10 +127,15 @@ async fn receive(
             Ok(Message::Text(text)) => engine.on_text(&text),
             Ok(Message::Bytes(frame)) => engine.on_audio_frame(&frame),
             Err(WebSocketError::ConnectionClose(event)) => {
-                engine.fail(&ClientError::ConnectionLost {
-                    code: event.code,
-                    reason: event.reason,
-                });
+                let error = if engine.session.is_ready() {
+                    ClientError::ConnectionLost {
+                        code: event.code,
+                        reason: event.reason,
+                    }
+                } else {
+                    ClientError::Refused { code: event.code }
+                };
+                engine.fail(&error);
             }
             // A close event follows an error event; report that one.
             Err(_) => {}

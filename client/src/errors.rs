@@ -25,6 +25,13 @@ pub enum ClientError {
     /// The WebSocket could not be opened.
     #[error("Could not connect to the server: {0}")]
     Connect(String),
+    /// The WebSocket closed before the session was ready: the server refused it (another
+    /// site's page, a missing access token) or could not be reached.
+    #[error("The server did not open a session (code {code}).")]
+    Refused {
+        /// The WebSocket close code.
+        code: u16,
+    },
     /// The WebSocket closed while the session ran.
     #[error("The connection to the server closed (code {code}{}).", if reason.is_empty() { String::new() } else { format!(": {reason}") })]
     ConnectionLost {
@@ -49,7 +56,9 @@ impl ClientError {
             ClientError::AudioUnavailable(_) | ClientError::AudioProcessor(_) => {
                 "Audio in this browser"
             }
-            ClientError::Connect(_) | ClientError::ConnectionLost { .. } => "Connection",
+            ClientError::Connect(_)
+            | ClientError::Refused { .. }
+            | ClientError::ConnectionLost { .. } => "Connection",
             ClientError::BadMessage(_) | ClientError::Session(_) => "Connection",
         }
     }
@@ -103,6 +112,10 @@ impl ShownError {
     pub fn from_client(error: &ClientError) -> Self {
         let hint = match error {
             ClientError::MicrophoneDenied => "",
+            ClientError::Refused { .. } => {
+                "Check that the server runs. If it needs an access token, open the link you were \
+                 given, with its ?token=."
+            }
             ClientError::ConnectionLost { .. } | ClientError::Connect(_) => {
                 "Press Start to connect again."
             }
@@ -156,5 +169,11 @@ mod tests {
             .to_string(),
             "The connection to the server closed (code 1006)."
         );
+        let refused = ShownError::from_client(&ClientError::Refused { code: 1006 });
+        assert_eq!(
+            refused.message,
+            "The server did not open a session (code 1006)."
+        );
+        assert!(refused.hint.contains("?token="), "{}", refused.hint);
     }
 }

@@ -76,7 +76,8 @@ impl Socket {
     }
 }
 
-/// `ws://HOST/ws` or, on an https page, `wss://HOST/ws`.
+/// `ws://HOST/ws` or, on an https page, `wss://HOST/ws`, with the page's own `?token=` passed
+/// on (a proxy with an access token was opened by a link that carries it).
 fn session_url() -> Result<String, ClientError> {
     let location = web_sys::window()
         .ok_or_else(|| ClientError::Connect("no window".into()))?
@@ -89,8 +90,13 @@ fn session_url() -> Result<String, ClientError> {
     } else {
         "ws"
     };
+    let token = web_sys::UrlSearchParams::new_with_str(&read(location.search())?)
+        .ok()
+        .and_then(|params| params.get("token"))
+        .map(|token| format!("?token={}", js_sys::encode_uri_component(&token)))
+        .unwrap_or_default();
     Ok(format!(
-        "{scheme}://{}{SESSION_PATH}",
+        "{scheme}://{}{SESSION_PATH}{token}",
         read(location.host())?
     ))
 }

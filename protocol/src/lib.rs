@@ -210,6 +210,8 @@ pub enum ErrorCode {
     InvalidMessage,
     /// The page's origin may not open a session here (HTTP 403 before the upgrade).
     Forbidden,
+    /// The server needs an access token that the request did not carry (HTTP 401).
+    Unauthorized,
     /// Any other failure inside the proxy.
     Internal,
     /// A code this version of the contract does not know.

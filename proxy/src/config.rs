@@ -19,35 +19,36 @@ pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a friendly voice assistant. Answer briefly and \
 conversationally, in plain spoken sentences. Never use markdown, lists, code, or emoji.";
 
-/// The API key, which never appears in `Debug` or `Display` output.
+/// A secret (the OpenAI key, the access token), which never appears in `Debug` or `Display`
+/// output.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
+pub struct Secret(String);
 
-impl ApiKey {
-    /// Wraps a key.
+impl Secret {
+    /// Wraps a secret.
     pub fn new(key: impl Into<String>) -> Self {
         Self(key.into())
     }
 
-    /// The key itself, only for building the upstream `Authorization` header.
+    /// The secret itself, only to send it upstream or compare it.
     pub fn expose(&self) -> &str {
         &self.0
     }
 }
 
-impl fmt::Debug for ApiKey {
+impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKey(<redacted>)")
+        f.write_str("Secret(<redacted>)")
     }
 }
 
-impl fmt::Display for ApiKey {
+impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
     }
 }
 
-impl std::str::FromStr for ApiKey {
+impl std::str::FromStr for Secret {
     type Err = std::convert::Infallible;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(Self(s.trim().to_owned()))
@@ -83,7 +84,7 @@ impl From<TurnDetectionArg> for TurnDetection {
 pub struct Config {
     /// OpenAI API key. Without it the proxy runs on its built-in OpenAI simulator.
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
-    pub openai_api_key: Option<ApiKey>,
+    pub openai_api_key: Option<Secret>,
 
     /// Base URL of the OpenAI API (or any compatible server). The Realtime WebSocket URL is
     /// derived from it (http→ws, https→wss).
@@ -162,9 +163,14 @@ pub struct Config {
     pub listen_addr: SocketAddr,
 
     /// Web origins besides the proxy's own whose pages may open a voice session,
-    /// comma-separated (e.g. `https://voice.example.com`). See `origin.rs`.
+    /// comma-separated (e.g. `https://voice.example.com`). See `access.rs`.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+
+    /// If set, voice sessions and the API need this token: `?token=` on the page's URL (the
+    /// page passes it on to `/ws`), or `Authorization: Bearer` for other clients.
+    #[arg(long, env = "ACCESS_TOKEN", hide_env_values = true)]
+    pub access_token: Option<Secret>,
 
     /// Directory of the built browser client, served at `/` when it exists.
     #[arg(long, env = "CLIENT_DIR", default_value = "dist")]
@@ -240,7 +246,7 @@ fn websocket_base(http_base: &str) -> String {
 
 impl Config {
     /// Defaults plus the given key, as if started with no flags and no environment.
-    pub fn with_defaults(api_key: Option<ApiKey>) -> Self {
+    pub fn with_defaults(api_key: Option<Secret>) -> Self {
         let mut config = Self::parse_from(["proxy"]);
         config.openai_api_key = api_key;
         config
@@ -302,8 +308,8 @@ mod tests {
 
     #[test]
     fn the_key_is_redacted() {
-        let config = Config::with_defaults(Some(ApiKey::new("sk-secret-123")));
-        let shown = format!("{config:?} {}", ApiKey::new("sk-secret-123"));
+        let config = Config::with_defaults(Some(Secret::new("sk-secret-123")));
+        let shown = format!("{config:?} {}", Secret::new("sk-secret-123"));
         assert!(!shown.contains("sk-secret-123"), "{shown}");
     }
 

@@ -16,8 +16,9 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use protocol::{ErrorCode, ErrorEvent, Stage};
@@ -26,7 +27,8 @@ use serde_json::json;
 use tower_http::services::ServeDir;
 
 use crate::AppState;
-use crate::origin::origin_allowed;
+use crate::access::{origin_allowed, token_allowed};
+use crate::config::Secret;
 use crate::upstream::UpstreamError;
 use crate::upstream::chat::{ChatMessage, Role};
 
@@ -40,11 +42,15 @@ const MAX_INPUT_CHARS: usize = 4096;
 /// Builds the router.
 pub fn app(state: AppState) -> Router {
     let client_dir = state.config().client_dir.clone();
-    let router = Router::new()
+    let guarded = Router::new()
         .route("/ws", get(session))
-        .route("/healthz", get(healthz))
         .route("/api/reply", post(reply))
-        .route("/api/speech", post(speech));
+        .route("/api/speech", post(speech))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_access_token,
+        ));
+    let router = Router::new().route("/healthz", get(healthz)).merge(guarded);
     let router = if client_dir.is_dir() {
         router.fallback_service(ServeDir::new(client_dir).append_index_html_on_directories(true))
     } else {
@@ -60,6 +66,51 @@ async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
         "simulated": state.simulated(),
         "sessions": state.live_sessions(),
     }))
+}
+
+/// `?token=` of a request.
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// Lets `/ws` and `/api/*` through only with the access token, when one is set (`access.rs`).
+async fn require_access_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let expected = state.config().access_token.as_ref().map(Secret::expose);
+    let bearer = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    let query_token = Query::<TokenQuery>::try_from_uri(request.uri())
+        .ok()
+        .and_then(|Query(query)| query.token);
+    if token_allowed(expected, bearer, query_token.as_deref()) {
+        return next.run(request).await;
+    }
+    // The path only: the query may hold a (wrong) token.
+    tracing::warn!(
+        path = request.uri().path(),
+        "refused a request without the access token"
+    );
+    error_response(
+        StatusCode::UNAUTHORIZED,
+        ErrorEvent {
+            stage: Stage::Proxy,
+            code: ErrorCode::Unauthorized,
+            message: "This server needs its access token: open the link you were given, \
+                      with its ?token=."
+                .into(),
+            retryable: false,
+            turn_id: None,
+            response_id: None,
+        },
+    )
 }
 
 async fn session(

@@ -19,9 +19,9 @@
 //! [`run`] serves until a shutdown signal; [`AppState::new`] and [`app`] let tests build the
 //! same server on any listener.
 
+pub mod access;
 pub mod config;
 pub mod http;
-pub mod origin;
 pub mod session;
 pub mod sim;
 pub mod speech_text;
@@ -96,7 +96,7 @@ impl Backend {
                      (scripted, synthetic speech); set the key to talk to OpenAI"
                 );
                 // The simulator wants a bearer token like OpenAI does, and takes any.
-                (Some(simulator), base, config::ApiKey::new("sk-simulated"))
+                (Some(simulator), base, config::Secret::new("sk-simulated"))
             }
         };
         let upstream = Arc::new(UpstreamConfig {

@@ -22,7 +22,8 @@
 //!
 //! In Chromium only (the path it covers is the page's and the proxy's own, not the engine's):
 //! * without an API key the page announces the simulator; a screenshot of it after a turn is
-//!   kept as `target/e2e-browser/screenshots/after-turn.png`; Stop then Start opens a new
+//!   kept as `target/e2e-browser/screenshots/after-turn.png` (the proxy holds an access token,
+//!   which the page takes from its link); Stop then Start opens a new
 //!   session, and when the browser then says it cancels no echo, the page advises headphones.
 //!
 //! Not verifiable here: Apple Safari (WebKitGTK shares its engine, not its media stack), and
@@ -203,9 +204,12 @@ async fn without_a_key_the_page_announces_the_simulator_and_a_turn_is_kept_as_a_
     let dist = client_dist();
     // No key: the proxy answers from its own built-in simulator, as `cargo run -p proxy` does
     // on a machine without one. It transcribes by duration and echoes the question.
+    // It also holds an access token, as a proxy on the internet would: the page is opened
+    // with it in its link and passes it on.
     let proxy = TestProxy::start(SimConfig::default(), move |config| {
         config.openai_api_key = None;
         config.client_dir = dist;
+        config.access_token = Some(proxy::config::Secret::new("link-token"));
     })
     .await;
     let mic = microphone(
@@ -217,7 +221,7 @@ async fn without_a_key_the_page_announces_the_simulator_and_a_turn_is_kept_as_a_
         ],
     );
     let browser = Browser::launch(Engine::Chromium, &mic).await;
-    let page = Page::open(&browser, &proxy.http_url()).await;
+    let page = Page::open(&browser, &format!("{}/?token=link-token", proxy.http_url())).await;
     page.start_talking().await;
 
     let state = page
@@ -269,6 +273,20 @@ async fn without_a_key_the_page_announces_the_simulator_and_a_turn_is_kept_as_a_
         .await;
     assert_eq!(state.probe("echoCancellation"), false);
     assert!(state.errors.is_empty(), "{:?}", state.errors);
+
+    // A link with the wrong token: no session, and the page says what to check.
+    let page = Page::open(&browser, &format!("{}/?token=stale", proxy.http_url())).await;
+    page.press_start_stop().await;
+    let state = page
+        .wait_for("the refusal shown", |s| !s.errors.is_empty())
+        .await;
+    assert!(
+        state.errors.iter().any(|error| error.contains("?token=")),
+        "{:?}",
+        state.errors
+    );
+    // The first page's session ended with it, and this one never began.
+    proxy.wait_for_sessions(|live| live == 0).await;
     browser.close().await;
     proxy.stop().await;
 }

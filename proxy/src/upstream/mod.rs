@@ -17,7 +17,7 @@ use std::time::Duration;
 use protocol::{ErrorCode, ErrorEvent, Stage};
 use rand::Rng;
 
-use crate::config::{ApiKey, Endpoints};
+use crate::config::{Endpoints, Secret};
 
 /// How long to wait for an upstream to accept a connection and answer with headers. Long
 /// enough for a cold TLS handshake across continents, short enough that a user who waits for an
@@ -47,7 +47,7 @@ pub struct UpstreamConfig {
     /// Where to send requests.
     pub endpoints: Endpoints,
     /// Credentials; `None` only against a server that needs none.
-    pub api_key: Option<ApiKey>,
+    pub api_key: Option<Secret>,
     /// Transcription model.
     pub stt_model: String,
     /// Transcription language hint.
@@ -294,7 +294,7 @@ pub fn http_client() -> reqwest::Client {
 /// Adds the bearer token, marked sensitive so no middleware ever logs it.
 pub fn authorize(
     request: reqwest::RequestBuilder,
-    key: Option<&ApiKey>,
+    key: Option<&Secret>,
 ) -> reqwest::RequestBuilder {
     match key {
         Some(key) => {

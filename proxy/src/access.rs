@@ -1,4 +1,7 @@
-//! Which web pages may open a voice session.
+//! Who may use the proxy: which web pages may open a voice session, and the optional access
+//! token.
+//!
+//! ## Origins
 //!
 //! A browser lets any page open a WebSocket to any server, sending the page's `Origin`. Without
 //! a check, a page on any site the user visits could open `/ws` on the user's own proxy (even
@@ -11,6 +14,40 @@
 //! * a loopback page when the proxy itself is reached on loopback (`trunk serve` on another
 //!   port during development; a remote site cannot have a loopback origin);
 //! * clients that send no `Origin` at all: not web pages, so not this attack.
+//!
+//! ## Access token
+//!
+//! The origin check keeps other sites' pages out, not other programs. A proxy reachable from
+//! the internet sets `ACCESS_TOKEN`: then `/ws` and `/api/*` need it, as `?token=` (the page
+//! passes on the one in its own URL, since a browser cannot set headers on a WebSocket) or as
+//! `Authorization: Bearer`. The page itself and `/healthz` stay open.
+
+/// Whether a request presenting `bearer` (its `Authorization: Bearer` value) or `query_token`
+/// (its `?token=`) may pass when the proxy expects `expected` (`None`: no token required).
+pub fn token_allowed(
+    expected: Option<&str>,
+    bearer: Option<&str>,
+    query_token: Option<&str>,
+) -> bool {
+    let Some(expected) = expected else {
+        return true;
+    };
+    [bearer, query_token]
+        .into_iter()
+        .flatten()
+        .any(|presented| same_secret(presented.as_bytes(), expected.as_bytes()))
+}
+
+/// Compares in time independent of where the inputs differ, so response times do not reveal
+/// how much of a guessed token was right.
+fn same_secret(presented: &[u8], expected: &[u8]) -> bool {
+    presented.len() == expected.len()
+        && presented
+            .iter()
+            .zip(expected)
+            .fold(0u8, |difference, (a, b)| difference | (a ^ b))
+            == 0
+}
 
 /// Whether an upgrade with these headers may open a session. `allowed` holds full origins
 /// (`https://app.example.com`), compared without case and trailing slash.
@@ -97,6 +134,17 @@ mod tests {
                 "origin {origin:?}, host {host:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_token_is_needed_only_when_set_and_may_come_either_way() {
+        assert!(token_allowed(None, None, None));
+        assert!(!token_allowed(Some("t0k"), None, None));
+        assert!(token_allowed(Some("t0k"), Some("t0k"), None));
+        assert!(token_allowed(Some("t0k"), None, Some("t0k")));
+        assert!(token_allowed(Some("t0k"), Some("wrong"), Some("t0k")));
+        assert!(!token_allowed(Some("t0k"), Some("t0"), Some("t0kk")));
+        assert!(!token_allowed(Some("t0k"), Some(""), None));
     }
 
     #[test]
