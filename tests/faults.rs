@@ -561,3 +561,34 @@ async fn a_transcription_session_that_expires_while_idle_is_replaced_without_a_w
     );
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_dead_transcription_socket_is_found_by_its_unanswered_pings() {
+    // Only the keepalive can notice here: turns may wait ten minutes for their transcript.
+    let proxy = TestProxy::start(SimConfig::default(), |config| {
+        config.transcript_timeout_ms = 600_000;
+    })
+    .await;
+    let mut browser = proxy.connect().await;
+    // A live socket answers its pings and is kept while idle, well past the stall timeout.
+    let records = proxy
+        .sim
+        .wait_until(voice_agent_e2e::DEADLINE, |r| {
+            r.realtime.first().is_some_and(|c| c.pings >= 6)
+        })
+        .await
+        .expect("the proxy pings an idle transcription socket");
+    assert_eq!(records.realtime.len(), 1);
+    assert!(!records.realtime[0].closed);
+
+    // From the next turn on the connection is dead without being closed.
+    proxy.sim.inject(SimStage::Realtime, Fault::Freeze);
+    let event = turn_with_error(&proxy, &mut browser, Stage::Stt).await;
+    assert_eq!(
+        (event.code, event.retryable),
+        (ErrorCode::UpstreamTimeout, true)
+    );
+    session_goes_on(&proxy, &mut browser).await;
+    assert_eq!(proxy.sim.records().realtime.len(), 2, "a fresh session");
+    proxy.stop().await;
+}

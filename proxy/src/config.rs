@@ -145,7 +145,8 @@ pub struct Config {
     pub turn_detection: TurnDetectionArg,
 
     /// How long a started upstream stream may go without data before it counts as stalled, in
-    /// milliseconds.
+    /// milliseconds. The transcription socket is pinged three times per this period and given
+    /// up when it answers nothing for all of it.
     #[arg(long, env = "UPSTREAM_STALL_TIMEOUT_MS", default_value_t = 15_000)]
     pub upstream_stall_timeout_ms: u64,
 

@@ -13,8 +13,8 @@
 //!   `completed`) sent after the fault was taken, so `Drop { after: 0 }` taken at the first
 //!   append drops the socket while the user is still speaking.
 //!
-//! A fault that does not apply to a stage ([`Fault::TranscriptionFailed`] on Chat or Speech)
-//! acts like [`Fault::server_error`].
+//! A fault that does not apply to a stage ([`Fault::TranscriptionFailed`] or [`Fault::Freeze`]
+//! on Chat or Speech) acts like [`Fault::server_error`].
 
 use std::collections::VecDeque;
 
@@ -74,6 +74,9 @@ pub enum Fault {
     /// Realtime: the turn gets `conversation.item.input_audio_transcription.failed` instead of
     /// deltas and `completed`.
     TranscriptionFailed,
+    /// Realtime: from this turn on the connection is dead without being closed, as a
+    /// half-open TCP connection: nothing more is read (so pings go unanswered) or sent.
+    Freeze,
 }
 
 impl Fault {
@@ -162,7 +165,7 @@ impl Fault {
     }
 
     /// The error this fault answers an HTTP request with, if it is an HTTP-level fault.
-    /// [`Fault::TranscriptionFailed`] on an HTTP stage is a 500.
+    /// [`Fault::TranscriptionFailed`] and [`Fault::Freeze`] on an HTTP stage are a 500.
     pub(crate) fn http_error(&self) -> Option<ApiError> {
         match self {
             Self::Http {
@@ -179,7 +182,7 @@ impl Fault {
                 error.retry_after_ms = *retry_after_ms;
                 Some(error)
             }
-            Self::TranscriptionFailed => Self::server_error().http_error(),
+            Self::TranscriptionFailed | Self::Freeze => Self::server_error().http_error(),
             Self::MidStreamError { .. } | Self::Drop { .. } | Self::Stall { .. } => None,
         }
     }

@@ -208,6 +208,8 @@ struct Connection {
     turns_committed: u64,
     /// `out_of_order`: releases the held turn once the next one completes.
     held_turn: Option<oneshot::Sender<()>>,
+    /// [`Fault::Freeze`]: nothing more is read or sent.
+    frozen: bool,
     /// When the service ends the session, and how long it lasted by then.
     expires: tokio::time::Instant,
     lifetime: std::time::Duration,
@@ -240,6 +242,7 @@ impl Connection {
             turn: None,
             turns_committed: 0,
             held_turn: None,
+            frozen: false,
             expires: tokio::time::Instant::now() + lifetime,
             lifetime,
         };
@@ -314,10 +317,10 @@ impl Connection {
         let mut expired = false;
         loop {
             let message = tokio::select! {
-                message = stream.next() => message,
+                message = stream.next(), if !self.frozen => message,
                 () = done.cancelled() => break,
                 () = shutdown.cancelled() => break,
-                () = tokio::time::sleep_until(self.expires), if !expired => {
+                () = tokio::time::sleep_until(self.expires), if !expired && !self.frozen => {
                     expired = true;
                     self.expire().await;
                     continue;
@@ -335,7 +338,11 @@ impl Connection {
                     self.send_error(error, None).await;
                 }
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break,
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Ping(_))) => {
+                    self.shared
+                        .update_realtime(self.at, |record| record.pings += 1);
+                }
+                Some(Ok(Message::Pong(_))) => {}
             }
         }
     }
@@ -576,8 +583,13 @@ impl Connection {
     /// Opens a turn at its first audio and gives it the next turn fault, if any.
     async fn open_turn(&mut self) {
         let mut turn = TurnEmitter::new(self.out.clone());
-        if let Some(fault) = self.take_turn_fault() {
-            turn.arm(fault).await;
+        match self.take_turn_fault() {
+            Some(Fault::Freeze) => {
+                self.frozen = true;
+                let _ = self.out.send(Outbound::Stall).await;
+            }
+            Some(fault) => turn.arm(fault).await,
+            None => {}
         }
         self.turn = Some(turn);
     }

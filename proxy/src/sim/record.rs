@@ -60,6 +60,8 @@ pub struct RealtimeRecord {
     pub sent_types: Vec<String>,
     /// Faults this connection or its turns took, in the order taken.
     pub faults: Vec<Fault>,
+    /// WebSocket pings received (each answered with a pong by the WebSocket layer).
+    pub pings: usize,
     /// The connection has ended (either side, or a fault).
     pub closed: bool,
 }

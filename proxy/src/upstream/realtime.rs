@@ -45,6 +45,10 @@ pub enum SttCommand {
     Clear,
 }
 
+/// Pings sent per stall timeout while the transcription socket is open: three, so one lost
+/// pong does not count as a dead socket.
+const KEEPALIVE_PINGS_PER_STALL_TIMEOUT: u32 = 3;
+
 /// What the transcriber reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SttEvent {
@@ -168,11 +172,27 @@ impl Transcriber {
         .await
         .map_err(|e| UpstreamError::Connect(e.to_string()))?;
         let mut append_text = String::new();
+        // Keepalive: a ping every third of the stall timeout keeps idle middleboxes from
+        // dropping the socket, and a socket that answers nothing (not even pongs) for the whole
+        // stall timeout is dead, even if it was never closed.
+        let ping_every = (self.config.stall_timeout / KEEPALIVE_PINGS_PER_STALL_TIMEOUT)
+            .max(std::time::Duration::from_millis(1));
+        let mut pings =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_heard = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 () = cancel.cancelled() => {
                     let _ = sink.send(Message::Close(None)).await;
                     return Ok(());
+                }
+                _ = pings.tick() => {
+                    if last_heard.elapsed() >= self.config.stall_timeout {
+                        tracing::warn!("transcription socket silent, even to pings: giving it up");
+                        return Err(UpstreamError::Timeout);
+                    }
+                    sink.send(Message::Ping(Bytes::new())).await.map_err(|_| UpstreamError::Truncated)?;
                 }
                 command = commands.recv() => {
                     let Some(command) = command else {
@@ -191,6 +211,7 @@ impl Transcriber {
                     sink.send(Message::text(text)).await.map_err(|_| UpstreamError::Truncated)?;
                 }
                 message = stream.next() => {
+                    last_heard = tokio::time::Instant::now();
                     let text = match message {
                         Some(Ok(Message::Text(text))) => text,
                         Some(Ok(Message::Close(frame))) => {
