@@ -256,6 +256,13 @@ impl Session {
         }
     }
 
+    /// Drops the transcriber (closing its socket) and forgets its item ids, so a fresh one's
+    /// items cannot be matched to them.
+    async fn drop_transcriber(&mut self) {
+        self.stt = None;
+        self.apply(Input::TranscriberLost).await;
+    }
+
     /// At a speech start with nothing waiting for a transcript: replaces a transcription
     /// session the upstream is about to end (it lasts at most an hour), so no turn is cut by
     /// its expiry.
@@ -265,8 +272,7 @@ impl Session {
             .is_some_and(|at| expires_within_a_turn(at, unix_now_s()));
         if expiring && self.stt.is_some() && !self.machine.has_open_turns() {
             tracing::info!(session = %self.id, "transcription session near its end; opening a fresh one");
-            self.stt = None;
-            self.apply(Input::TranscriberLost).await;
+            self.drop_transcriber().await;
         }
     }
 
@@ -274,12 +280,10 @@ impl Session {
     /// socket still open, and keeping it would fail every later turn the same way. The next
     /// speech start opens a fresh one. Turns still waiting on it are reported as timed out.
     async fn retire_transcriber(&mut self) {
-        self.stt = None;
         for _ in 0..self.machine.open_turn_count() {
             self.apply(Input::TranscriptTimedOut).await;
         }
-        // Forget its item ids, so the new socket's items cannot be matched to them.
-        self.apply(Input::TranscriberLost).await;
+        self.drop_transcriber().await;
         if self.machine.phase() == Phase::UserSpeaking {
             // The rest of what is being said goes to the fresh one.
             self.ensure_transcriber();
