@@ -18,6 +18,20 @@ async fn turn_with_error(_proxy: &TestProxy, browser: &mut Browser, stage: Stage
     event
 }
 
+/// The error events the browser got so far (of `stage` only, if given).
+fn errors_seen(browser: &Browser, stage: Option<Stage>) -> Vec<ErrorEvent> {
+    browser
+        .messages()
+        .into_iter()
+        .filter_map(|m| match m {
+            ServerMessage::Error(e) if stage.is_none_or(|stage| e.stage == stage) => {
+                Some(e.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// A normal turn works afterwards: the session survived.
 async fn session_goes_on(proxy: &TestProxy, browser: &mut Browser) {
     proxy.sim.script_transcript("Are you still there?");
@@ -132,12 +146,7 @@ async fn llm_rate_limit_and_server_errors_are_retried_before_anything_is_sent() 
             |m| matches!(m, ServerMessage::ResponseDone { text, .. } if text == "Hello to you."),
         )
         .await;
-    assert!(
-        !browser
-            .messages()
-            .iter()
-            .any(|m| matches!(m, ServerMessage::Error(_)))
-    );
+    assert!(errors_seen(&browser, None).is_empty());
     assert_eq!(
         proxy.sim.records().chat.len(),
         3,
@@ -327,10 +336,7 @@ async fn stt_rate_limit_and_overload_at_connect_are_retried_unseen() {
         .collect();
     assert_eq!(statuses, [Some(429), Some(503), None]);
     assert!(
-        !browser
-            .messages()
-            .iter()
-            .any(|m| matches!(m, ServerMessage::Error(_))),
+        errors_seen(&browser, None).is_empty(),
         "retries are not the user's business"
     );
     proxy.stop().await;
@@ -351,12 +357,7 @@ async fn stt_connection_drop_is_reported_and_the_next_turn_reconnects() {
     session_goes_on(&proxy, &mut browser).await;
     assert_eq!(proxy.sim.records().realtime.len(), 2);
     // The lost turn was reported once, as the lost session.
-    let stt_errors = browser
-        .messages()
-        .iter()
-        .filter(|m| matches!(m, ServerMessage::Error(e) if e.stage == Stage::Stt))
-        .count();
-    assert_eq!(stt_errors, 1);
+    assert_eq!(errors_seen(&browser, Some(Stage::Stt)).len(), 1);
     proxy.stop().await;
 }
 
@@ -399,12 +400,11 @@ async fn a_hung_transcription_session_is_replaced_after_a_transcript_timeout() {
         .await
         .expect("the hung transcription socket is closed");
     assert_eq!(records.realtime.len(), 2, "the next turn got a fresh one");
-    let stt_errors = browser
-        .messages()
-        .iter()
-        .filter(|m| matches!(m, ServerMessage::Error(e) if e.stage == Stage::Stt))
-        .count();
-    assert_eq!(stt_errors, 1, "the timed-out turn was reported once");
+    assert_eq!(
+        errors_seen(&browser, Some(Stage::Stt)).len(),
+        1,
+        "the timed-out turn was reported once"
+    );
     proxy.stop().await;
 }
 
@@ -551,14 +551,8 @@ async fn a_transcription_session_that_expires_while_idle_is_replaced_without_a_w
     // ...and the next turn simply works, on a fresh one, with nothing said about it.
     session_goes_on(&proxy, &mut browser).await;
     assert_eq!(proxy.sim.records().realtime.len(), 2);
-    assert!(
-        !browser
-            .messages()
-            .iter()
-            .any(|m| matches!(m, ServerMessage::Error(_))),
-        "{:?}",
-        browser.messages()
-    );
+    let errors = errors_seen(&browser, None);
+    assert!(errors.is_empty(), "{errors:?}");
     proxy.stop().await;
 }
 

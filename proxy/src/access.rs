@@ -22,6 +22,16 @@
 //! passes on the one in its own URL, since a browser cannot set headers on a WebSocket) or as
 //! `Authorization: Bearer`. The page itself and `/healthz` stay open.
 
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+
+/// The token of an `Authorization: Bearer <token>` header (scheme in any case).
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 /// Whether a request presenting `bearer` (its `Authorization: Bearer` value) or `query_token`
 /// (its `?token=`) may pass when the proxy expects `expected` (`None`: no token required).
 pub fn token_allowed(
@@ -145,6 +155,15 @@ mod tests {
         assert!(token_allowed(Some("t0k"), Some("wrong"), Some("t0k")));
         assert!(!token_allowed(Some("t0k"), Some("t0"), Some("t0kk")));
         assert!(!token_allowed(Some("t0k"), Some(""), None));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, "bearer sk-1".parse().expect("valid header"));
+        assert_eq!(bearer(&headers), Some("sk-1"));
+        headers.insert(AUTHORIZATION, "Basic abc".parse().expect("valid header"));
+        assert_eq!(bearer(&headers), None);
     }
 
     #[test]

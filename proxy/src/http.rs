@@ -27,7 +27,7 @@ use serde_json::json;
 use tower_http::services::ServeDir;
 
 use crate::AppState;
-use crate::access::{origin_allowed, token_allowed};
+use crate::access::{bearer, origin_allowed, token_allowed};
 use crate::config::Secret;
 use crate::upstream::UpstreamError;
 use crate::upstream::chat::{ChatMessage, Role};
@@ -81,12 +81,7 @@ async fn require_access_token(
     next: Next,
 ) -> Response {
     let expected = state.config().access_token.as_ref().map(Secret::expose);
-    let bearer = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
+    let bearer = bearer(request.headers());
     let query_token = Query::<TokenQuery>::try_from_uri(request.uri())
         .ok()
         .and_then(|Query(query)| query.token);

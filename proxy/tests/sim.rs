@@ -90,6 +90,17 @@ async fn next_event(ws: &mut Ws) -> Value {
     }
 }
 
+/// The close frame the server sends next.
+async fn next_close(ws: &mut Ws) -> tungstenite::protocol::CloseFrame {
+    let close = tokio::time::timeout(DEADLINE, ws.next())
+        .await
+        .expect("a close before the deadline");
+    let Some(Ok(Message::Close(Some(frame)))) = close else {
+        panic!("expected a close frame: {close:?}")
+    };
+    frame
+}
+
 /// Events up to and including the first of type `kind`.
 async fn events_until(ws: &mut Ws, kind: &str) -> Vec<Value> {
     let mut events = Vec::new();
@@ -364,12 +375,7 @@ async fn realtime_rejects_the_beta_header_with_close_4000() {
         error["error"]["message"],
         "The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API."
     );
-    let close = tokio::time::timeout(DEADLINE, ws.next())
-        .await
-        .expect("a close before the deadline");
-    let Some(Ok(Message::Close(Some(frame)))) = close else {
-        panic!("expected a close frame: {close:?}")
-    };
+    let frame = next_close(&mut ws).await;
     assert_eq!(frame.code, CloseCode::from(4000));
     let records = wait(&sim, |records| {
         records.realtime.first().is_some_and(|conn| conn.closed)
@@ -406,12 +412,7 @@ async fn realtime_session_ends_at_its_maximum_duration_with_an_error_then_a_clos
         error["error"]["message"],
         "Your session hit the maximum duration of 0.3 seconds."
     );
-    let close = tokio::time::timeout(DEADLINE, ws.next())
-        .await
-        .expect("a close before the deadline");
-    let Some(Ok(Message::Close(Some(frame)))) = close else {
-        panic!("expected a close frame: {close:?}")
-    };
+    let frame = next_close(&mut ws).await;
     assert_eq!(frame.code, CloseCode::Normal);
     wait(&sim, |records| {
         records.realtime.first().is_some_and(|conn| conn.closed)
@@ -1353,12 +1354,7 @@ async fn shutdown_ends_streams_and_stops_listening() {
     tokio::time::timeout(DEADLINE, sim.shutdown())
         .await
         .expect("shutdown completes");
-    let close = tokio::time::timeout(DEADLINE, ws.next())
-        .await
-        .expect("a close before the deadline");
-    let Some(Ok(Message::Close(Some(frame)))) = close else {
-        panic!("expected a close frame: {close:?}")
-    };
+    let frame = next_close(&mut ws).await;
     assert_eq!(frame.code, CloseCode::Away);
     let rest = tokio::time::timeout(DEADLINE, response.chunk())
         .await

@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::upstream::realtime::{SttCommand, SttEvent, Transcriber, TranscriberHandle};
+use crate::upstream::unix_now_s;
 use history::{Conversation, SpokenSegment, heard_text};
 use metrics::{Step, TurnClock, log_waterfall};
 use response::{AudioOut, Pipeline, ResponseEvent};
@@ -715,12 +716,6 @@ const STT_ROTATE_BEFORE_EXPIRY_S: u64 = 60;
 /// `now`.
 fn expires_within_a_turn(expires_at: u64, now: u64) -> bool {
     now.saturating_add(STT_ROTATE_BEFORE_EXPIRY_S) >= expires_at
-}
-
-fn unix_now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 /// The close code that tells the browser why its socket was refused, for the read errors that

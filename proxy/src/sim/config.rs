@@ -26,7 +26,8 @@ const DEFAULT_SEED: u64 = 0x5eed_0a1e;
 /// Configuration of a [`Simulator`](super::Simulator).
 ///
 /// Lifetime of a Realtime session in the GA API (openai-api.md §1.8).
-const REALTIME_SESSION_MAX: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+pub(crate) const REALTIME_SESSION_MAX: std::time::Duration =
+    std::time::Duration::from_secs(60 * 60);
 
 /// [`Default`] is snappy but realistic-ish (a few hundred milliseconds per stage, streaming
 /// faster than real time); [`SimConfig::instant`] removes every delay, for tests that only care

@@ -14,8 +14,9 @@ use super::body::{StreamEnd, Tracker};
 use super::error::ApiError;
 use super::fault::Fault;
 use super::record::{ChatRecord, Outcome, SpeechRecord};
-use super::state::{Shared, bearer, header_text};
+use super::state::{Shared, header_text};
 use super::text;
+use crate::access::bearer;
 
 /// `openai-version` header value the service sends (openai-api.md §4.2).
 const OPENAI_VERSION: &str = "2020-10-01";

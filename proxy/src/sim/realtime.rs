@@ -38,11 +38,12 @@ use super::error::ApiError;
 use super::fault::{Fault, SimStage, Taker};
 use super::record::{RealtimeRecord, RecordRef};
 use super::session::{self, TranscriptionSession};
-use super::state::{Shared, bearer, header_text};
+use super::state::{Shared, header_text};
 use super::synth::BYTES_PER_SAMPLE;
 use super::text;
 use super::turn::{self, Outbound, TurnEmitter, TurnPlan};
 use super::vad::{Vad, VadEvent};
+use crate::access::bearer;
 
 /// Server events queued for the writer; bounded so a client that stops reading slows the
 /// session down instead of growing memory.

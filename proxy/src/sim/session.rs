@@ -10,12 +10,13 @@
 
 use serde_json::{Map, Value, json};
 
+use super::config::REALTIME_SESSION_MAX;
 use super::error::ApiError;
 use super::text;
 use super::vad::{self, VadParams};
 
-/// Lifetime of a session before the service ends it (GA: 60 minutes, §1.8).
-const SESSION_LIFETIME_SECS: u64 = 60 * 60;
+/// Lifetime of a session before the service ends it, unless configured otherwise.
+const SESSION_LIFETIME_SECS: u64 = REALTIME_SESSION_MAX.as_secs();
 /// Transcription model of a new session (the reference's `session.created` example).
 const DEFAULT_TRANSCRIPTION_MODEL: &str = "gpt-4o-mini-transcribe";
 /// Conversation model of a `?model=`-less conversation session.
@@ -128,7 +129,7 @@ impl TranscriptionSession {
     pub(crate) fn expiring_in(lifetime: std::time::Duration) -> Self {
         let seconds = lifetime.as_secs() + u64::from(lifetime.subsec_nanos() > 0);
         Self {
-            expires_at: text::unix_now() + seconds,
+            expires_at: crate::upstream::unix_now_s() + seconds,
             ..Self::new()
         }
     }
@@ -142,7 +143,7 @@ impl TranscriptionSession {
         });
         Self {
             id: text::session_id(),
-            expires_at: text::unix_now() + SESSION_LIFETIME_SECS,
+            expires_at: crate::upstream::unix_now_s() + SESSION_LIFETIME_SECS,
             transcription: transcription.as_object().cloned().unwrap_or_default(),
             noise_reduction: Value::Null,
             turn_detection: TurnDetection::ServerVad {
@@ -312,7 +313,7 @@ pub(crate) fn conversation_session_json(id: &str, model: Option<&str>) -> Value 
         "object": "realtime.session",
         "id": id,
         "model": model.unwrap_or(DEFAULT_CONVERSATION_MODEL),
-        "expires_at": text::unix_now() + SESSION_LIFETIME_SECS,
+        "expires_at": crate::upstream::unix_now_s() + SESSION_LIFETIME_SECS,
         "output_modalities": ["audio"],
         "audio": {
             "input": {

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use axum::http::HeaderMap;
-use axum::http::header::AUTHORIZATION;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -186,13 +185,6 @@ impl Shared {
     }
 }
 
-/// The token of an `Authorization: Bearer <token>` header.
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
 /// A header as text, for the records.
 pub(crate) fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
@@ -223,15 +215,6 @@ mod tests {
             .authorize(Some("sk-wrong-key"))
             .expect_err("wrong key");
         assert_eq!(error.code.as_deref(), Some("invalid_api_key"));
-    }
-
-    #[test]
-    fn bearer_scheme_is_case_insensitive() {
-        let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, "bearer sk-1".parse().expect("valid header"));
-        assert_eq!(bearer(&headers), Some("sk-1"));
-        headers.insert(AUTHORIZATION, "Basic abc".parse().expect("valid header"));
-        assert_eq!(bearer(&headers), None);
     }
 
     #[test]

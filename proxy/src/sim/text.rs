@@ -72,13 +72,6 @@ pub(crate) fn header_value(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
-/// Seconds since the Unix epoch (`created`, `expires_at`).
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
-}
-
 /// Word-sized pieces: each is a word with its leading whitespace and trailing punctuation
 /// ("Hello," / " world."), the granularity of transcription deltas.
 pub(crate) fn words(text: &str) -> Vec<&str> {

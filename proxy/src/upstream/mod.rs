@@ -247,6 +247,13 @@ fn is_quota_error(type_or_code: &str) -> bool {
         || type_or_code.contains("billing")
 }
 
+/// Seconds since the Unix epoch: the unit of the upstream's timestamps (`expires_at`).
+pub fn unix_now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
 /// Reads how long the server wants us to wait: `retry-after-ms`, then `retry-after` in seconds
 /// (OpenAI SDK order).
 pub fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
