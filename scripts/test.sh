@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test from a fresh clone: installs the tools the tests need if missing (see
 # scripts/install-tools.sh), runs the worklet tests under node, then `cargo test --workspace`
-# (unit, simulator, end-to-end socket, and Chromium, Firefox and WebKitGTK page tests) and the
-# DSP benches once each. Extra arguments go to `cargo test --workspace`.
+# (unit, simulator and end-to-end socket tests), the browser tests (Chromium, Firefox and
+# WebKitGTK page tests, the `browsers` feature of browser-tests) and the DSP benches once each.
+# Extra arguments go to both cargo test runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-tools.sh
@@ -11,6 +12,7 @@ unset NO_COLOR
 cargo build -p audio --release --target wasm32-unknown-unknown
 node --test client/worklet/test/
 cargo test --workspace "$@"
+cargo test -p browser-tests --features browsers "$@"
 # The DSP benches, each once in criterion's test mode: they must run; their figures come from
 # `cargo bench -p audio` and never gate anything.
 cargo test -p audio --bench dsp

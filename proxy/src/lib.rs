@@ -14,7 +14,7 @@
 //! * [`speech_text`] — splitting LLM text into speakable sentences.
 //! * [`sse`] — the Server-Sent Events parser for OpenAI streams.
 //! * [`http`] — the HTTP surface: `/ws`, `/healthz`, one-shot `/api/*` endpoints, static files.
-//! * [`sim`] — the OpenAI simulator: the backend of every test and of the app without a key.
+//! The OpenAI simulator the proxy runs on without a key is the `openai-sim` crate.
 //!
 //! [`run`] serves until a shutdown signal; [`AppState::new`] and [`app`] let tests build the
 //! same server on any listener.
@@ -23,7 +23,6 @@ pub mod access;
 pub mod config;
 pub mod http;
 pub mod session;
-pub mod sim;
 pub mod speech_text;
 pub mod sse;
 pub mod upstream;
@@ -73,7 +72,7 @@ pub struct Backend {
     /// Endpoints, credentials and models.
     pub upstream: Arc<UpstreamConfig>,
     /// The built-in simulator, when in use; dropping it stops it.
-    pub simulator: Option<sim::Simulator>,
+    pub simulator: Option<openai_sim::Simulator>,
 }
 
 impl Backend {
@@ -83,9 +82,9 @@ impl Backend {
             Some(key) => (None, config.openai_base_url.clone(), key.clone()),
             None => {
                 // A long-running backend keeps no records of its traffic.
-                let simulator = sim::Simulator::start(sim::SimConfig {
+                let simulator = openai_sim::Simulator::start(openai_sim::SimConfig {
                     recording: false,
-                    ..sim::SimConfig::default()
+                    ..openai_sim::SimConfig::default()
                 })
                 .await
                 .map_err(StartError::Simulator)?;
@@ -133,7 +132,7 @@ struct Inner {
     live_sessions: AtomicUsize,
     session_counter: AtomicU64,
     /// Keeps the built-in simulator running while the server does.
-    _simulator: Option<sim::Simulator>,
+    _simulator: Option<openai_sim::Simulator>,
 }
 
 impl AppState {

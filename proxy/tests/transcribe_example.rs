@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use proxy::sim::{SimConfig, Simulator};
+use openai_sim::{SimConfig, Simulator};
 use proxy::wav::Wav;
 use tokio::io::AsyncWriteExt;
 

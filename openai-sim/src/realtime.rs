@@ -43,7 +43,7 @@ use super::synth::BYTES_PER_SAMPLE;
 use super::text;
 use super::turn::{self, Outbound, TurnEmitter, TurnPlan};
 use super::vad::{Vad, VadEvent};
-use crate::access::bearer;
+use crate::http::bearer;
 
 /// Server events queued for the writer; bounded so a client that stops reading slows the
 /// session down instead of growing memory.

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use protocol::{ServerMessage, Stage};
-use proxy::sim::{Fault, SimConfig, SimStage};
+use openai_sim::{Fault, SimConfig, SimStage};
 use voice_agent_e2e::{Received, TEST_API_KEY, TestProxy, tone};
 
 /// Collects every log line of the process.

@@ -129,7 +129,7 @@ impl TranscriptionSession {
     pub(crate) fn expiring_in(lifetime: std::time::Duration) -> Self {
         let seconds = lifetime.as_secs() + u64::from(lifetime.subsec_nanos() > 0);
         Self {
-            expires_at: crate::upstream::unix_now_s() + seconds,
+            expires_at: crate::text::unix_now_s() + seconds,
             ..Self::new()
         }
     }
@@ -143,7 +143,7 @@ impl TranscriptionSession {
         });
         Self {
             id: text::session_id(),
-            expires_at: crate::upstream::unix_now_s() + SESSION_LIFETIME_SECS,
+            expires_at: crate::text::unix_now_s() + SESSION_LIFETIME_SECS,
             transcription: transcription.as_object().cloned().unwrap_or_default(),
             noise_reduction: Value::Null,
             turn_detection: TurnDetection::ServerVad {
@@ -313,7 +313,7 @@ pub(crate) fn conversation_session_json(id: &str, model: Option<&str>) -> Value 
         "object": "realtime.session",
         "id": id,
         "model": model.unwrap_or(DEFAULT_CONVERSATION_MODEL),
-        "expires_at": crate::upstream::unix_now_s() + SESSION_LIFETIME_SECS,
+        "expires_at": crate::text::unix_now_s() + SESSION_LIFETIME_SECS,
         "output_modalities": ["audio"],
         "audio": {
             "input": {

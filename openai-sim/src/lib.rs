@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use proxy::sim::{Fault, SimConfig, SimStage, Simulator};
+//! use openai_sim::{Fault, SimConfig, SimStage, Simulator};
 //!
 //! let sim = Simulator::start(SimConfig::instant()).await?;
 //! sim.script_transcript("What's the weather on Mars?");

@@ -126,7 +126,7 @@ pub(crate) async fn handle(
     }
     let meta = Meta {
         id: text::completion_id(),
-        created: crate::upstream::unix_now_s(),
+        created: crate::text::unix_now_s(),
         model: request.model.clone(),
         fingerprint: config.quirks.then(text::fingerprint),
         include_usage: request.include_usage,

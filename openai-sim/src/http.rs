@@ -16,7 +16,6 @@ use super::fault::Fault;
 use super::record::{ChatRecord, Outcome, SpeechRecord};
 use super::state::{Shared, header_text};
 use super::text;
-use crate::access::bearer;
 
 /// `openai-version` header value the service sends (openai-api.md §4.2).
 const OPENAI_VERSION: &str = "2020-10-01";
@@ -24,6 +23,14 @@ const OPENAI_VERSION: &str = "2020-10-01";
 const RATE_LIMIT_REQUESTS: u32 = 5_000;
 /// Advertised per-minute token limit in the `x-ratelimit-*` headers.
 const RATE_LIMIT_TOKENS: u32 = 4_000_000;
+
+/// The token of an `Authorization: Bearer …` header (scheme case-insensitive, as OpenAI
+/// takes it).
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
 
 /// Which HTTP API a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

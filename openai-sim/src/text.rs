@@ -30,6 +30,13 @@ fn random_chars(len: usize) -> String {
 }
 
 /// `event_…` (server event id).
+/// Now, in Unix seconds (the `created` and `expires_at` fields).
+pub(crate) fn unix_now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
 pub(crate) fn event_id() -> String {
     format!("event_{}", random_chars(ID_RANDOM_CHARS))
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use futures_util::{SinkExt, StreamExt};
-use proxy::sim::{Fault, Outcome, Records, SimConfig, SimStage, Simulator};
+use openai_sim::{Fault, Outcome, Records, SimConfig, SimStage, Simulator};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;

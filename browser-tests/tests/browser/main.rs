@@ -44,7 +44,7 @@ mod page;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use proxy::sim::{Outcome, Records, SimConfig, SpeechRecord};
+use openai_sim::{Outcome, Records, SimConfig, SpeechRecord};
 use serde_json::json;
 use voice_agent_e2e::TestProxy;
 
@@ -63,9 +63,9 @@ const WIRE_RATE_HZ: f64 = 24_000.0;
 /// Held by each test for its whole run.
 static ONE_BROWSER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The repository root (the root package's manifest dir).
+/// The repository root (the parent of this package's manifest dir).
 pub(crate) fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
 /// Where the browser tests keep their files: `target/e2e-browser/`.

@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 
 use clap::Parser;
-use proxy::sim::{SimConfig, Simulator};
+use openai_sim::{SimConfig, Simulator};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 

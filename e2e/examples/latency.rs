@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use protocol::{ClientMessage, ServerMessage, Waterfall};
-use proxy::sim::SimConfig;
+use openai_sim::SimConfig;
 use voice_agent_e2e::{Received, TestProxy, tone};
 
 #[tokio::main]

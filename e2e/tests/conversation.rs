@@ -1,7 +1,7 @@
 //! A whole conversation through the real proxy and the simulator, over real sockets.
 
 use protocol::{ServerMessage, TurnDetection};
-use proxy::sim::{SimConfig, SimStage};
+use openai_sim::{SimConfig, SimStage};
 use voice_agent_e2e::{Received, TestProxy, silence, tone};
 
 /// The audio the simulator streamed for one response, in sentence order: each Speech request's
@@ -310,7 +310,7 @@ async fn without_a_key_the_proxy_runs_on_the_simulator_and_says_so() {
     let mut config = proxy::config::Config::with_defaults(None);
     config.client_dir = "/nonexistent-client-dir".into();
     // The simulator the harness starts stays idle; the proxy starts its own.
-    let idle = proxy::sim::Simulator::start(SimConfig::default())
+    let idle = openai_sim::Simulator::start(SimConfig::default())
         .await
         .unwrap();
     let proxy = TestProxy::serve(idle, config).await;

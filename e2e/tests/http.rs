@@ -1,6 +1,6 @@
 //! The HTTP surface: health, one-shot endpoints, error bodies.
 
-use proxy::sim::{Fault, SimConfig, SimStage};
+use openai_sim::{Fault, SimConfig, SimStage};
 use serde_json::{Value, json};
 use voice_agent_e2e::TestProxy;
 

@@ -2,7 +2,7 @@
 //! goes on.
 
 use protocol::{ClientMessage, ErrorCode, ErrorEvent, ServerMessage, Stage};
-use proxy::sim::{Fault, Outcome, SimConfig, SimStage};
+use openai_sim::{Fault, Outcome, SimConfig, SimStage};
 use voice_agent_e2e::{Browser, TestProxy, tone};
 
 /// Says something and waits for the error event of `stage`. Nothing is scripted: a faulted
