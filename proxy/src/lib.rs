@@ -11,8 +11,7 @@
 //! * [`session`] — one actor per browser connection: the pure turn state machine
 //!   ([`session::turn`]), history ([`session::history`]), the response pipeline
 //!   ([`session::response`]) and latency waterfall ([`session::metrics`]).
-//! * [`speech_text`] — splitting LLM text into speakable sentences.
-//! * [`sse`] — the Server-Sent Events parser for OpenAI streams.
+//! * [`speakable`] — preparing LLM text for text-to-speech: sentence boundaries, markdown, cleaning, emoji.
 //! * [`http`] — the HTTP surface: `/ws`, `/healthz`, one-shot `/api/*` endpoints, static files.
 //! The OpenAI simulator the proxy runs on without a key is the `openai-sim` crate.
 //!
@@ -23,8 +22,7 @@ pub mod access;
 pub mod config;
 pub mod http;
 pub mod session;
-pub mod speech_text;
-pub mod sse;
+pub mod speakable;
 pub mod upstream;
 pub mod wav;
 

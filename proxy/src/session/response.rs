@@ -17,7 +17,7 @@ use protocol::{ResponseId, Stage};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use crate::speech_text::{SentenceSplitter, SplitterConfig};
+use crate::speakable::{SentenceSplitter, SplitterConfig};
 use crate::upstream::UpstreamError;
 use crate::upstream::chat::{ChatMessage, Responder};
 use crate::upstream::speech::Synthesizer;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::{UpstreamConfig, UpstreamError, authorize, send_with_retry};
-use crate::sse::{SseEvent, SseParser};
+use super::sse::{SseEvent, SseParser};
 
 /// Who wrote a message of the conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -11,6 +11,7 @@
 pub mod chat;
 pub mod realtime;
 pub mod speech;
+pub(crate) mod sse;
 
 use std::time::Duration;
 
