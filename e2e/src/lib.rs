@@ -46,11 +46,14 @@ impl TestProxy {
         })
         .await
         .expect("simulator starts");
-        let mut config = Config::with_defaults(Some(Secret::new(TEST_API_KEY)));
-        config.openai_base_url = sim.base_url();
-        config.client_dir = "/nonexistent-client-dir".into();
-        config.upstream_stall_timeout_ms = 2_000;
-        config.transcript_timeout_ms = 5_000;
+        let mut config = Config {
+            openai_api_key: Some(Secret::new(TEST_API_KEY)),
+            openai_base_url: sim.base_url(),
+            client_dir: "/nonexistent-client-dir".into(),
+            upstream_stall_timeout: Duration::from_secs(2),
+            transcript_timeout: Duration::from_secs(5),
+            ..Config::default()
+        };
         configure(&mut config);
         Self::serve(sim, config).await
     }

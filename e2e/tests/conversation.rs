@@ -247,7 +247,7 @@ async fn transcripts_are_ordered_by_turn_not_by_arrival() {
 #[tokio::test]
 async fn server_vad_ends_turns_when_configured() {
     let proxy = TestProxy::start(SimConfig::default(), |config| {
-        config.turn_detection = proxy::config::TurnDetectionArg::ServerVad;
+        config.turn_detection = protocol::TurnDetection::ServerVad;
     })
     .await;
     let mut browser = proxy.connect().await;
@@ -307,8 +307,10 @@ async fn server_vad_ends_turns_when_configured() {
 
 #[tokio::test]
 async fn without_a_key_the_proxy_runs_on_the_simulator_and_says_so() {
-    let mut config = proxy::config::Config::with_defaults(None);
-    config.client_dir = "/nonexistent-client-dir".into();
+    let config = proxy::config::Config {
+        client_dir: "/nonexistent-client-dir".into(),
+        ..proxy::config::Config::default()
+    };
     // The simulator the harness starts stays idle; the proxy starts its own.
     let idle = openai_sim::Simulator::start(SimConfig::default())
         .await

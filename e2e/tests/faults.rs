@@ -495,7 +495,7 @@ async fn an_oversized_message_closes_the_session_with_1009_and_others_go_on() {
 #[tokio::test]
 async fn a_browser_that_stops_reading_is_cut_off_and_its_answer_cancelled_upstream() {
     let proxy = TestProxy::start(SimConfig::default(), |config| {
-        config.browser_send_timeout_ms = 1_000;
+        config.browser_send_timeout = std::time::Duration::from_secs(1);
     })
     .await;
     // Far more audio than the socket buffers hold.
@@ -560,7 +560,7 @@ async fn a_transcription_session_that_expires_while_idle_is_replaced_without_a_w
 async fn a_dead_transcription_socket_is_found_by_its_unanswered_pings() {
     // Only the keepalive can notice here: turns may wait ten minutes for their transcript.
     let proxy = TestProxy::start(SimConfig::default(), |config| {
-        config.transcript_timeout_ms = 600_000;
+        config.transcript_timeout = std::time::Duration::from_secs(600);
     })
     .await;
     let mut browser = proxy.connect().await;

@@ -238,6 +238,33 @@ pub struct ErrorEvent {
     pub response_id: Option<ResponseId>,
 }
 
+impl ErrorEvent {
+    /// An error about no particular turn or response; see [`ErrorEvent::for_turn`] and
+    /// [`ErrorEvent::for_response`] to name them.
+    pub fn new(stage: Stage, code: ErrorCode, message: impl Into<String>, retryable: bool) -> Self {
+        Self {
+            stage,
+            code,
+            message: message.into(),
+            retryable,
+            turn_id: None,
+            response_id: None,
+        }
+    }
+
+    /// The same error, about this turn.
+    pub fn for_turn(mut self, turn_id: TurnId) -> Self {
+        self.turn_id = Some(turn_id);
+        self
+    }
+
+    /// The same error, about this response.
+    pub fn for_response(mut self, response_id: ResponseId) -> Self {
+        self.response_id = Some(response_id);
+        self
+    }
+}
+
 /// The per-turn latency waterfall: milliseconds from the moment the proxy learned the user
 /// stopped speaking to each later step. A step that did not happen is `None`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use clap::Parser as _;
 use protocol::TurnDetection;
 use proxy::Backend;
-use proxy::config::Config;
+use proxy::config::{Cli, Config};
 use proxy::upstream::realtime::{SttCommand, SttEvent, Transcriber};
 use proxy::wav::Wav;
 use tokio_util::sync::CancellationToken;
@@ -53,7 +53,8 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let pcm = read_input(&args.input)?;
-    let config = Config::parse_from(["transcribe"]);
+    // The proxy's settings from the environment (and .env): the same key, URLs and models.
+    let config = Config::try_from(Cli::parse_from(["transcribe"]))?;
     let backend = Backend::from_config(&config).await?;
     let detection = if args.server_vad {
         TurnDetection::ServerVad

@@ -7,6 +7,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use protocol::TurnDetection;
@@ -55,6 +56,39 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// The default of every setting, in one place: [`Config::default`] and the command line's
+/// defaults both read these.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// Transcription model: the seed design's, fast and cheap.
+    pub const STT_MODEL: &str = "gpt-4o-mini-transcribe";
+    /// Chat model: the seed design's, quick to its first token.
+    pub const LLM_MODEL: &str = "gpt-4.1-mini";
+    /// Upper bound of one answer, in tokens: spoken answers are short; this caps a runaway.
+    pub const LLM_MAX_COMPLETION_TOKENS: u32 = 400;
+    /// Speech model: the seed design's, the one that takes style instructions.
+    pub const TTS_MODEL: &str = "gpt-4o-mini-tts";
+    /// Speech voice.
+    pub const TTS_VOICE: &str = "coral";
+    /// User and assistant messages kept in the history: a dozen exchanges, enough context for
+    /// a conversation, small enough to keep the first token quick.
+    pub const HISTORY_MAX_MESSAGES: usize = 24;
+    /// A started upstream stream silent this long counts as stalled: OpenAI streams tokens
+    /// and audio continuously once started, so a long gap means a hung connection.
+    pub const UPSTREAM_STALL_TIMEOUT: Duration = Duration::from_secs(15);
+    /// How long a finished turn may wait for its transcript: several times a slow
+    /// transcription of the longest utterance.
+    pub const TRANSCRIPT_TIMEOUT: Duration = Duration::from_secs(20);
+    /// How long a browser may take to accept one frame: a second or two of audio is queued
+    /// before this matters, so only a browser that stopped reading reaches it.
+    pub const BROWSER_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Loopback: nothing is exposed until the operator says where.
+    pub const LISTEN_ADDR: &str = "127.0.0.1:8000";
+    /// Where `trunk build` puts the client.
+    pub const CLIENT_DIR: &str = "dist";
+}
+
 /// Who ends a user turn (mirrors [`TurnDetection`] for the command line).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum TurnDetectionArg {
@@ -77,11 +111,16 @@ impl From<TurnDetectionArg> for TurnDetection {
     }
 }
 
-/// Everything the operator sets.
+/// A duration in whole milliseconds, for the command line's defaults.
+const fn millis(duration: Duration) -> u64 {
+    duration.as_millis() as u64
+}
+
+/// The command line: every flag also reads an environment variable (and `.env`, which `main`
+/// loads first). It converts into a validated [`Config`].
 #[derive(Debug, Clone, Parser)]
 #[command(name = "proxy", version, about = "Realtime voice agent proxy")]
-#[non_exhaustive]
-pub struct Config {
+pub struct Cli {
     /// OpenAI API key. Without it the proxy runs on its built-in OpenAI simulator.
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
     pub openai_api_key: Option<Secret>,
@@ -104,7 +143,7 @@ pub struct Config {
     pub tts_base_url: Option<String>,
 
     /// Transcription model.
-    #[arg(long, env = "STT_MODEL", default_value = "gpt-4o-mini-transcribe")]
+    #[arg(long, env = "STT_MODEL", default_value = defaults::STT_MODEL)]
     pub stt_model: String,
 
     /// Language of the user's speech (ISO-639-1, e.g. `en`); improves accuracy and latency.
@@ -112,19 +151,19 @@ pub struct Config {
     pub stt_language: Option<String>,
 
     /// Chat model.
-    #[arg(long, env = "LLM_MODEL", default_value = "gpt-4.1-mini")]
+    #[arg(long, env = "LLM_MODEL", default_value = defaults::LLM_MODEL)]
     pub llm_model: String,
 
     /// Upper bound on the length of one answer, in tokens.
-    #[arg(long, env = "LLM_MAX_COMPLETION_TOKENS", default_value_t = 400)]
+    #[arg(long, env = "LLM_MAX_COMPLETION_TOKENS", default_value_t = defaults::LLM_MAX_COMPLETION_TOKENS)]
     pub llm_max_completion_tokens: u32,
 
     /// Speech model.
-    #[arg(long, env = "TTS_MODEL", default_value = "gpt-4o-mini-tts")]
+    #[arg(long, env = "TTS_MODEL", default_value = defaults::TTS_MODEL)]
     pub tts_model: String,
 
     /// Speech voice.
-    #[arg(long, env = "TTS_VOICE", default_value = "coral")]
+    #[arg(long, env = "TTS_VOICE", default_value = defaults::TTS_VOICE)]
     pub tts_voice: String,
 
     /// Style instructions for the speech model (not supported by tts-1 models).
@@ -137,7 +176,7 @@ pub struct Config {
 
     /// Most user and assistant messages kept in the history sent to the model (oldest dropped
     /// first; the system prompt is always kept).
-    #[arg(long, env = "HISTORY_MAX_MESSAGES", default_value_t = 24)]
+    #[arg(long, env = "HISTORY_MAX_MESSAGES", default_value_t = defaults::HISTORY_MAX_MESSAGES)]
     pub history_max_messages: usize,
 
     /// Who ends a user turn.
@@ -147,20 +186,20 @@ pub struct Config {
     /// How long a started upstream stream may go without data before it counts as stalled, in
     /// milliseconds. The transcription socket is pinged three times per this period and given
     /// up when it answers nothing for all of it.
-    #[arg(long, env = "UPSTREAM_STALL_TIMEOUT_MS", default_value_t = 15_000)]
+    #[arg(long, env = "UPSTREAM_STALL_TIMEOUT_MS", default_value_t = millis(defaults::UPSTREAM_STALL_TIMEOUT))]
     pub upstream_stall_timeout_ms: u64,
 
     /// How long a finished user turn may wait for its transcript, in milliseconds.
-    #[arg(long, env = "TRANSCRIPT_TIMEOUT_MS", default_value_t = 20_000)]
+    #[arg(long, env = "TRANSCRIPT_TIMEOUT_MS", default_value_t = millis(defaults::TRANSCRIPT_TIMEOUT))]
     pub transcript_timeout_ms: u64,
 
     /// How long the browser may take to accept one frame before its session ends, in
     /// milliseconds: a browser that stops reading must not hold its upstream sockets.
-    #[arg(long, env = "BROWSER_SEND_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "BROWSER_SEND_TIMEOUT_MS", default_value_t = millis(defaults::BROWSER_SEND_TIMEOUT))]
     pub browser_send_timeout_ms: u64,
 
     /// Address to listen on.
-    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8000")]
+    #[arg(long, env = "LISTEN_ADDR", default_value = defaults::LISTEN_ADDR)]
     pub listen_addr: SocketAddr,
 
     /// Web origins besides the proxy's own whose pages may open a voice session,
@@ -174,8 +213,123 @@ pub struct Config {
     pub access_token: Option<Secret>,
 
     /// Directory of the built browser client, served at `/` when it exists.
-    #[arg(long, env = "CLIENT_DIR", default_value = "dist")]
+    #[arg(long, env = "CLIENT_DIR", default_value = defaults::CLIENT_DIR)]
     pub client_dir: PathBuf,
+}
+
+/// Everything the operator sets, validated. [`Config::default`] reads no environment: tests
+/// start from it and change what they need, whatever the developer has exported.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// OpenAI API key; `None` runs the built-in simulator.
+    pub openai_api_key: Option<Secret>,
+    /// Base URL of OpenAI or a compatible server.
+    pub openai_base_url: String,
+    /// Per-stage base URL overrides.
+    pub stt_base_url: Option<String>,
+    /// See [`Config::stt_base_url`].
+    pub llm_base_url: Option<String>,
+    /// See [`Config::stt_base_url`].
+    pub tts_base_url: Option<String>,
+    /// Transcription model.
+    pub stt_model: String,
+    /// Language hint of the user's speech.
+    pub stt_language: Option<String>,
+    /// Chat model.
+    pub llm_model: String,
+    /// Upper bound of one answer, in tokens.
+    pub llm_max_completion_tokens: u32,
+    /// Speech model.
+    pub tts_model: String,
+    /// Speech voice.
+    pub tts_voice: String,
+    /// Speech style instructions.
+    pub tts_instructions: Option<String>,
+    /// System prompt of every conversation.
+    pub system_prompt: String,
+    /// User and assistant messages kept in the history.
+    pub history_max_messages: usize,
+    /// Who ends a user turn.
+    pub turn_detection: TurnDetection,
+    /// A started upstream stream silent this long counts as stalled.
+    pub upstream_stall_timeout: Duration,
+    /// How long a finished turn may wait for its transcript.
+    pub transcript_timeout: Duration,
+    /// How long a browser may take to accept one frame.
+    pub browser_send_timeout: Duration,
+    /// Address to listen on.
+    pub listen_addr: SocketAddr,
+    /// Web origins besides the proxy's own whose pages may open a voice session.
+    pub allowed_origins: Vec<String>,
+    /// Token that `/ws` and `/api/*` need, if set.
+    pub access_token: Option<Secret>,
+    /// Directory of the built client.
+    pub client_dir: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            openai_api_key: None,
+            openai_base_url: DEFAULT_OPENAI_BASE_URL.to_owned(),
+            stt_base_url: None,
+            llm_base_url: None,
+            tts_base_url: None,
+            stt_model: defaults::STT_MODEL.to_owned(),
+            stt_language: None,
+            llm_model: defaults::LLM_MODEL.to_owned(),
+            llm_max_completion_tokens: defaults::LLM_MAX_COMPLETION_TOKENS,
+            tts_model: defaults::TTS_MODEL.to_owned(),
+            tts_voice: defaults::TTS_VOICE.to_owned(),
+            tts_instructions: None,
+            system_prompt: DEFAULT_SYSTEM_PROMPT.to_owned(),
+            history_max_messages: defaults::HISTORY_MAX_MESSAGES,
+            turn_detection: TurnDetection::Client,
+            upstream_stall_timeout: defaults::UPSTREAM_STALL_TIMEOUT,
+            transcript_timeout: defaults::TRANSCRIPT_TIMEOUT,
+            browser_send_timeout: defaults::BROWSER_SEND_TIMEOUT,
+            listen_addr: defaults::LISTEN_ADDR
+                .parse()
+                .expect("the default listen address parses"),
+            allowed_origins: Vec::new(),
+            access_token: None,
+            client_dir: PathBuf::from(defaults::CLIENT_DIR),
+        }
+    }
+}
+
+impl TryFrom<Cli> for Config {
+    type Error = ConfigError;
+
+    fn try_from(cli: Cli) -> Result<Self, ConfigError> {
+        let config = Self {
+            openai_api_key: cli.openai_api_key,
+            openai_base_url: cli.openai_base_url,
+            stt_base_url: cli.stt_base_url,
+            llm_base_url: cli.llm_base_url,
+            tts_base_url: cli.tts_base_url,
+            stt_model: cli.stt_model,
+            stt_language: cli.stt_language,
+            llm_model: cli.llm_model,
+            llm_max_completion_tokens: cli.llm_max_completion_tokens,
+            tts_model: cli.tts_model,
+            tts_voice: cli.tts_voice,
+            tts_instructions: cli.tts_instructions,
+            system_prompt: cli.system_prompt,
+            history_max_messages: cli.history_max_messages,
+            turn_detection: cli.turn_detection.into(),
+            upstream_stall_timeout: Duration::from_millis(cli.upstream_stall_timeout_ms),
+            transcript_timeout: Duration::from_millis(cli.transcript_timeout_ms),
+            browser_send_timeout: Duration::from_millis(cli.browser_send_timeout_ms),
+            listen_addr: cli.listen_addr,
+            allowed_origins: cli.allowed_origins,
+            access_token: cli.access_token,
+            client_dir: cli.client_dir,
+        };
+        // Fail at start, not in the first session.
+        config.endpoints(&config.openai_base_url)?;
+        Ok(config)
+    }
 }
 
 /// A configuration value that cannot work.
@@ -246,13 +400,6 @@ fn websocket_base(http_base: &str) -> String {
 }
 
 impl Config {
-    /// Defaults plus the given key, as if started with no flags and no environment.
-    pub fn with_defaults(api_key: Option<Secret>) -> Self {
-        let mut config = Self::parse_from(["proxy"]);
-        config.openai_api_key = api_key;
-        config
-    }
-
     /// The endpoints for `base` (the configured OpenAI base URL, or the simulator's), with
     /// per-stage overrides applied.
     pub fn endpoints(&self, base: &str) -> Result<Endpoints, ConfigError> {
@@ -266,7 +413,17 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+
     use super::*;
+
+    /// Parses `args` as the command line would, reading no environment variable (a developer's
+    /// exported `ACCESS_TOKEN` must not decide a test).
+    fn cli_without_environment(args: &[&str]) -> Cli {
+        let command = Cli::command().mut_args(|arg| arg.env(None::<&'static str>));
+        let matches = command.try_get_matches_from(args).expect("flags parse");
+        Cli::from_arg_matches(&matches).expect("matches convert")
+    }
 
     #[test]
     fn realtime_url_is_derived_from_the_base() {
@@ -292,8 +449,10 @@ mod tests {
 
     #[test]
     fn per_stage_overrides_win() {
-        let mut config = Config::with_defaults(None);
-        config.llm_base_url = Some("http://llm.local/v1".into());
+        let config = Config {
+            llm_base_url: Some("http://llm.local/v1".into()),
+            ..Config::default()
+        };
         let endpoints = config.endpoints("https://api.openai.com/v1").unwrap();
         assert_eq!(endpoints.chat_url, "http://llm.local/v1/chat/completions");
         assert!(endpoints.realtime_url.starts_with("wss://api.openai.com"));
@@ -309,14 +468,37 @@ mod tests {
 
     #[test]
     fn the_key_is_redacted() {
-        let config = Config::with_defaults(Some(Secret::new("sk-secret-123")));
+        let config = Config {
+            openai_api_key: Some(Secret::new("sk-secret-123")),
+            ..Config::default()
+        };
         let shown = format!("{config:?} {}", Secret::new("sk-secret-123"));
         assert!(!shown.contains("sk-secret-123"), "{shown}");
     }
 
     #[test]
+    fn the_command_line_defaults_are_the_config_defaults() {
+        let cli = cli_without_environment(&["proxy"]);
+        let from_cli = Config::try_from(cli).expect("the defaults are valid");
+        let defaults = Config::default();
+        assert_eq!(format!("{from_cli:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn a_bad_base_url_fails_at_start() {
+        let cli = cli_without_environment(&["proxy", "--llm-base-url", "llm.local"]);
+        assert!(matches!(
+            Config::try_from(cli),
+            Err(ConfigError::BadUrl {
+                name: "LLM_BASE_URL",
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn defaults_follow_the_design() {
-        let config = Config::with_defaults(None);
+        let config = Config::default();
         assert_eq!(config.stt_model, "gpt-4o-mini-transcribe");
         assert_eq!(config.llm_model, "gpt-4.1-mini");
         assert_eq!(config.tts_model, "gpt-4o-mini-tts");

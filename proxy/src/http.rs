@@ -10,8 +10,6 @@
 //! `{"error": {stage, code, message, retryable}}` that names the stage and never leaks
 //! upstream details.
 
-use std::sync::atomic::Ordering;
-
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
@@ -26,9 +24,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tower_http::services::ServeDir;
 
-use crate::AppState;
 use crate::access::{bearer, origin_allowed, token_allowed};
 use crate::config::Secret;
+use crate::state::{AppState, SessionRefused};
 use crate::upstream::UpstreamError;
 use crate::upstream::chat::{ChatMessage, Role};
 
@@ -95,16 +93,12 @@ async fn require_access_token(
     );
     error_response(
         StatusCode::UNAUTHORIZED,
-        ErrorEvent {
-            stage: Stage::Proxy,
-            code: ErrorCode::Unauthorized,
-            message: "This server needs its access token: open the link you were given, \
-                      with its ?token=."
-                .into(),
-            retryable: false,
-            turn_id: None,
-            response_id: None,
-        },
+        ErrorEvent::new(
+            Stage::Proxy,
+            ErrorCode::Unauthorized,
+            "This server needs its access token: open the link you were given, with its ?token=.",
+            false,
+        ),
     )
 }
 
@@ -123,50 +117,32 @@ async fn session(
         );
         return error_response(
             StatusCode::FORBIDDEN,
-            ErrorEvent {
-                stage: Stage::Proxy,
-                code: ErrorCode::Forbidden,
-                message: "Pages of this site may not open a voice session here.".into(),
-                retryable: false,
-                turn_id: None,
-                response_id: None,
-            },
+            ErrorEvent::new(
+                Stage::Proxy,
+                ErrorCode::Forbidden,
+                "Pages of this site may not open a voice session here.",
+                false,
+            ),
         );
     }
-    let inner = state.inner.clone();
-    if inner.shutdown.is_cancelled() {
-        return error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorEvent {
-                stage: Stage::Proxy,
-                code: ErrorCode::UpstreamUnavailable,
-                message: "The server is shutting down.".into(),
-                retryable: true,
-                turn_id: None,
-                response_id: None,
-            },
-        );
-    }
-    let number = inner.session_counter.fetch_add(1, Ordering::Relaxed) + 1;
-    let session_id = format!("s{number}-{:08x}", rand::random::<u32>());
+    let session = match state.admit_session() {
+        Ok(session) => session,
+        Err(SessionRefused::ShuttingDown) => {
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorEvent::new(
+                    Stage::Proxy,
+                    ErrorCode::UpstreamUnavailable,
+                    "The server is shutting down.",
+                    true,
+                ),
+            );
+        }
+    };
     upgrade
         .max_message_size(MAX_WS_MESSAGE_BYTES)
         .max_frame_size(MAX_WS_MESSAGE_BYTES)
-        .on_upgrade(move |socket| {
-            inner.live_sessions.fetch_add(1, Ordering::SeqCst);
-            let session = crate::session::run(
-                socket,
-                inner.sessions.clone(),
-                session_id.clone(),
-                inner.shutdown.clone(),
-            );
-            let inner_done = inner.clone();
-            inner.tasks.track_future(async move {
-                session.await;
-                inner_done.live_sessions.fetch_sub(1, Ordering::SeqCst);
-                tracing::info!(session = %session_id, "session ended");
-            })
-        })
+        .on_upgrade(move |socket| session.run(socket))
 }
 
 /// The body of the one-shot endpoints.
@@ -208,19 +184,12 @@ impl<S: Send + Sync> FromRequest<S> for InputText {
 fn bad_request(message: String) -> Response {
     error_response(
         StatusCode::BAD_REQUEST,
-        ErrorEvent {
-            stage: Stage::Proxy,
-            code: ErrorCode::InvalidMessage,
-            message,
-            retryable: false,
-            turn_id: None,
-            response_id: None,
-        },
+        ErrorEvent::new(Stage::Proxy, ErrorCode::InvalidMessage, message, false),
     )
 }
 
 async fn reply(State(state): State<AppState>, InputText(text): InputText) -> Response {
-    let responder = &state.inner.sessions.pipeline.responder;
+    let responder = &state.pipeline().responder;
     let messages = [
         ChatMessage {
             role: Role::System,
@@ -247,7 +216,7 @@ async fn reply(State(state): State<AppState>, InputText(text): InputText) -> Res
 }
 
 async fn speech(State(state): State<AppState>, InputText(text): InputText) -> Response {
-    let synthesizer = &state.inner.sessions.pipeline.synthesizer;
+    let synthesizer = &state.pipeline().synthesizer;
     let stream = match synthesizer.start(&text).await {
         Ok(stream) => stream,
         Err(error) => return upstream_failure(Stage::Tts, &error),

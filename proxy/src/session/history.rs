@@ -1,10 +1,11 @@
-//! The conversation history sent to the model, and what of an interrupted answer was heard.
+//! The conversation history sent to the model, with the record of each answer, and what of an
+//! interrupted answer was heard.
 //!
 //! Kept apart from the socket so a future resume can hand it to a new connection.
 
 use std::collections::VecDeque;
 
-use protocol::ResponseId;
+use protocol::{ResponseId, TurnId};
 
 use crate::upstream::chat::{ChatMessage, Role};
 
@@ -13,7 +14,9 @@ use crate::upstream::chat::{ChatMessage, Role};
 /// samples per character.
 const ESTIMATED_SAMPLES_PER_CHAR: u64 = 24_000 / 15;
 
-/// The messages of one conversation, oldest first, bounded.
+/// The messages of one conversation, oldest first, bounded. Each answer is kept as the
+/// record of what was generated and sent, so what the model later reads of it follows from
+/// how it ended: all of it, or only what was heard.
 #[derive(Debug, Clone)]
 pub struct Conversation {
     system_prompt: String,
@@ -22,10 +25,95 @@ pub struct Conversation {
 }
 
 #[derive(Debug, Clone)]
-struct Entry {
-    message: ChatMessage,
-    /// Set on assistant messages, so a later cancel can find the answer it cuts.
-    response_id: Option<ResponseId>,
+enum Entry {
+    User(String),
+    Assistant(Answer),
+}
+
+/// How an answer stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AnswerState {
+    /// Still generating: not yet part of what the model reads.
+    Generating,
+    /// Generated to its end; the history keeps all of it.
+    Finished,
+    /// Cut short; the history keeps what was heard: `heard` once the browser said how much it
+    /// played, else what the last progress report implies.
+    Interrupted { heard: Option<String> },
+}
+
+/// One answer: its text, the sentences sent as audio and how much of it was played.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    id: ResponseId,
+    turn_id: TurnId,
+    text: String,
+    segments: Vec<SpokenSegment>,
+    played_samples: u64,
+    state: AnswerState,
+}
+
+impl Answer {
+    /// The turn it answers.
+    pub fn turn_id(&self) -> TurnId {
+        self.turn_id
+    }
+
+    /// Everything generated so far.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether it is still generating (events of an ended answer are late and ignored).
+    pub fn is_generating(&self) -> bool {
+        self.state == AnswerState::Generating
+    }
+
+    /// Appends generated text.
+    pub fn push_text(&mut self, delta: &str) {
+        self.text.push_str(delta);
+    }
+
+    /// A sentence started streaming as audio at `start_sample` of the answer.
+    pub fn segment_started(&mut self, text: String, start_sample: u64) {
+        self.segments.push(SpokenSegment {
+            text,
+            start_sample,
+            samples: None,
+        });
+    }
+
+    /// The last sentence's audio is all sent: `samples` long.
+    pub fn segment_finished(&mut self, samples: u64) {
+        if let Some(segment) = self.segments.last_mut() {
+            segment.samples = Some(samples);
+        }
+    }
+
+    /// The browser played this much of it (reports only ever grow).
+    pub fn played(&mut self, played_samples: u64) {
+        self.played_samples = self.played_samples.max(played_samples);
+    }
+
+    /// Samples of audio sent so far.
+    pub fn audio_samples(&self) -> u64 {
+        self.segments
+            .iter()
+            .map(|s| s.samples.unwrap_or_default())
+            .sum()
+    }
+
+    /// What the model reads of it; `None` while generating.
+    fn kept_text(&self) -> Option<String> {
+        match &self.state {
+            AnswerState::Generating => None,
+            AnswerState::Finished => Some(self.text.trim().to_owned()),
+            AnswerState::Interrupted { heard: Some(heard) } => Some(heard.clone()),
+            AnswerState::Interrupted { heard: None } => {
+                Some(heard_text(&self.segments, self.played_samples))
+            }
+        }
+    }
 }
 
 impl Conversation {
@@ -41,60 +129,89 @@ impl Conversation {
 
     /// Adds what the user said.
     pub fn add_user(&mut self, text: &str) {
-        self.push(Role::User, text, None);
+        self.push(Entry::User(text.trim().to_owned()));
     }
 
-    /// Reserves the assistant's place for a response that is starting, so its text lands
-    /// right after the turn it answers even if it is only known (or cut) later.
-    pub fn begin_assistant(&mut self, response_id: ResponseId) {
-        self.push(Role::Assistant, "", Some(response_id));
+    /// Starts an answer's record, right after the turn it answers, whenever its text is known
+    /// (or cut) later.
+    pub fn begin_answer(&mut self, id: ResponseId, turn_id: TurnId) {
+        self.push(Entry::Assistant(Answer {
+            id,
+            turn_id,
+            text: String::new(),
+            segments: Vec::new(),
+            played_samples: 0,
+            state: AnswerState::Generating,
+        }));
     }
 
-    /// Sets what the assistant said in a response (empty: nothing of it is kept).
-    pub fn set_assistant(&mut self, response_id: ResponseId, text: &str) {
-        if let Some(entry) = self
-            .entries
-            .iter_mut()
-            .find(|e| e.response_id == Some(response_id))
-        {
-            text.trim().clone_into(&mut entry.message.content);
+    /// The record of an answer, while the history holds it.
+    pub fn answer_mut(&mut self, id: ResponseId) -> Option<&mut Answer> {
+        self.entries.iter_mut().find_map(|entry| match entry {
+            Entry::Assistant(answer) if answer.id == id => Some(answer),
+            _ => None,
+        })
+    }
+
+    /// The answer generated to its end: the history keeps all of it.
+    pub fn finish(&mut self, id: ResponseId) -> Option<&Answer> {
+        let answer = self.answer_mut(id)?;
+        answer.state = AnswerState::Finished;
+        Some(answer)
+    }
+
+    /// The answer was stopped while generating: the history keeps what was heard of it.
+    pub fn interrupt(&mut self, id: ResponseId) -> Option<&Answer> {
+        let answer = self.answer_mut(id)?;
+        if answer.state == AnswerState::Generating {
+            answer.state = AnswerState::Interrupted { heard: None };
         }
+        Some(answer)
     }
 
-    /// The text kept for a response, if any.
-    pub fn assistant_text(&self, response_id: ResponseId) -> Option<&str> {
+    /// Truncates answer `id` at `played_samples`, the browser's final count (it may have
+    /// finished generating while still playing): the history keeps only what was heard, which
+    /// is returned.
+    pub fn truncate(&mut self, id: ResponseId, played_samples: u64) -> Option<String> {
+        let answer = self.answer_mut(id)?;
+        answer.played_samples = played_samples;
+        let heard = heard_text(&answer.segments, played_samples);
+        answer.state = AnswerState::Interrupted {
+            heard: Some(heard.clone()),
+        };
+        Some(heard)
+    }
+
+    /// What the history keeps of an answer, if anything.
+    pub fn assistant_text(&self, id: ResponseId) -> Option<String> {
         self.entries
             .iter()
-            .find(|e| e.response_id == Some(response_id))
-            .map(|e| e.message.content.as_str())
+            .find_map(|entry| match entry {
+                Entry::Assistant(answer) if answer.id == id => answer.kept_text(),
+                _ => None,
+            })
             .filter(|text| !text.is_empty())
     }
 
     /// The messages to send to the model: the system prompt, then the conversation (answers
-    /// of which nothing was kept are left out).
+    /// still generating, and answers of which nothing was heard, are left out).
     pub fn messages(&self) -> Vec<ChatMessage> {
         let system = ChatMessage {
             role: Role::System,
             content: self.system_prompt.clone(),
         };
-        std::iter::once(system)
-            .chain(
-                self.entries
-                    .iter()
-                    .filter(|e| !e.message.content.is_empty())
-                    .map(|e| e.message.clone()),
-            )
-            .collect()
+        let conversation = self.entries.iter().filter_map(|entry| {
+            let (role, content) = match entry {
+                Entry::User(text) => (Role::User, text.clone()),
+                Entry::Assistant(answer) => (Role::Assistant, answer.kept_text()?),
+            };
+            (!content.is_empty()).then_some(ChatMessage { role, content })
+        });
+        std::iter::once(system).chain(conversation).collect()
     }
 
-    fn push(&mut self, role: Role, text: &str, response_id: Option<ResponseId>) {
-        self.entries.push_back(Entry {
-            message: ChatMessage {
-                role,
-                content: text.trim().to_owned(),
-            },
-            response_id,
-        });
+    fn push(&mut self, entry: Entry) {
+        self.entries.push_back(entry);
         while self.entries.len() > self.max_messages {
             self.entries.pop_front();
         }
@@ -186,22 +303,51 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_can_be_replaced_or_removed() {
+    fn an_answer_is_kept_whole_or_as_heard() {
         let mut conversation = Conversation::new("s", 10);
         conversation.add_user("Hi");
-        conversation.begin_assistant(1);
+        conversation.begin_answer(1, 1);
+        // Still generating: not part of what the model reads.
         assert_eq!(conversation.messages().len(), 2);
+        let answer = conversation.answer_mut(1).unwrap();
+        answer.push_text("Hello there. How are you?");
+        answer.segment_started("Hello there.".into(), 0);
+        answer.segment_finished(1000);
+        answer.segment_started("How are you?".into(), 1000);
+        answer.segment_finished(1000);
         conversation.add_user("Hello?");
-        conversation.set_assistant(1, "Hello there. How are you?");
+        conversation.finish(1);
         assert_eq!(
             conversation.messages()[2].content,
             "Hello there. How are you?"
         );
-        conversation.set_assistant(1, "Hello there.");
-        assert_eq!(conversation.assistant_text(1), Some("Hello there."));
-        conversation.set_assistant(1, "");
+        // Played on after it finished generating, then cut: only what was heard stays.
+        assert_eq!(
+            conversation.truncate(1, 1000).as_deref(),
+            Some("Hello there.")
+        );
+        assert_eq!(
+            conversation.assistant_text(1).as_deref(),
+            Some("Hello there.")
+        );
+        assert_eq!(conversation.truncate(1, 0).as_deref(), Some(""));
         assert_eq!(conversation.assistant_text(1), None);
         assert_eq!(conversation.messages().len(), 3);
+    }
+
+    #[test]
+    fn an_interrupted_answer_keeps_what_the_last_progress_report_played() {
+        let mut conversation = Conversation::new("s", 10);
+        conversation.begin_answer(1, 1);
+        let answer = conversation.answer_mut(1).unwrap();
+        answer.segment_started("One.".into(), 0);
+        answer.segment_finished(500);
+        answer.segment_started("Two.".into(), 500);
+        answer.played(600);
+        answer.played(100);
+        conversation.interrupt(1);
+        assert_eq!(conversation.assistant_text(1).as_deref(), Some("One."));
+        assert!(!conversation.answer_mut(1).unwrap().is_generating());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The per-turn latency waterfall: when each step happened, measured from the moment the
 //! proxy learned the user stopped speaking.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use protocol::{ResponseId, TurnId, Waterfall};
@@ -78,21 +79,68 @@ impl TurnClock {
     }
 }
 
-/// Logs a waterfall as one structured line: each step's offset and the gap from the step
-/// before it, in milliseconds.
-pub fn log_waterfall(
-    session_id: &str,
-    turn_id: TurnId,
-    response_id: Option<ResponseId>,
-    w: &Waterfall,
-) {
+/// The clocks of a session's turns still in flight, oldest first.
+#[derive(Debug, Default)]
+pub struct TurnClocks {
+    clocks: VecDeque<TurnClock>,
+}
+
+impl TurnClocks {
+    /// Starts timing a turn whose speech ended now.
+    pub fn start(&mut self, turn_id: TurnId, now: Instant) {
+        self.clocks.push_back(TurnClock::new(turn_id, now));
+    }
+
+    /// Records a step of a turn.
+    pub fn mark(&mut self, turn_id: TurnId, step: Step, at: Instant) {
+        if let Some(clock) = self.clock_mut(turn_id) {
+            clock.mark(step, at);
+        }
+    }
+
+    /// Records a step of the newest turn (a commit is always the newest turn's).
+    pub fn mark_latest(&mut self, step: Step, at: Instant) {
+        if let Some(clock) = self.clocks.back_mut() {
+            clock.mark(step, at);
+        }
+    }
+
+    /// Ties a turn to the response that answers it.
+    pub fn set_response(&mut self, turn_id: TurnId, response_id: ResponseId) {
+        if let Some(clock) = self.clock_mut(turn_id) {
+            clock.response_id = Some(response_id);
+        }
+    }
+
+    /// Forgets a turn that produced no transcript.
+    pub fn forget(&mut self, turn_id: TurnId) {
+        self.clocks.retain(|c| c.turn_id != turn_id);
+    }
+
+    /// A turn's waterfall with its response, once (`None` if reported or unknown); the turn
+    /// and older ones are forgotten.
+    pub fn report(&mut self, turn_id: TurnId) -> Option<(Option<ResponseId>, Waterfall)> {
+        let clock = self.clock_mut(turn_id)?;
+        let response_id = clock.response_id;
+        let waterfall = clock.report();
+        self.clocks.retain(|c| c.turn_id > turn_id);
+        waterfall.map(|waterfall| (response_id, waterfall))
+    }
+
+    fn clock_mut(&mut self, turn_id: TurnId) -> Option<&mut TurnClock> {
+        self.clocks.iter_mut().find(|c| c.turn_id == turn_id)
+    }
+}
+
+/// Logs a waterfall as one structured line (in the session's span, which names the session):
+/// each step's offset and the gap from the step before it, in milliseconds.
+pub fn log_waterfall(turn_id: TurnId, response_id: Option<ResponseId>, w: &Waterfall) {
     let gap = |later: Option<f64>, earlier: Option<f64>| match (later, earlier) {
         (Some(l), Some(e)) => Some(((l - e) * 10.0).round() / 10.0),
         _ => None,
     };
     tracing::info!(
         target: "voice::turn",
-        session = session_id,
         turn = turn_id,
         response = response_id,
         commit_ms = w.commit_sent_ms,
@@ -126,6 +174,21 @@ mod tests {
         assert_eq!(w.commit_sent_ms, Some(0.3));
         assert_eq!(w.first_audio_sent_ms, Some(900.0));
         assert_eq!(w.llm_request_ms, None);
+    }
+
+    #[test]
+    fn a_report_forgets_the_turn_and_older_ones() {
+        let t0 = Instant::now();
+        let mut clocks = TurnClocks::default();
+        clocks.start(1, t0);
+        clocks.start(2, t0);
+        clocks.start(3, t0);
+        clocks.set_response(2, 7);
+        let (response, _) = clocks.report(2).expect("turn 2 is reported");
+        assert_eq!(response, Some(7));
+        assert!(clocks.report(1).is_none());
+        assert!(clocks.report(2).is_none());
+        assert!(clocks.report(3).is_some());
     }
 
     #[test]

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use protocol::{ResponseId, Stage};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 use crate::speakable::{SentenceSplitter, SplitterConfig};
 use crate::upstream::UpstreamError;
@@ -247,42 +248,45 @@ impl SentenceQueue {
         let synthesizer = self.synthesizer.clone();
         let permits = self.permits.clone();
         let input = text.clone();
-        self.tasks.spawn(async move {
-            let Ok(_permit) = permits.acquire_owned().await else {
-                return;
-            };
-            if first {
-                reporter
-                    .send(ResponseEvent::TtsRequestSent(Instant::now()))
-                    .await;
-            }
-            let mut stream = match synthesizer.start(&input).await {
-                Ok(stream) => stream,
-                Err(error) => {
-                    let _ = audio_tx.send(Err(error)).await;
+        self.tasks.spawn(
+            async move {
+                let Ok(_permit) = permits.acquire_owned().await else {
                     return;
-                }
-            };
-            let mut awaiting_first_byte = first;
-            loop {
-                let chunk = stream.next_pcm().await;
-                if awaiting_first_byte && matches!(chunk, Ok(Some(_))) {
-                    awaiting_first_byte = false;
+                };
+                if first {
                     reporter
-                        .send(ResponseEvent::TtsFirstByte(Instant::now()))
+                        .send(ResponseEvent::TtsRequestSent(Instant::now()))
                         .await;
                 }
-                let item = match chunk {
-                    Ok(Some(pcm)) => Ok(pcm),
-                    Ok(None) => return,
-                    Err(error) => Err(error),
+                let mut stream = match synthesizer.start(&input).await {
+                    Ok(stream) => stream,
+                    Err(error) => {
+                        let _ = audio_tx.send(Err(error)).await;
+                        return;
+                    }
                 };
-                let failed = item.is_err();
-                if audio_tx.send(item).await.is_err() || failed {
-                    return;
+                let mut awaiting_first_byte = first;
+                loop {
+                    let chunk = stream.next_pcm().await;
+                    if awaiting_first_byte && matches!(chunk, Ok(Some(_))) {
+                        awaiting_first_byte = false;
+                        reporter
+                            .send(ResponseEvent::TtsFirstByte(Instant::now()))
+                            .await;
+                    }
+                    let item = match chunk {
+                        Ok(Some(pcm)) => Ok(pcm),
+                        Ok(None) => return,
+                        Err(error) => Err(error),
+                    };
+                    let failed = item.is_err();
+                    if audio_tx.send(item).await.is_err() || failed {
+                        return;
+                    }
                 }
             }
-        });
+            .in_current_span(),
+        );
         if let Some(jobs) = &self.jobs {
             let _ = jobs
                 .send(SentenceJob {

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{UpstreamConfig, UpstreamError, authorize, send_with_retry};
 use super::sse::{SseEvent, SseParser};
+use super::{UpstreamConfig, UpstreamError, authorize, send_with_retry};
 
 /// Who wrote a message of the conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
 use tokio_util::sync::{CancellationToken, DropGuard};
+use tracing::Instrument as _;
 
 use super::{
     UPSTREAM_CONNECT_TIMEOUT, UpstreamConfig, UpstreamError, classify_http_error, parse_retry_after,
@@ -142,11 +143,15 @@ impl Transcriber {
         let (event_tx, event_rx) = mpsc::channel(STT_EVENT_QUEUE);
         let this = self.clone();
         let stop = cancel.clone();
-        tokio::spawn(async move {
-            if let Err(error) = this.run(command_rx, &event_tx, &cancel).await {
-                let _ = event_tx.send(SttEvent::Closed(error)).await;
+        // In the caller's span: its log lines carry the session's id.
+        tokio::spawn(
+            async move {
+                if let Err(error) = this.run(command_rx, &event_tx, &cancel).await {
+                    let _ = event_tx.send(SttEvent::Closed(error)).await;
+                }
             }
-        });
+            .in_current_span(),
+        );
         TranscriberHandle {
             commands: command_tx,
             events: event_rx,

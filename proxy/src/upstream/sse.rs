@@ -40,21 +40,21 @@ use std::fmt;
 /// Why this value: a chat delta line is well under 1 KiB, but a Speech SSE delta carries a
 /// base64 audio chunk in a single `data:` line (base64 adds a third), and a generous cap keeps
 /// a large chunk from being mistaken for an attack while still bounding memory per stream.
-pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_LINE_BYTES: usize = 1024 * 1024;
 
 /// Largest accepted event data (all `data` lines of one event joined), in bytes (4 MiB).
 ///
 /// Why this value: OpenAI sends one `data` line per event, so a legitimate event is at most
 /// [`MAX_LINE_BYTES`]; four of them leaves room for multi-line senders while still bounding
 /// what a stream that never sends a blank line can make us buffer.
-pub const MAX_EVENT_DATA_BYTES: usize = 4 * MAX_LINE_BYTES;
+pub(crate) const MAX_EVENT_DATA_BYTES: usize = 4 * MAX_LINE_BYTES;
 
 /// The data prefix OpenAI uses to mark the end of a stream.
 const DONE_MARKER: &str = "[DONE]";
 
 /// One dispatched Server-Sent Event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SseEvent {
+pub(crate) enum SseEvent {
     /// An event carrying data: usually one JSON chunk, possibly an `{"error": …}` object.
     Data {
         /// The `event:` field, if the event had a non-empty one. OpenAI chat streams send none;
@@ -69,7 +69,7 @@ pub enum SseEvent {
 
 /// Why the byte stream could not be parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SseError {
+pub(crate) enum SseError {
     /// A line was not valid UTF-8.
     InvalidUtf8,
     /// A line exceeded `max` bytes without a line terminator.
@@ -108,7 +108,7 @@ impl std::error::Error for SseError {}
 /// After an error the parser is reset to its initial state; the stream it was reading should
 /// be abandoned (the bytes after the bad line were not parsed).
 #[derive(Debug, Default)]
-pub struct SseParser {
+pub(crate) struct SseParser {
     /// Bytes of the current line received so far (no terminator yet).
     partial_line: Vec<u8>,
     /// The previous chunk ended with CR: an LF at the start of the next chunk completes that
@@ -128,7 +128,7 @@ pub struct SseParser {
 impl SseParser {
     /// A parser at the start of a stream.
     #[must_use]
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
@@ -141,7 +141,7 @@ impl SseParser {
     /// [`SseError::InvalidUtf8`], [`SseError::LineTooLong`] or [`SseError::EventTooLong`]
     /// when the stream is malformed. Events completed earlier in this chunk are already in
     /// `out`; the parser is reset and the stream should be abandoned.
-    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseError> {
+    pub(crate) fn push(&mut self, bytes: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseError> {
         let result = self.push_lines(bytes, out);
         if result.is_err() {
             *self = Self::default();
@@ -156,7 +156,7 @@ impl SseParser {
     ///
     /// [`SseError::Truncated`] if the body stopped in the middle of a line (other than a
     /// comment); the pending event is discarded.
-    pub fn finish(&mut self, out: &mut Vec<SseEvent>) -> Result<(), SseError> {
+    pub(crate) fn finish(&mut self, out: &mut Vec<SseEvent>) -> Result<(), SseError> {
         // A partial comment carries nothing, so losing its end loses nothing.
         let truncated = !self.partial_line.is_empty() && !self.partial_line.starts_with(b":");
         if !truncated {
