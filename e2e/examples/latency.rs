@@ -1,7 +1,7 @@
 //! Benchmark: the proxy's own share of the turn latency.
 //!
 //! Runs many turns through a real proxy in front of a simulator with every upstream delay at
-//! zero, so what remains is the proxy's work: the hops of ARCHITECTURE.md's latency budget.
+//! zero, so what remains is the proxy's work: the hops of the latency budget in `docs/ARCHITECTURE.md`.
 //! Prints percentiles; asserts nothing (machines are noisy).
 //!
 //! ```text
@@ -10,8 +10,8 @@
 
 use std::time::Instant;
 
-use protocol::{ClientMessage, ServerMessage, Waterfall};
 use openai_sim::SimConfig;
+use protocol::{ClientMessage, ServerMessage, Waterfall};
 use voice_agent_e2e::{Received, TestProxy, tone};
 
 #[tokio::main]

@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use openai_sim::{SimConfig, Simulator};
 use protocol::{ClientMessage, ResponseId, ServerMessage};
 use proxy::config::{Config, Secret};
-use openai_sim::{SimConfig, Simulator};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};

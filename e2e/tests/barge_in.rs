@@ -1,7 +1,7 @@
 //! Barge-in: the user talks over the answer.
 
-use protocol::{ClientMessage, ServerMessage};
 use openai_sim::{Outcome, SimConfig};
+use protocol::{ClientMessage, ServerMessage};
 use voice_agent_e2e::{Browser, DEADLINE, Received, TestProxy, tone};
 
 const LONG_ANSWER: &str = "Once upon a time there was a lighthouse keeper. Every night she climbed \

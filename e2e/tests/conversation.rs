@@ -1,7 +1,7 @@
 //! A whole conversation through the real proxy and the simulator, over real sockets.
 
-use protocol::{ServerMessage, TurnDetection};
 use openai_sim::{SimConfig, SimStage};
+use protocol::{ServerMessage, TurnDetection};
 use voice_agent_e2e::{Received, TestProxy, silence, tone};
 
 /// The audio the simulator streamed for one response, in sentence order: each Speech request's

@@ -1,8 +1,8 @@
 //! Every injected upstream fault reaches the browser as the right error event, and the session
 //! goes on.
 
-use protocol::{ClientMessage, ErrorCode, ErrorEvent, ServerMessage, Stage};
 use openai_sim::{Fault, Outcome, SimConfig, SimStage};
+use protocol::{ClientMessage, ErrorCode, ErrorEvent, ServerMessage, Stage};
 use voice_agent_e2e::{Browser, TestProxy, tone};
 
 /// Says something and waits for the error event of `stage`. Nothing is scripted: a faulted

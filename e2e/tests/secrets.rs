@@ -3,8 +3,8 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use protocol::{ServerMessage, Stage};
 use openai_sim::{Fault, SimConfig, SimStage};
+use protocol::{ServerMessage, Stage};
 use voice_agent_e2e::{Received, TEST_API_KEY, TestProxy, tone};
 
 /// Collects every log line of the process.

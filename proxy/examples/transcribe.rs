@@ -18,7 +18,7 @@ use clap::Parser as _;
 use protocol::TurnDetection;
 use proxy::Backend;
 use proxy::config::{Cli, Config};
-use proxy::upstream::realtime::{SttCommand, SttEvent, Transcriber};
+use proxy::upstream::realtime::{Transcriber, TranscriberCommand, TranscriberEvent};
 use proxy::wav::Wav;
 use tokio_util::sync::CancellationToken;
 
@@ -69,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
     let feeder = tokio::spawn(async move {
         for chunk in pcm.chunks(CHUNK_BYTES) {
             if sender
-                .send(SttCommand::Append(Bytes::copy_from_slice(chunk)))
+                .send(TranscriberCommand::Append(Bytes::copy_from_slice(chunk)))
                 .await
                 .is_err()
             {
@@ -80,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         if !args.server_vad {
-            let _ = sender.send(SttCommand::Commit).await;
+            let _ = sender.send(TranscriberCommand::Commit).await;
         }
     });
 
@@ -98,26 +98,28 @@ async fn main() -> anyhow::Result<()> {
             Err(_) => bail!("no transcript within {TRANSCRIPT_TIMEOUT:?}"),
         };
         match event {
-            SttEvent::Delta { delta, .. } => eprint!("{delta}"),
-            SttEvent::Completed { transcript, .. } => {
+            TranscriberEvent::Delta { delta, .. } => eprint!("{delta}"),
+            TranscriberEvent::Completed { transcript, .. } => {
                 eprintln!();
                 println!("{transcript}");
                 if !args.server_vad {
                     break;
                 }
             }
-            SttEvent::Failed { code, .. } => {
+            TranscriberEvent::Failed { code, .. } => {
                 eprintln!("[transcription failed: {}]", code.unwrap_or_default());
             }
-            SttEvent::CommitEmpty => bail!("the audio is too short to transcribe (under 100 ms)"),
-            SttEvent::Error { code, message } => {
+            TranscriberEvent::CommitEmpty => {
+                bail!("the audio is too short to transcribe (under 100 ms)")
+            }
+            TranscriberEvent::Error { code, message } => {
                 eprintln!("[upstream error {}: {message}]", code.unwrap_or_default());
             }
-            SttEvent::Closed(error) => bail!("transcription failed: {error}"),
-            SttEvent::Ready { .. }
-            | SttEvent::Committed { .. }
-            | SttEvent::SpeechStarted { .. }
-            | SttEvent::SpeechStopped { .. } => {}
+            TranscriberEvent::Closed(error) => bail!("transcription failed: {error}"),
+            TranscriberEvent::Ready { .. }
+            | TranscriberEvent::Committed { .. }
+            | TranscriberEvent::SpeechStarted { .. }
+            | TranscriberEvent::SpeechStopped { .. } => {}
         }
     }
     drop(backend);

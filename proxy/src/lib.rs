@@ -4,28 +4,34 @@
 //!
 //! # Layout
 //!
-//! * [`config`] — operator settings (flags and environment), the redacted API key.
+//! * [`config`] — operator settings: the command line ([`config::Cli`], every flag also an
+//!   environment variable) and the validated [`config::Config`]; the redacted [`config::Secret`].
 //! * [`upstream`] — the three upstream roles: [`upstream::realtime`] (transcriber),
 //!   [`upstream::chat`] (responder), [`upstream::speech`] (synthesizer), with shared error
 //!   classification and retry policy.
-//! * [`session`] — one actor per browser connection: the pure turn state machine
-//!   ([`session::turn`]), history ([`session::history`]), the response pipeline
-//!   ([`session::response`]) and latency waterfall ([`session::metrics`]).
-//! * [`speakable`] — preparing LLM text for text-to-speech: sentence boundaries, markdown, cleaning, emoji.
-//! * [`http`] — the HTTP surface: `/ws`, `/healthz`, one-shot `/api/*` endpoints, static files.
-//! * [`access`] — who may open a session: the Origin check and the access token.
+//! * `session` — one actor per browser connection and the parts it drives: the browser link,
+//!   the transcriber slot, the pure turn state machine (`session::turn`), the history with each
+//!   answer's record (`session::history`), the response pipeline (`session::response`) and the
+//!   latency waterfall (`session::metrics`).
+//! * `speakable` — LLM text prepared for text-to-speech: sentence boundaries, markdown,
+//!   cleaning, emoji.
+//! * [`http`] — the HTTP surface: `/ws`, `/healthz`, one-shot `/api/*` endpoints, static files;
+//!   `access` — who may open a session: the Origin check and the access token.
 //! * `state` — [`AppState`]: what requests share, and the admission of sessions;
 //!   `server` — [`serve`] and [`run`]: the listener and graceful shutdown.
-//! The OpenAI simulator the proxy runs on without a key is the `openai-sim` crate.
+//! * [`wav`] — a small WAV reader and writer for the tools and tests.
+//!
+//! The OpenAI simulator the proxy runs on without a key is the `openai-sim` crate; the design
+//! is in `docs/ARCHITECTURE.md`.
 //!
 //! [`run`] serves until a shutdown signal; [`AppState::new`] and [`serve`] (or [`app`]) let
 //! tests build the same server on any listener.
 
-pub mod access;
+pub(crate) mod access;
 pub mod config;
 pub mod http;
 mod server;
-pub mod session;
+pub(crate) mod session;
 pub mod speakable;
 mod state;
 pub mod upstream;

@@ -50,7 +50,7 @@ const WINDOW: (u32, u32) = (1000, 1300);
 /// Every process a launch starts has this variable, set to the launch's directory.
 const MARKER_VAR: &str = "VOICE_AGENT_E2E_BROWSER";
 /// Digital silence played into a PulseAudio microphone before the WAV: WebKitGTK delivers
-/// exact silence for the first 0.15 to 1.8 s of a PulseAudio source (cross-browser.md §2.2),
+/// exact silence for the first 0.15 to 1.8 s of a PulseAudio source (`docs/browsers.md` §2.2),
 /// and the WAV's own quiet lead-in is meant for the VAD, not for that.
 const PULSE_LEAD_IN_SECONDS: f64 = 2.5;
 

@@ -5,7 +5,7 @@
 //!   the run's own directory) with a null sink as the speakers and a virtual microphone fed
 //!   by `paplay`, in a [`Room`] where the speakers may also leak into the microphone. Firefox needs an audio server or its AudioContext never leaves `suspended`;
 //!   Firefox and WebKitGTK both take a WAV microphone only this way (neither has Chromium's
-//!   `--use-file-for-fake-audio-capture`). See `/work/shared/reference/cross-browser.md` §1.2.
+//!   `--use-file-for-fake-audio-capture`). See `docs/browsers.md` §1.2.
 //! * [`Xvfb`]: a virtual X display (WebKitGTK's MiniBrowser cannot run without a display).
 //!
 //! Each launch gets its own daemon and display, so tests share nothing and a failing test

@@ -445,7 +445,7 @@ async fn in_firefox_a_1khz_tone_reaches_the_proxy_as_1khz_at_24khz_from_its_defa
 }
 
 /// A rate other than the audio device's: Firefox ESR 140 refused to connect the microphone
-/// to such a context (NotSupportedError, cross-browser.md §1.6).
+/// to such a context (NotSupportedError, `docs/browsers.md` §1.6).
 #[tokio::test]
 async fn in_firefox_a_1khz_tone_reaches_the_proxy_as_1khz_at_24khz_from_a_44_1khz_context() {
     tone_pitch_case(Engine::Firefox, Some(44_100), 44_100.0).await;

@@ -18,7 +18,7 @@ const ESTIMATED_SAMPLES_PER_CHAR: u64 = 24_000 / 15;
 /// record of what was generated and sent, so what the model later reads of it follows from
 /// how it ended: all of it, or only what was heard.
 #[derive(Debug, Clone)]
-pub struct Conversation {
+pub(crate) struct Conversation {
     system_prompt: String,
     entries: VecDeque<Entry>,
     max_messages: usize,
@@ -44,7 +44,7 @@ enum AnswerState {
 
 /// One answer: its text, the sentences sent as audio and how much of it was played.
 #[derive(Debug, Clone)]
-pub struct Answer {
+pub(crate) struct Answer {
     id: ResponseId,
     turn_id: TurnId,
     text: String,
@@ -55,27 +55,27 @@ pub struct Answer {
 
 impl Answer {
     /// The turn it answers.
-    pub fn turn_id(&self) -> TurnId {
+    pub(crate) fn turn_id(&self) -> TurnId {
         self.turn_id
     }
 
     /// Everything generated so far.
-    pub fn text(&self) -> &str {
+    pub(crate) fn text(&self) -> &str {
         &self.text
     }
 
     /// Whether it is still generating (events of an ended answer are late and ignored).
-    pub fn is_generating(&self) -> bool {
+    pub(crate) fn is_generating(&self) -> bool {
         self.state == AnswerState::Generating
     }
 
     /// Appends generated text.
-    pub fn push_text(&mut self, delta: &str) {
+    pub(crate) fn push_text(&mut self, delta: &str) {
         self.text.push_str(delta);
     }
 
     /// A sentence started streaming as audio at `start_sample` of the answer.
-    pub fn segment_started(&mut self, text: String, start_sample: u64) {
+    pub(crate) fn segment_started(&mut self, text: String, start_sample: u64) {
         self.segments.push(SpokenSegment {
             text,
             start_sample,
@@ -84,19 +84,19 @@ impl Answer {
     }
 
     /// The last sentence's audio is all sent: `samples` long.
-    pub fn segment_finished(&mut self, samples: u64) {
+    pub(crate) fn segment_finished(&mut self, samples: u64) {
         if let Some(segment) = self.segments.last_mut() {
             segment.samples = Some(samples);
         }
     }
 
     /// The browser played this much of it (reports only ever grow).
-    pub fn played(&mut self, played_samples: u64) {
+    pub(crate) fn played(&mut self, played_samples: u64) {
         self.played_samples = self.played_samples.max(played_samples);
     }
 
     /// Samples of audio sent so far.
-    pub fn audio_samples(&self) -> u64 {
+    pub(crate) fn audio_samples(&self) -> u64 {
         self.segments
             .iter()
             .map(|s| s.samples.unwrap_or_default())
@@ -119,7 +119,7 @@ impl Answer {
 impl Conversation {
     /// An empty conversation under this system prompt, keeping at most `max_messages` user
     /// and assistant messages.
-    pub fn new(system_prompt: impl Into<String>, max_messages: usize) -> Self {
+    pub(crate) fn new(system_prompt: impl Into<String>, max_messages: usize) -> Self {
         Self {
             system_prompt: system_prompt.into(),
             entries: VecDeque::new(),
@@ -128,13 +128,13 @@ impl Conversation {
     }
 
     /// Adds what the user said.
-    pub fn add_user(&mut self, text: &str) {
+    pub(crate) fn add_user(&mut self, text: &str) {
         self.push(Entry::User(text.trim().to_owned()));
     }
 
     /// Starts an answer's record, right after the turn it answers, whenever its text is known
     /// (or cut) later.
-    pub fn begin_answer(&mut self, id: ResponseId, turn_id: TurnId) {
+    pub(crate) fn begin_answer(&mut self, id: ResponseId, turn_id: TurnId) {
         self.push(Entry::Assistant(Answer {
             id,
             turn_id,
@@ -146,7 +146,7 @@ impl Conversation {
     }
 
     /// The record of an answer, while the history holds it.
-    pub fn answer_mut(&mut self, id: ResponseId) -> Option<&mut Answer> {
+    pub(crate) fn answer_mut(&mut self, id: ResponseId) -> Option<&mut Answer> {
         self.entries.iter_mut().find_map(|entry| match entry {
             Entry::Assistant(answer) if answer.id == id => Some(answer),
             _ => None,
@@ -154,14 +154,14 @@ impl Conversation {
     }
 
     /// The answer generated to its end: the history keeps all of it.
-    pub fn finish(&mut self, id: ResponseId) -> Option<&Answer> {
+    pub(crate) fn finish(&mut self, id: ResponseId) -> Option<&Answer> {
         let answer = self.answer_mut(id)?;
         answer.state = AnswerState::Finished;
         Some(answer)
     }
 
     /// The answer was stopped while generating: the history keeps what was heard of it.
-    pub fn interrupt(&mut self, id: ResponseId) -> Option<&Answer> {
+    pub(crate) fn interrupt(&mut self, id: ResponseId) -> Option<&Answer> {
         let answer = self.answer_mut(id)?;
         if answer.state == AnswerState::Generating {
             answer.state = AnswerState::Interrupted { heard: None };
@@ -172,7 +172,7 @@ impl Conversation {
     /// Truncates answer `id` at `played_samples`, the browser's final count (it may have
     /// finished generating while still playing): the history keeps only what was heard, which
     /// is returned.
-    pub fn truncate(&mut self, id: ResponseId, played_samples: u64) -> Option<String> {
+    pub(crate) fn truncate(&mut self, id: ResponseId, played_samples: u64) -> Option<String> {
         let answer = self.answer_mut(id)?;
         answer.played_samples = played_samples;
         let heard = heard_text(&answer.segments, played_samples);
@@ -183,7 +183,8 @@ impl Conversation {
     }
 
     /// What the history keeps of an answer, if anything.
-    pub fn assistant_text(&self, id: ResponseId) -> Option<String> {
+    #[cfg(test)]
+    pub(crate) fn assistant_text(&self, id: ResponseId) -> Option<String> {
         self.entries
             .iter()
             .find_map(|entry| match entry {
@@ -195,7 +196,7 @@ impl Conversation {
 
     /// The messages to send to the model: the system prompt, then the conversation (answers
     /// still generating, and answers of which nothing was heard, are left out).
-    pub fn messages(&self) -> Vec<ChatMessage> {
+    pub(crate) fn messages(&self) -> Vec<ChatMessage> {
         let system = ChatMessage {
             role: Role::System,
             content: self.system_prompt.clone(),
@@ -220,7 +221,7 @@ impl Conversation {
 
 /// One sentence of an answer as it was sent to the browser.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpokenSegment {
+pub(crate) struct SpokenSegment {
     /// The text spoken.
     pub text: String,
     /// The response's audio sample at which this sentence starts.
@@ -231,7 +232,7 @@ pub struct SpokenSegment {
 
 /// The part of an answer heard by someone who played `played_samples` of its audio: whole
 /// sentences, then the words of the cut sentence in proportion to how much of it played.
-pub fn heard_text(segments: &[SpokenSegment], played_samples: u64) -> String {
+pub(crate) fn heard_text(segments: &[SpokenSegment], played_samples: u64) -> String {
     let mut heard = String::new();
     for segment in segments {
         if played_samples <= segment.start_sample {

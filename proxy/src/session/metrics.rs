@@ -8,7 +8,7 @@ use protocol::{ResponseId, TurnId, Waterfall};
 
 /// The steps of a turn, in pipeline order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// `input_audio_buffer.commit` sent.
     CommitSent,
     /// Final transcript received.
@@ -29,7 +29,7 @@ pub enum Step {
 
 /// The clock of one turn.
 #[derive(Debug, Clone)]
-pub struct TurnClock {
+pub(crate) struct TurnClock {
     /// The turn.
     pub turn_id: TurnId,
     /// Its response, once one started.
@@ -41,7 +41,7 @@ pub struct TurnClock {
 
 impl TurnClock {
     /// Starts timing a turn whose speech ended at `started`.
-    pub fn new(turn_id: TurnId, started: Instant) -> Self {
+    pub(crate) fn new(turn_id: TurnId, started: Instant) -> Self {
         Self {
             turn_id,
             response_id: None,
@@ -52,7 +52,7 @@ impl TurnClock {
     }
 
     /// Records a step, keeping the first time it happened.
-    pub fn mark(&mut self, step: Step, at: Instant) {
+    pub(crate) fn mark(&mut self, step: Step, at: Instant) {
         let ms = at.saturating_duration_since(self.started).as_secs_f64() * 1000.0;
         let w = &mut self.waterfall;
         let slot = match step {
@@ -69,57 +69,58 @@ impl TurnClock {
     }
 
     /// The waterfall so far.
-    pub fn waterfall(&self) -> &Waterfall {
+    #[cfg(test)]
+    pub(crate) fn waterfall(&self) -> &Waterfall {
         &self.waterfall
     }
 
     /// Takes the waterfall for reporting, once: `None` if it was already reported.
-    pub fn report(&mut self) -> Option<Waterfall> {
+    pub(crate) fn report(&mut self) -> Option<Waterfall> {
         (!std::mem::replace(&mut self.reported, true)).then(|| self.waterfall.clone())
     }
 }
 
 /// The clocks of a session's turns still in flight, oldest first.
 #[derive(Debug, Default)]
-pub struct TurnClocks {
+pub(crate) struct TurnClocks {
     clocks: VecDeque<TurnClock>,
 }
 
 impl TurnClocks {
     /// Starts timing a turn whose speech ended now.
-    pub fn start(&mut self, turn_id: TurnId, now: Instant) {
+    pub(crate) fn start(&mut self, turn_id: TurnId, now: Instant) {
         self.clocks.push_back(TurnClock::new(turn_id, now));
     }
 
     /// Records a step of a turn.
-    pub fn mark(&mut self, turn_id: TurnId, step: Step, at: Instant) {
+    pub(crate) fn mark(&mut self, turn_id: TurnId, step: Step, at: Instant) {
         if let Some(clock) = self.clock_mut(turn_id) {
             clock.mark(step, at);
         }
     }
 
     /// Records a step of the newest turn (a commit is always the newest turn's).
-    pub fn mark_latest(&mut self, step: Step, at: Instant) {
+    pub(crate) fn mark_latest(&mut self, step: Step, at: Instant) {
         if let Some(clock) = self.clocks.back_mut() {
             clock.mark(step, at);
         }
     }
 
     /// Ties a turn to the response that answers it.
-    pub fn set_response(&mut self, turn_id: TurnId, response_id: ResponseId) {
+    pub(crate) fn set_response(&mut self, turn_id: TurnId, response_id: ResponseId) {
         if let Some(clock) = self.clock_mut(turn_id) {
             clock.response_id = Some(response_id);
         }
     }
 
     /// Forgets a turn that produced no transcript.
-    pub fn forget(&mut self, turn_id: TurnId) {
+    pub(crate) fn forget(&mut self, turn_id: TurnId) {
         self.clocks.retain(|c| c.turn_id != turn_id);
     }
 
     /// A turn's waterfall with its response, once (`None` if reported or unknown); the turn
     /// and older ones are forgotten.
-    pub fn report(&mut self, turn_id: TurnId) -> Option<(Option<ResponseId>, Waterfall)> {
+    pub(crate) fn report(&mut self, turn_id: TurnId) -> Option<(Option<ResponseId>, Waterfall)> {
         let clock = self.clock_mut(turn_id)?;
         let response_id = clock.response_id;
         let waterfall = clock.report();
@@ -134,7 +135,7 @@ impl TurnClocks {
 
 /// Logs a waterfall as one structured line (in the session's span, which names the session):
 /// each step's offset and the gap from the step before it, in milliseconds.
-pub fn log_waterfall(turn_id: TurnId, response_id: Option<ResponseId>, w: &Waterfall) {
+pub(crate) fn log_waterfall(turn_id: TurnId, response_id: Option<ResponseId>, w: &Waterfall) {
     let gap = |later: Option<f64>, earlier: Option<f64>| match (later, earlier) {
         (Some(l), Some(e)) => Some(((l - e) * 10.0).round() / 10.0),
         _ => None,

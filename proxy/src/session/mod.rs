@@ -17,11 +17,11 @@
 //! writer.
 
 mod browser;
-pub mod history;
-pub mod metrics;
-pub mod response;
+pub(crate) mod history;
+pub(crate) mod metrics;
+pub(crate) mod response;
 mod transcriber_slot;
-pub mod turn;
+pub(crate) mod turn;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,7 +52,7 @@ const RESPONSE_EVENT_QUEUE: usize = 256;
 
 /// What every session shares: the upstream roles and the operator's settings.
 #[derive(Debug)]
-pub struct SessionContext {
+pub(crate) struct SessionContext {
     /// Speech-to-text.
     pub transcriber: Transcriber,
     /// LLM and TTS.
@@ -73,7 +73,7 @@ pub struct SessionContext {
 
 /// Runs one session until the browser leaves or `shutdown` fires. Call it inside the
 /// session's tracing span: every task it starts logs in that span.
-pub async fn run(
+pub(crate) async fn run(
     socket: WebSocket,
     context: Arc<SessionContext>,
     session_id: String,

@@ -2,7 +2,7 @@
 //!
 //! A task per response. The LLM streams; every delta goes to the session at once; the sentence
 //! splitter hands complete clauses to TTS while the LLM is still writing. Up to
-//! [`TTS_REQUESTS_IN_FLIGHT`] Speech requests run at once, so the next sentence synthesizes
+//! [`SYNTHESIZER_REQUESTS_IN_FLIGHT`] Speech requests run at once, so the next sentence synthesizes
 //! while the current one streams, but audio goes out strictly in sentence order, each chunk as
 //! soon as it arrives (later sentences buffer behind a bounded channel).
 //!
@@ -25,7 +25,7 @@ use crate::upstream::speech::Synthesizer;
 
 /// Speech requests running at once for one response: the sentence playing, the next one
 /// synthesizing, and one more to absorb a slow time-to-first-byte.
-pub const TTS_REQUESTS_IN_FLIGHT: usize = 3;
+pub(crate) const SYNTHESIZER_REQUESTS_IN_FLIGHT: usize = 3;
 
 /// Audio chunks a later sentence may buffer before its request waits (TCP then slows the
 /// upstream). Speech chunks are a few kilobytes; this holds seconds of audio.
@@ -36,7 +36,7 @@ const SENTENCE_QUEUE: usize = 32;
 
 /// What a response task tells its session.
 #[derive(Debug)]
-pub enum ResponseEvent {
+pub(crate) enum ResponseEvent {
     /// The Chat Completions request was sent.
     LlmRequestSent(Instant),
     /// The first token arrived.
@@ -75,7 +75,7 @@ pub enum ResponseEvent {
 
 /// Audio for the browser, tagged with its response.
 #[derive(Debug)]
-pub struct AudioOut {
+pub(crate) struct AudioOut {
     /// The response.
     pub response_id: ResponseId,
     /// PCM16 LE, whole samples.
@@ -84,7 +84,7 @@ pub struct AudioOut {
 
 /// The services a response uses.
 #[derive(Debug, Clone)]
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     /// The LLM.
     pub responder: Responder,
     /// The TTS.
@@ -100,7 +100,7 @@ struct SentenceJob {
 impl Pipeline {
     /// Produces the response `id` to `messages`, reporting to `events` and sending audio to
     /// `audio`. Returns when done; abort the task to cancel.
-    pub async fn respond(
+    pub(crate) async fn respond(
         self,
         id: ResponseId,
         messages: Vec<ChatMessage>,
@@ -111,7 +111,7 @@ impl Pipeline {
         let mut sentences = SentenceQueue {
             id,
             synthesizer: self.synthesizer.clone(),
-            permits: Arc::new(Semaphore::new(TTS_REQUESTS_IN_FLIGHT)),
+            permits: Arc::new(Semaphore::new(SYNTHESIZER_REQUESTS_IN_FLIGHT)),
             jobs: Some(jobs_tx),
             tasks: JoinSet::new(),
             events: events.clone(),

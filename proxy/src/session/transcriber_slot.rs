@@ -11,7 +11,9 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
 
 use super::turn::Input;
-use crate::upstream::realtime::{SttCommand, SttEvent, Transcriber, TranscriberHandle};
+use crate::upstream::realtime::{
+    Transcriber, TranscriberCommand, TranscriberEvent, TranscriberHandle,
+};
 use crate::upstream::unix_now_s;
 
 /// How long before its expiry a transcription session is no longer trusted with a new turn,
@@ -114,7 +116,7 @@ impl TranscriberSlot {
         let Some(current) = &self.current else {
             return Ok(());
         };
-        match current.commands.try_send(SttCommand::Append(audio)) {
+        match current.commands.try_send(TranscriberCommand::Append(audio)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(AppendError::Backlogged),
             // The transcriber ended; its Closed event explains why.
@@ -127,12 +129,12 @@ impl TranscriberSlot {
         self.ensure();
         if let Some(current) = &self.current {
             // Commands are in order behind the audio; a full queue is reported on append.
-            let _ = current.commands.try_send(SttCommand::Commit);
+            let _ = current.commands.try_send(TranscriberCommand::Commit);
         }
     }
 
     /// The next event of the transcriber, or never when there is none.
-    pub(crate) async fn next_event(&mut self) -> Option<SttEvent> {
+    pub(crate) async fn next_event(&mut self) -> Option<TranscriberEvent> {
         match &mut self.current {
             Some(handle) => handle.events.recv().await,
             None => std::future::pending().await,
@@ -142,34 +144,34 @@ impl TranscriberSlot {
     /// What an event (`None`: the transcriber's task ended) means for the session. `idle`:
     /// no turn waits for a transcript and no one speaks, so a transcriber that ends now loses
     /// nothing.
-    pub(crate) fn on_event(&mut self, event: Option<SttEvent>, idle: bool) -> Report {
+    pub(crate) fn on_event(&mut self, event: Option<TranscriberEvent>, idle: bool) -> Report {
         let Some(event) = event else {
             self.current = None;
             return Report::Nothing;
         };
         let input = match event {
-            SttEvent::Ready { expires_at_unix_s } => {
+            TranscriberEvent::Ready { expires_at_unix_s } => {
                 self.ready = true;
                 self.expires_at_unix_s = expires_at_unix_s;
                 return Report::Nothing;
             }
-            SttEvent::SpeechStarted { item_id } => Input::UpstreamSpeechStarted { item_id },
-            SttEvent::SpeechStopped { item_id } => Input::UpstreamSpeechStopped { item_id },
-            SttEvent::Committed { item_id, .. } => Input::Committed { item_id },
-            SttEvent::Delta { item_id, delta } => Input::TranscriptDelta { item_id, delta },
-            SttEvent::Completed {
+            TranscriberEvent::SpeechStarted { item_id } => Input::UpstreamSpeechStarted { item_id },
+            TranscriberEvent::SpeechStopped { item_id } => Input::UpstreamSpeechStopped { item_id },
+            TranscriberEvent::Committed { item_id, .. } => Input::Committed { item_id },
+            TranscriberEvent::Delta { item_id, delta } => Input::TranscriptDelta { item_id, delta },
+            TranscriberEvent::Completed {
                 item_id,
                 transcript,
             } => Input::TranscriptCompleted {
                 item_id,
                 transcript,
             },
-            SttEvent::Failed { item_id, code } => {
+            TranscriberEvent::Failed { item_id, code } => {
                 tracing::info!(?code, "transcription of a turn failed");
                 Input::TranscriptFailed { item_id }
             }
-            SttEvent::CommitEmpty => Input::CommitEmpty,
-            SttEvent::Error { code, message } => {
+            TranscriberEvent::CommitEmpty => Input::CommitEmpty,
+            TranscriberEvent::Error { code, message } => {
                 tracing::warn!(?code, %message, "transcription error event");
                 if self.ready {
                     return Report::Nothing;
@@ -182,7 +184,7 @@ impl TranscriberSlot {
                     false,
                 ));
             }
-            SttEvent::Closed(error) => {
+            TranscriberEvent::Closed(error) => {
                 let ready = self.ready;
                 self.current = None;
                 if ready && idle {

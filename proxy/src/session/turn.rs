@@ -14,7 +14,7 @@ use protocol::{ResponseId, TurnDetection, TurnId};
 
 /// Where the conversation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Waiting for the user.
     Listening,
     /// The user is speaking.
@@ -29,7 +29,7 @@ pub enum Phase {
 
 /// Something that happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Input {
+pub(crate) enum Input {
     /// The browser's VAD heard speech start.
     ClientSpeechStarted,
     /// The browser's VAD ended the turn.
@@ -86,7 +86,7 @@ pub enum Input {
 
 /// What the session must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// The user's turn ended now: start its latency clock.
     TurnEnded(TurnId),
     /// Send `input_audio_buffer.commit` upstream.
@@ -109,7 +109,7 @@ pub enum Action {
 
 /// Why a turn produced no transcript.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
+pub(crate) enum DropReason {
     /// The upstream could not transcribe it.
     Failed,
     /// It held too little audio.
@@ -129,7 +129,7 @@ enum Outcome {
 
 /// The state of one session's conversation flow.
 #[derive(Debug)]
-pub struct TurnMachine {
+pub(crate) struct TurnMachine {
     detection: TurnDetection,
     phase: Phase,
     last_turn: TurnId,
@@ -150,7 +150,7 @@ pub struct TurnMachine {
 
 impl TurnMachine {
     /// A session that starts listening.
-    pub fn new(detection: TurnDetection) -> Self {
+    pub(crate) fn new(detection: TurnDetection) -> Self {
         Self {
             detection,
             phase: Phase::Listening,
@@ -166,12 +166,12 @@ impl TurnMachine {
     }
 
     /// Where the conversation is.
-    pub fn phase(&self) -> Phase {
+    pub(crate) fn phase(&self) -> Phase {
         self.phase
     }
 
     /// The response generating now, if any.
-    pub fn live_response(&self) -> Option<ResponseId> {
+    pub(crate) fn live_response(&self) -> Option<ResponseId> {
         match self.phase {
             Phase::Thinking(id) | Phase::Speaking(id) => Some(id),
             _ => None,
@@ -179,17 +179,17 @@ impl TurnMachine {
     }
 
     /// Whether a turn is waiting for its transcript.
-    pub fn has_open_turns(&self) -> bool {
+    pub(crate) fn has_open_turns(&self) -> bool {
         !self.open.is_empty()
     }
 
     /// How many turns are waiting for their transcript (or for earlier turns').
-    pub fn open_turn_count(&self) -> usize {
+    pub(crate) fn open_turn_count(&self) -> usize {
         self.open.len()
     }
 
     /// Applies one input, pushing the resulting actions onto `actions`.
-    pub fn handle(&mut self, input: Input, actions: &mut Vec<Action>) {
+    pub(crate) fn handle(&mut self, input: Input, actions: &mut Vec<Action>) {
         match input {
             Input::ClientAudio => self.audio_since_commit = true,
             Input::ClientSpeechStarted => self.user_started(actions),

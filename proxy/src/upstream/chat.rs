@@ -1,4 +1,4 @@
-//! The responder: Chat Completions with `stream: true` (reference §2).
+//! The responder: Chat Completions with `stream: true` (`docs/openai-wire.md` §2).
 //!
 //! Every SSE payload is checked for an `error` key before it is read as a chunk (a mid-stream
 //! error arrives that way), `choices: []` usage chunks are skipped, and a stream that ends without

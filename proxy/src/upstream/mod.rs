@@ -201,7 +201,7 @@ impl UpstreamError {
 }
 
 /// Classifies an error status and OpenAI's JSON error body
-/// (`{"error":{"message","type","param","code"}}`, reference §2.3 and §4.1).
+/// (`{"error":{"message","type","param","code"}}`, `docs/openai-wire.md` §2.3 and §4.1).
 pub fn classify_http_error(
     status: u16,
     body: &[u8],

@@ -1,9 +1,9 @@
 //! The transcriber: one OpenAI Realtime *transcription* WebSocket per session, GA shape
-//! (reference §1): `…/realtime?intent=transcription`, only the `Authorization` header,
+//! (`docs/openai-wire.md` §1): `…/realtime?intent=transcription`, only the `Authorization` header,
 //! `session.update` with `session.type = "transcription"` and `audio/pcm` at 24000,
 //! `input_audio_buffer.append` with base64 audio, `commit` at the end of a client-detected turn.
 //!
-//! A task owns the socket. The session sends it [`SttCommand`]s and reads [`SttEvent`]s, both
+//! A task owns the socket. The session sends it [`TranscriberCommand`]s and reads [`TranscriberEvent`]s, both
 //! over bounded channels; the task ends when the session drops its handle, when the cancel
 //! token fires, or when the upstream closes. Server events are parsed leniently: unknown types
 //! and extra fields are ignored, as OpenAI adds both over time.
@@ -26,18 +26,18 @@ use super::{
 
 /// Commands buffered towards the upstream: 256 frames of 20 ms are five seconds of speech, enough
 /// to ride out a slow connect without dropping the user's first words.
-pub const STT_COMMAND_QUEUE_FRAMES: usize = 256;
+pub const TRANSCRIBER_COMMAND_QUEUE_FRAMES: usize = 256;
 
 /// The upstream WebSocket.
 type UpstreamSocket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Events buffered towards the session; they are small and the session reads them promptly.
-const STT_EVENT_QUEUE: usize = 64;
+const TRANSCRIBER_EVENT_QUEUE: usize = 64;
 
 /// What the session asks of the transcriber.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SttCommand {
+pub enum TranscriberCommand {
     /// Audio: PCM16 LE mono 24 kHz, whole samples.
     Append(Bytes),
     /// End of a turn (client turn detection): transcribe what was appended.
@@ -52,7 +52,7 @@ const KEEPALIVE_PINGS_PER_STALL_TIMEOUT: u32 = 3;
 
 /// What the transcriber reports.
 #[derive(Debug, Clone, PartialEq)]
-pub enum SttEvent {
+pub enum TranscriberEvent {
     /// The upstream accepted the session configuration.
     Ready {
         /// When the upstream will end the session (`session.expires_at`, Unix seconds).
@@ -114,9 +114,9 @@ pub enum SttEvent {
 #[derive(Debug)]
 pub struct TranscriberHandle {
     /// Commands to the upstream.
-    pub commands: mpsc::Sender<SttCommand>,
+    pub commands: mpsc::Sender<TranscriberCommand>,
     /// Events from the upstream.
-    pub events: mpsc::Receiver<SttEvent>,
+    pub events: mpsc::Receiver<TranscriberEvent>,
     _stop_on_drop: DropGuard,
 }
 
@@ -139,15 +139,15 @@ impl Transcriber {
     /// Starts connecting in the background and returns at once; commands sent before the
     /// socket is up wait in the queue.
     pub fn spawn(&self, cancel: CancellationToken) -> TranscriberHandle {
-        let (command_tx, command_rx) = mpsc::channel(STT_COMMAND_QUEUE_FRAMES);
-        let (event_tx, event_rx) = mpsc::channel(STT_EVENT_QUEUE);
+        let (command_tx, command_rx) = mpsc::channel(TRANSCRIBER_COMMAND_QUEUE_FRAMES);
+        let (event_tx, event_rx) = mpsc::channel(TRANSCRIBER_EVENT_QUEUE);
         let this = self.clone();
         let stop = cancel.clone();
         // In the caller's span: its log lines carry the session's id.
         tokio::spawn(
             async move {
                 if let Err(error) = this.run(command_rx, &event_tx, &cancel).await {
-                    let _ = event_tx.send(SttEvent::Closed(error)).await;
+                    let _ = event_tx.send(TranscriberEvent::Closed(error)).await;
                 }
             }
             .in_current_span(),
@@ -162,8 +162,8 @@ impl Transcriber {
     /// Connects, configures, then relays until either side ends.
     async fn run(
         &self,
-        mut commands: mpsc::Receiver<SttCommand>,
-        events: &mpsc::Sender<SttEvent>,
+        mut commands: mpsc::Receiver<TranscriberCommand>,
+        events: &mpsc::Sender<TranscriberEvent>,
         cancel: &CancellationToken,
     ) -> Result<(), UpstreamError> {
         let socket = tokio::select! {
@@ -206,12 +206,12 @@ impl Transcriber {
                         return Ok(());
                     };
                     let text = match command {
-                        SttCommand::Append(pcm) => {
+                        TranscriberCommand::Append(pcm) => {
                             append_event(&pcm, &mut append_text);
                             std::mem::take(&mut append_text)
                         }
-                        SttCommand::Commit => json!({"type": "input_audio_buffer.commit"}).to_string(),
-                        SttCommand::Clear => json!({"type": "input_audio_buffer.clear"}).to_string(),
+                        TranscriberCommand::Commit => json!({"type": "input_audio_buffer.commit"}).to_string(),
+                        TranscriberCommand::Clear => json!({"type": "input_audio_buffer.clear"}).to_string(),
                     };
                     sink.send(Message::text(text)).await.map_err(|_| UpstreamError::Truncated)?;
                 }
@@ -276,7 +276,7 @@ impl Transcriber {
     }
 }
 
-/// The `session.update` that configures a transcription session (reference §1.3).
+/// The `session.update` that configures a transcription session (`docs/openai-wire.md` §1.3).
 pub fn session_update(config: &UpstreamConfig, turn_detection: TurnDetection) -> Value {
     let mut transcription = json!({ "model": config.stt_model });
     if let Some(language) = &config.stt_language {
@@ -322,7 +322,7 @@ pub fn append_event(pcm: &[u8], out: &mut String) {
 /// What one server event means to us.
 #[derive(Debug, PartialEq)]
 enum ServerEvent {
-    Event(SttEvent),
+    Event(TranscriberEvent),
     Fatal(UpstreamError),
     Ignored,
 }
@@ -340,24 +340,28 @@ fn parse_server_event(text: &str) -> ServerEvent {
         .and_then(Value::as_str)
         .unwrap_or_default()
     {
-        "session.updated" => SttEvent::Ready {
+        "session.updated" => TranscriberEvent::Ready {
             expires_at_unix_s: value.pointer("/session/expires_at").and_then(Value::as_u64),
         },
-        "input_audio_buffer.speech_started" => SttEvent::SpeechStarted { item_id: item_id() },
-        "input_audio_buffer.speech_stopped" => SttEvent::SpeechStopped { item_id: item_id() },
-        "input_audio_buffer.committed" => SttEvent::Committed {
+        "input_audio_buffer.speech_started" => {
+            TranscriberEvent::SpeechStarted { item_id: item_id() }
+        }
+        "input_audio_buffer.speech_stopped" => {
+            TranscriberEvent::SpeechStopped { item_id: item_id() }
+        }
+        "input_audio_buffer.committed" => TranscriberEvent::Committed {
             item_id: item_id(),
             previous_item_id: string(&value, "previous_item_id"),
         },
-        "conversation.item.input_audio_transcription.delta" => SttEvent::Delta {
+        "conversation.item.input_audio_transcription.delta" => TranscriberEvent::Delta {
             item_id: item_id(),
             delta: string(&value, "delta").unwrap_or_default(),
         },
-        "conversation.item.input_audio_transcription.completed" => SttEvent::Completed {
+        "conversation.item.input_audio_transcription.completed" => TranscriberEvent::Completed {
             item_id: item_id(),
             transcript: string(&value, "transcript").unwrap_or_default(),
         },
-        "conversation.item.input_audio_transcription.failed" => SttEvent::Failed {
+        "conversation.item.input_audio_transcription.failed" => TranscriberEvent::Failed {
             item_id: item_id(),
             code: value.get("error").and_then(|e| string(e, "code")),
         },
@@ -366,7 +370,7 @@ fn parse_server_event(text: &str) -> ServerEvent {
             let code = string(&error, "code");
             let message = string(&error, "message").unwrap_or_default();
             match code.as_deref() {
-                Some("input_audio_buffer_commit_empty") => SttEvent::CommitEmpty,
+                Some("input_audio_buffer_commit_empty") => TranscriberEvent::CommitEmpty,
                 // The session cannot work at all: wrong shape, model or credentials.
                 Some("beta_api_shape_disabled" | "invalid_api_key" | "model_not_found") => {
                     return ServerEvent::Fatal(UpstreamError::Http {
@@ -380,7 +384,7 @@ fn parse_server_event(text: &str) -> ServerEvent {
                         retry_after: None,
                     });
                 }
-                _ => SttEvent::Error { code, message },
+                _ => TranscriberEvent::Error { code, message },
             }
         }
         // session.created, conversation.item.*, rate_limits.updated and anything new.
@@ -447,7 +451,7 @@ mod tests {
             parse_server_event(
                 r#"{"type":"conversation.item.input_audio_transcription.delta","event_id":"e","item_id":"i1","content_index":0,"delta":"Hey","obfuscation":"x"}"#
             ),
-            ServerEvent::Event(SttEvent::Delta {
+            ServerEvent::Event(TranscriberEvent::Delta {
                 item_id: "i1".into(),
                 delta: "Hey".into()
             })
@@ -456,7 +460,7 @@ mod tests {
             parse_server_event(
                 r#"{"type":"input_audio_buffer.committed","item_id":"i2","previous_item_id":null}"#
             ),
-            ServerEvent::Event(SttEvent::Committed {
+            ServerEvent::Event(TranscriberEvent::Committed {
                 item_id: "i2".into(),
                 previous_item_id: None
             })
@@ -465,7 +469,7 @@ mod tests {
             parse_server_event(
                 r#"{"type":"conversation.item.input_audio_transcription.completed","item_id":"i1","transcript":"Hey.","usage":{"type":"duration","seconds":1.5},"languages":[]}"#
             ),
-            ServerEvent::Event(SttEvent::Completed {
+            ServerEvent::Event(TranscriberEvent::Completed {
                 item_id: "i1".into(),
                 transcript: "Hey.".into()
             })
@@ -491,7 +495,7 @@ mod tests {
             parse_server_event(
                 r#"{"type":"error","error":{"type":"invalid_request_error","code":"input_audio_buffer_commit_empty","message":"buffer too small"}}"#
             ),
-            ServerEvent::Event(SttEvent::CommitEmpty)
+            ServerEvent::Event(TranscriberEvent::CommitEmpty)
         );
         assert!(matches!(
             parse_server_event(
@@ -503,7 +507,7 @@ mod tests {
             parse_server_event(
                 r#"{"type":"error","error":{"type":"server_error","code":null,"message":"hiccup"}}"#
             ),
-            ServerEvent::Event(SttEvent::Error { .. })
+            ServerEvent::Event(TranscriberEvent::Error { .. })
         ));
     }
 }

@@ -1,5 +1,5 @@
 //! The synthesizer: the Speech API with `response_format: "pcm"`, streamed as chunked raw
-//! PCM16 LE 24 kHz mono (reference §3.1, §3.2).
+//! PCM16 LE 24 kHz mono (`docs/openai-wire.md` §3.1, §3.2).
 //!
 //! Chunk boundaries are arbitrary and may split a sample; [`PcmAligner`] carries the odd byte
 //! over so every chunk handed on holds whole samples.
