@@ -7,7 +7,7 @@
 #   wasm-bindgen-cli = Cargo.lock's wasm-bindgen version (trunk refuses any other)
 #   wasm-opt 132 (npm binaryen@132)       release bundles; never Debian's binaryen 108
 #   chromium, chromium-driver             the browser tests (tests/browser/)
-#   firefox-esr, geckodriver 0.37.1       the browser tests in Firefox (geckodriver from crates.io)
+#   firefox-esr, geckodriver 0.37.1       the browser tests in Firefox (geckodriver built with cargo install)
 #   webkit2gtk-driver, xvfb, xauth        the browser tests in WebKitGTK (MiniBrowser on Xvfb)
 #   pulseaudio, pulseaudio-utils          Firefox's audio output; the WAV microphone of both
 #   espeak-ng, sox                        the tests' spoken microphone input
@@ -58,7 +58,7 @@ if [[ "$(trunk --version 2>/dev/null)" != "trunk $TRUNK_VERSION" ]]; then
     cargo install --locked --quiet "trunk@$TRUNK_VERSION"
 fi
 
-# No Debian package has geckodriver; crates.io does (a 1-2 minute build).
+# No Debian package has geckodriver; cargo install builds it (1-2 minutes).
 if [[ "$(geckodriver --version 2>/dev/null | sed -n 1p)" != "geckodriver $GECKODRIVER_VERSION"* ]]; then
     log "cargo install geckodriver@$GECKODRIVER_VERSION"
     cargo install --locked --quiet "geckodriver@$GECKODRIVER_VERSION"
@@ -80,6 +80,12 @@ fi
 if [[ "$(node_modules/.bin/wasm-opt --version 2>/dev/null)" != *"version_$BINARYEN_VERSION"* ]]; then
     log "npm install binaryen@$BINARYEN_VERSION"
     npm install --no-save --no-audit --no-fund --loglevel=error "binaryen@$BINARYEN_VERSION"
+fi
+
+# --- OpenAI's Python SDK, pinned: openai-sim/tests/python_sdk.rs checks the simulator with it ---
+if ! python3 -c 'import openai, websockets' 2>/dev/null; then
+    log "pip install openai[realtime]==3.57.0"
+    python3 -m pip install --quiet 'openai[realtime]==3.57.0'
 fi
 
 log "tools ready: $(trunk --version), $(wasm-bindgen --version), $(node_modules/.bin/wasm-opt --version), $(chromium --version)"

@@ -26,7 +26,7 @@ use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 
 /// The token of an `Authorization: Bearer <token>` header (scheme in any case).
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -34,7 +34,7 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Whether a request presenting `bearer` (its `Authorization: Bearer` value) or `query_token`
 /// (its `?token=`) may pass when the proxy expects `expected` (`None`: no token required).
-pub fn token_allowed(
+pub(crate) fn token_allowed(
     expected: Option<&str>,
     bearer: Option<&str>,
     query_token: Option<&str>,
@@ -61,7 +61,7 @@ fn same_secret(presented: &[u8], expected: &[u8]) -> bool {
 
 /// Whether an upgrade with these headers may open a session. `allowed` holds full origins
 /// (`https://app.example.com`), compared without case and trailing slash.
-pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
+pub(crate) fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
     let Some(origin) = origin.map(|o| o.trim().trim_end_matches('/')) else {
         return true;
     };

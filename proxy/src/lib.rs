@@ -32,7 +32,7 @@ pub mod config;
 pub mod http;
 mod server;
 pub(crate) mod session;
-pub mod speakable;
+pub(crate) mod speakable;
 mod state;
 pub mod upstream;
 pub mod wav;
