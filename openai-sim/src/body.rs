@@ -2,7 +2,7 @@
 //!
 //! A handler spawns a producer that paces pieces into a [`BodySender`]; the response body is
 //! the matching [`TrackedBody`]. The body records each chunk as hyper takes it (speech keeps
-//! the exact bytes, openai-api.md §3.2) and the request's [`Outcome`]: `Completed` when the
+//! the exact bytes, docs/openai-wire.md §3.2) and the request's [`Outcome`]: `Completed` when the
 //! producer finishes, `Failed` when it aborts on a fault (the chunked body is cut without its
 //! terminator, so the client sees a truncated stream), and `ClientClosed` when hyper drops the
 //! body early because the client went away ([`Tracker`] is the drop guard).

@@ -1,9 +1,10 @@
-//! `POST /v1/chat/completions` (openai-api.md §2).
+//! `POST /v1/chat/completions` (docs/openai-wire.md §2).
 //!
 //! Validates the body the way the service words its 400s (`model`, a non-empty `messages`
 //! array of `{role, content}`, `stream`, `stream_options` only with `stream: true`, numeric
-//! ranges); unknown fields are tolerated. The reply is the next scripted one, or an echo of
-//! the last user message in two sentences.
+//! ranges); a field the request schema does not have is "Unrecognized request argument
+//! supplied: X", and a model nobody serves a 404 `model_not_found` (see `models`). The reply
+//! is the next scripted one, or an echo of the last user message in two sentences.
 //!
 //! `stream: true` answers `text/event-stream` (§2.2): after `llm_first_token_ms` the headers
 //! and a first chunk with `role: "assistant"` and empty content, then one chunk per word-ish
@@ -18,7 +19,8 @@
 //! headers). Non-streaming requests are cut (`Drop`, `MidStreamError`) or held (`Stall`)
 //! right after the headers. With quirks: `system_fingerprint`, `service_tier`, `obfuscation`,
 //! odd token boundaries, and some SSE events split across two body chunks (even inside a
-//! multi-byte character), so clients must buffer.
+//! multi-byte character), so clients must buffer. [`SseStyle`] adds keep-alive comments,
+//! `event:` lines and CRLF line endings.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,10 +36,11 @@ use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
 use super::body::{self, BodySender, StreamEnd};
-use super::config::paced;
+use super::config::{SseStyle, paced};
 use super::error::ApiError;
 use super::fault::{Fault, SimStage, Taker};
 use super::http::{self, Api};
+use super::models::{self, ModelKind};
 use super::record::Outcome;
 use super::state::Shared;
 use super::text;
@@ -50,6 +53,44 @@ const ROLES: &[&str] = &[
     "function",
     "tool",
     "developer",
+];
+/// Fields of the request schema (`CreateChatCompletionRequest`); anything else is refused.
+const FIELDS: &[&str] = &[
+    "messages",
+    "model",
+    "audio",
+    "frequency_penalty",
+    "function_call",
+    "functions",
+    "logit_bias",
+    "logprobs",
+    "max_completion_tokens",
+    "max_tokens",
+    "metadata",
+    "modalities",
+    "n",
+    "parallel_tool_calls",
+    "prediction",
+    "presence_penalty",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "reasoning_effort",
+    "response_format",
+    "safety_identifier",
+    "seed",
+    "service_tier",
+    "stop",
+    "store",
+    "stream",
+    "stream_options",
+    "temperature",
+    "tool_choice",
+    "tools",
+    "top_logprobs",
+    "top_p",
+    "user",
+    "verbosity",
+    "web_search_options",
 ];
 /// Token overhead per message in `prompt_tokens` (role and separators).
 const TOKENS_PER_MESSAGE: u64 = 3;
@@ -80,7 +121,10 @@ pub(crate) async fn handle(
         Ok(accepted) => accepted,
         Err(rejection) => return *rejection,
     };
-    let request = match ChatRequest::parse(&body) {
+    let config = shared.config();
+    let request = match ChatRequest::parse(&body).and_then(|request| {
+        models::check(&config, &request.model, ModelKind::Chat, "model").map(|()| request)
+    }) {
         Ok(request) => request,
         Err(error) => return http::reject(tracker, error),
     };
@@ -90,7 +134,6 @@ pub(crate) async fn handle(
     {
         return response;
     }
-    let config = shared.config();
     let reply = shared
         .pop_reply()
         .unwrap_or_else(|| text::echo_reply(request.last_user_message.as_deref()));
@@ -131,6 +174,7 @@ pub(crate) async fn handle(
         fingerprint: config.quirks.then(text::fingerprint),
         include_usage: request.include_usage,
         obfuscate: config.quirks && request.include_obfuscation,
+        sse: config.sse_style,
     };
     let usage = usage(request.prompt_tokens, tokens.len());
     let mut headers = http::openai_headers(before_headers);
@@ -142,6 +186,7 @@ pub(crate) async fn handle(
             token_interval: paced(1.0, config.llm_tokens_per_second),
             fault,
             split_events: config.quirks,
+            sse: config.sse_style,
             rng,
         };
         tokio::spawn(stream(sender, plan));
@@ -166,6 +211,14 @@ impl ChatRequest {
         let Some(fields) = body.as_object() else {
             return Err(ApiError::invalid_type("body", "an object", body));
         };
+        let unknown: Vec<&str> = fields
+            .keys()
+            .map(String::as_str)
+            .filter(|key| !FIELDS.contains(key))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ApiError::unrecognized_arguments(&unknown));
+        }
         let model = match fields.get("model") {
             None | Some(Value::Null) => {
                 return Err(ApiError::invalid_request(
@@ -360,6 +413,7 @@ struct Meta {
     fingerprint: Option<String>,
     include_usage: bool,
     obfuscate: bool,
+    sse: SseStyle,
 }
 
 impl Meta {
@@ -388,7 +442,7 @@ impl Meta {
         if self.obfuscate {
             chunk["obfuscation"] = json!(text::obfuscation());
         }
-        format!("data: {chunk}\n\n")
+        self.sse.frame(None, &chunk.to_string())
     }
 
     fn choice(delta: Value, finish_reason: Option<&str>) -> Value {
@@ -417,7 +471,7 @@ impl Meta {
         if self.include_usage {
             events.push(Event::now(self.chunk(json!([]), Some(usage))));
         }
-        events.push(Event::now("data: [DONE]\n\n".to_owned()));
+        events.push(Event::now(self.sse.frame(None, "[DONE]")));
         events
     }
 
@@ -454,6 +508,7 @@ struct StreamPlan {
     token_interval: Duration,
     fault: Option<Fault>,
     split_events: bool,
+    sse: SseStyle,
     rng: StdRng,
 }
 
@@ -464,11 +519,8 @@ async fn stream(sender: BodySender, mut plan: StreamPlan) {
         match plan.fault {
             Some(Fault::MidStreamError { after }) if sent == after => {
                 let error = Fault::mid_stream_error().body();
-                if sender
-                    .send(Bytes::from(format!("data: {error}\n\n")), None)
-                    .await
-                    .is_ok()
-                {
+                let frame = plan.sse.frame(Some("error"), &error.to_string());
+                if sender.send(Bytes::from(frame), None).await.is_ok() {
                     sender.finish(Outcome::Failed).await;
                 }
                 return;
@@ -539,7 +591,8 @@ mod tests {
             "stream": true,
             "stream_options": {"include_usage": true},
             "max_completion_tokens": 5,
-            "some_future_field": 1,
+            "user": "u1",
+            "seed": 7,
         }))
         .expect("valid");
         assert!(request.stream && request.include_usage);
@@ -581,6 +634,21 @@ mod tests {
     }
 
     #[test]
+    fn unknown_fields_are_unrecognized_arguments() {
+        let error = ChatRequest::parse(&json!({
+            "model": "gpt-4.1-mini",
+            "messages": [{"role": "user", "content": "x"}],
+            "some_future_field": 1,
+        }))
+        .expect_err("unknown field");
+        assert_eq!(
+            error.message,
+            "Unrecognized request argument supplied: some_future_field"
+        );
+        assert!(error.param.is_none() && error.code.is_none());
+    }
+
+    #[test]
     fn events_end_with_usage_and_done() {
         let meta = Meta {
             id: "chatcmpl-1".into(),
@@ -589,6 +657,7 @@ mod tests {
             fingerprint: None,
             include_usage: true,
             obfuscate: false,
+            sse: SseStyle::default(),
         };
         let events = meta.events(&["Hi".into(), ".".into()], "stop", usage(3, 2));
         assert_eq!(events.len(), 6);

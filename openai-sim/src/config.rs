@@ -1,14 +1,22 @@
-//! [`SimConfig`]: the simulator's latencies, pacing and behaviour switches.
+//! [`SimConfig`]: the simulator's latencies, pacing and behaviour switches, and
+//! [`SseStyle`], the framing knobs of its SSE streams.
 //!
 //! Every field is public so tests write `SimConfig { quirks: false, ..SimConfig::instant() }`.
 //! The configuration can be changed while the simulator runs
-//! ([`Simulator::set_config`](super::Simulator::set_config)); each request, connection or turn
-//! reads it once when it starts.
+//! ([`Simulator::set_config`](super::Simulator::set_config), or `PATCH /_sim/config` on the
+//! control surface); each request, connection or turn reads it once when it starts.
+//!
+//! Its JSON form (serde) is the control surface's: field names as in Rust, except
+//! `realtime_session_max` which is `realtime_session_max_ms`; `api_key` is accepted but never
+//! written out.
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// Default commit → first transcription delta. gpt-4o-mini-transcribe starts streaming a
-/// committed turn a little after the commit (openai-api.md §1.3, "deltas then arrive quickly").
+/// committed turn a little after the commit (docs/openai-wire.md §1.3, "deltas then arrive
+/// quickly").
 const DEFAULT_STT_FIRST_DELTA_MS: u64 = 150;
 /// Default gap between transcription deltas: they arrive in a quick burst once decoding starts.
 const DEFAULT_STT_DELTA_INTERVAL_MS: u64 = 25;
@@ -23,20 +31,22 @@ const DEFAULT_TTS_REALTIME_FACTOR: f64 = 4.0;
 /// Default seed of the generator that picks chunk boundaries, so runs are reproducible.
 const DEFAULT_SEED: u64 = 0x5eed_0a1e;
 
-/// Configuration of a [`Simulator`](super::Simulator).
-///
-/// Lifetime of a Realtime session in the GA API (openai-api.md §1.8).
+/// Lifetime of a Realtime session in the GA API (§1.8).
 pub(crate) const REALTIME_SESSION_MAX: std::time::Duration =
     std::time::Duration::from_secs(60 * 60);
 
+/// Configuration of a [`Simulator`](super::Simulator).
+///
 /// [`Default`] is snappy but realistic-ish (a few hundred milliseconds per stage, streaming
 /// faster than real time); [`SimConfig::instant`] removes every delay, for tests that only care
 /// about content. `Debug` redacts the API key.
-#[derive(Clone, PartialEq)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SimConfig {
     /// If `Some`, every request must carry `Authorization: Bearer <key>` with exactly this key,
     /// else 401 `invalid_api_key`. If `None`, any non-empty bearer token is accepted. A missing
-    /// header is always a 401.
+    /// header is always a 401. Never serialized.
+    #[serde(skip_serializing)]
     pub api_key: Option<String>,
     /// Realtime: commit → first `conversation.item.input_audio_transcription.delta`, in ms.
     pub stt_first_delta_ms: u64,
@@ -57,18 +67,97 @@ pub struct SimConfig {
     pub quirks: bool,
     /// Realtime: hold back the `completed` event of every odd-numbered turn (1st, 3rd, ...)
     /// until the following turn's `completed` was sent, so completions arrive out of turn
-    /// order (clients must order by `previous_item_id`, openai-api.md §1.6).
+    /// order (clients must order by `previous_item_id`, §1.6).
     pub out_of_order: bool,
     /// Seed of the pseudo-random choices (chunk sizes, split points). Same seed and same
     /// traffic → same chunking.
     pub seed: u64,
     /// Realtime: how long a session lasts before the service ends it with a `session_expired`
-    /// error and a close (GA: 60 minutes, openai-api.md §1.8); its `expires_at` says when.
+    /// error and a close (GA: 60 minutes, §1.8); its `expires_at` says when. JSON:
+    /// `realtime_session_max_ms`.
+    #[serde(rename = "realtime_session_max_ms", with = "duration_ms")]
     pub realtime_session_max: std::time::Duration,
     /// Keep [`Records`](super::Records) of the traffic. Records grow without bound (request
     /// bodies, client events, speech bytes), so long-running uses (the binary, the product's
     /// default backend) turn this off.
     pub recording: bool,
+    /// Serve the HTTP control surface under `/_sim/` (scripts, faults, records, config,
+    /// reset; see the `control` module). Off: those paths answer like any unknown path.
+    pub control: bool,
+    /// Framing of the Chat and Speech SSE streams; the default is plain `data:` lines with LF.
+    pub sse_style: SseStyle,
+    /// Model ids served besides the built-in list (fine-tunes, new models): every API accepts
+    /// them and `GET /v1/models` lists them.
+    pub extra_models: Vec<String>,
+}
+
+/// How SSE events are framed (Chat Completions and Speech `stream_format: "sse"`). All off by
+/// default, the framing the service is seen to send (§2.2); each knob is one thing a client's
+/// SSE parser must tolerate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SseStyle {
+    /// A `: keep-alive` comment frame right after the headers and before every event, as
+    /// proxies and load balancers insert them.
+    pub keep_alive_comments: bool,
+    /// An `event:` line on every event: `event: message` (the SSE default, so the meaning is
+    /// unchanged), `event: error` on a mid-stream error.
+    pub event_lines: bool,
+    /// Lines end with CRLF instead of LF (both are valid SSE).
+    pub crlf: bool,
+}
+
+impl SseStyle {
+    /// Every knob on.
+    pub fn all() -> Self {
+        Self {
+            keep_alive_comments: true,
+            event_lines: true,
+            crlf: true,
+        }
+    }
+
+    /// One event: `data` (a single line) with this style's comment, `event:` line and line
+    /// ending. `event` names it when `event_lines` is on (`None` means `message`).
+    pub(crate) fn frame(&self, event: Option<&str>, data: &str) -> String {
+        let eol = if self.crlf { "\r\n" } else { "\n" };
+        let mut frame = String::with_capacity(data.len() + 40);
+        if self.keep_alive_comments {
+            frame.push_str(": keep-alive");
+            frame.push_str(eol);
+            frame.push_str(eol);
+        }
+        if self.event_lines {
+            frame.push_str("event: ");
+            frame.push_str(event.unwrap_or("message"));
+            frame.push_str(eol);
+        }
+        frame.push_str("data: ");
+        frame.push_str(data);
+        frame.push_str(eol);
+        frame.push_str(eol);
+        frame
+    }
+}
+
+/// `Duration` as whole milliseconds in JSON.
+mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        value: &Duration,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
 }
 
 impl SimConfig {
@@ -101,6 +190,9 @@ impl Default for SimConfig {
             seed: DEFAULT_SEED,
             realtime_session_max: REALTIME_SESSION_MAX,
             recording: true,
+            control: false,
+            sse_style: SseStyle::default(),
+            extra_models: Vec::new(),
         }
     }
 }
@@ -120,6 +212,9 @@ impl fmt::Debug for SimConfig {
             .field("seed", &self.seed)
             .field("realtime_session_max", &self.realtime_session_max)
             .field("recording", &self.recording)
+            .field("control", &self.control)
+            .field("sse_style", &self.sse_style)
+            .field("extra_models", &self.extra_models)
             .finish()
     }
 }
@@ -145,6 +240,35 @@ mod tests {
             ..SimConfig::default()
         };
         assert!(!format!("{config:?}").contains("sk-secret"));
+    }
+
+    #[test]
+    fn json_form_hides_the_key_and_round_trips() {
+        let config = SimConfig {
+            api_key: Some("sk-secret".into()),
+            realtime_session_max: std::time::Duration::from_millis(1500),
+            ..SimConfig::default()
+        };
+        let json = serde_json::to_value(&config).expect("serializable");
+        assert!(json.get("api_key").is_none());
+        assert_eq!(json["realtime_session_max_ms"], 1500);
+        let back: SimConfig = serde_json::from_value(json).expect("deserializable");
+        assert_eq!(
+            back,
+            SimConfig {
+                api_key: None,
+                ..config
+            }
+        );
+    }
+
+    #[test]
+    fn sse_frames_follow_the_style() {
+        assert_eq!(SseStyle::default().frame(None, "{}"), "data: {}\n\n");
+        assert_eq!(
+            SseStyle::all().frame(Some("error"), "{}"),
+            ": keep-alive\r\n\r\nevent: error\r\ndata: {}\r\n\r\n"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! OpenAI's error envelope `{"error":{"message","type","param","code"}}` (openai-api.md §2.3,
-//! §4.1) as an HTTP response and as a Realtime `error` event (§1.6), plus constructors that
-//! word validation failures the way the API does ("Missing required parameter: 'messages'.").
+//! OpenAI's error envelope `{"error":{"message","type","param","code"}}`
+//! (docs/openai-wire.md §2.3, §4.1) as an HTTP response and as a Realtime `error` event
+//! (§1.6), plus constructors that word validation failures the way the API does ("Missing
+//! required parameter: 'messages'.").
 //!
 //! Messages copy the real service where the reference or common client logs quote them; the
 //! rest follow the same pattern. Everything the simulator itself cannot do says "simulator".
@@ -12,7 +13,7 @@ use serde_json::{Value, json};
 use super::text;
 
 /// An error as OpenAI reports it. `kind` is the envelope's `type`.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{status} {kind}: {message}")]
 pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
@@ -137,6 +138,41 @@ impl ApiError {
             Some(param),
             Some("unknown_parameter"),
         )
+    }
+
+    /// Chat Completions' wording for body fields it does not know (param and code null).
+    pub(crate) fn unrecognized_arguments(names: &[&str]) -> Self {
+        let message = match names {
+            [one] => format!("Unrecognized request argument supplied: {one}"),
+            many => format!(
+                "Unrecognized request arguments supplied: {}",
+                many.join(", ")
+            ),
+        };
+        Self::invalid_request(message, None, None)
+    }
+
+    // --- Models (§4.1 404) ---
+
+    /// 404 `model_not_found`: a model id the service does not serve (to this key).
+    pub(crate) fn model_not_found(model: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("The model `{model}` does not exist or you do not have access to it."),
+        )
+        .with_code(Some("model_not_found"))
+    }
+
+    /// 404 for a model that exists but is not a chat model (the service's wording).
+    pub(crate) fn not_a_chat_model() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "This is not a chat model and thus not supported in the v1/chat/completions \
+             endpoint. Did you mean to use v1/completions?",
+        )
+        .with_param(Some("model"))
     }
 
     /// `expected` reads like "a string" or "an object".
@@ -308,6 +344,25 @@ mod tests {
         let masked = mask_key("sk-proj-1234567890abcd");
         assert!(masked.starts_with("sk-") && masked.ends_with("abcd") && masked.contains('*'));
         assert!(!masked.contains("1234567890"));
+    }
+
+    #[test]
+    fn model_errors_are_worded_like_the_service() {
+        let body = ApiError::model_not_found("gpt-nope").body();
+        assert_eq!(
+            body["error"]["message"],
+            "The model `gpt-nope` does not exist or you do not have access to it."
+        );
+        assert_eq!(body["error"]["code"], "model_not_found");
+        assert!(body["error"]["param"].is_null());
+        assert_eq!(
+            ApiError::unrecognized_arguments(&["foo"]).message,
+            "Unrecognized request argument supplied: foo"
+        );
+        assert_eq!(
+            ApiError::unrecognized_arguments(&["a", "b"]).message,
+            "Unrecognized request arguments supplied: a, b"
+        );
     }
 
     #[test]

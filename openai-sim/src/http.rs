@@ -1,11 +1,12 @@
 //! What the two HTTP APIs (chat, speech) share: the request prelude (record the body, check
 //! the bearer token, parse JSON, in that order), the response headers the service sends
-//! (openai-api.md §4.2), rejections, fault answers, and waits that end early on shutdown.
+//! (docs/openai-wire.md §4.2), rejections, fault answers, and waits that end early on
+//! shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::Value;
@@ -17,7 +18,7 @@ use super::record::{ChatRecord, Outcome, SpeechRecord};
 use super::state::{Shared, header_text};
 use super::text;
 
-/// `openai-version` header value the service sends (openai-api.md §4.2).
+/// `openai-version` header value the service sends (§4.2).
 const OPENAI_VERSION: &str = "2020-10-01";
 /// Advertised per-minute request limit in the `x-ratelimit-*` headers (values are cosmetic).
 const RATE_LIMIT_REQUESTS: u32 = 5_000;
@@ -27,7 +28,10 @@ const RATE_LIMIT_TOKENS: u32 = 4_000_000;
 /// The token of an `Authorization: Bearer …` header (scheme case-insensitive, as OpenAI
 /// takes it).
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
@@ -83,12 +87,39 @@ pub(crate) fn apply_http_fault(tracker: &mut Tracker, fault: &Fault) -> Option<R
     tracker
         .shared()
         .update_http(tracker.at(), |record| record.set_fault(fault.clone()));
-    let error = fault.http_error()?;
-    tracker.shared().update_http(tracker.at(), |record| {
-        record.set_status(error.status.as_u16())
-    });
+    let response = fault_response(fault)?;
+    let status = response.status().as_u16();
+    tracker
+        .shared()
+        .update_http(tracker.at(), |record| record.set_status(status));
     tracker.finish(Outcome::Failed);
-    let mut response = error.into_response();
+    Some(response)
+}
+
+/// The whole answer of an HTTP-level fault: an OpenAI error (with rate-limit headers on a
+/// 429 `rate_limit_exceeded`), or the raw body of a [`Fault::RawHttp`]; `None` for faults
+/// that act on a stream.
+pub(crate) fn fault_response(fault: &Fault) -> Option<Response> {
+    if let Fault::RawHttp {
+        status,
+        content_type,
+        body,
+    } = fault
+    {
+        let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY);
+        let mut response = (status, body.clone()).into_response();
+        let headers = response.headers_mut();
+        match content_type.as_deref().map(HeaderValue::from_str) {
+            Some(Ok(value)) => {
+                headers.insert(header::CONTENT_TYPE, value);
+            }
+            _ => {
+                headers.remove(header::CONTENT_TYPE);
+            }
+        }
+        return Some(response);
+    }
+    let mut response = fault.http_error()?.into_response();
     insert_rate_limit_headers(response.headers_mut(), fault);
     Some(response)
 }
@@ -157,7 +188,8 @@ pub(crate) fn openai_headers(processing: Duration) -> HeaderMap {
     headers
 }
 
-/// Rate-limit headers of a 429 `rate_limit_exceeded`: nothing left until the reset.
+/// Rate-limit headers of a 429 `rate_limit_exceeded`: nothing left until the reset. Without a
+/// retry hint there is no reset header either, so a client must choose its own backoff.
 fn insert_rate_limit_headers(headers: &mut HeaderMap, fault: &Fault) {
     if let Fault::Http {
         status: 429,
@@ -167,13 +199,15 @@ fn insert_rate_limit_headers(headers: &mut HeaderMap, fault: &Fault) {
     } = fault
         && code == "rate_limit_exceeded"
     {
-        let reset = format!("{}ms", retry_after_ms.unwrap_or(1_000));
         headers.insert(
             "x-ratelimit-limit-requests",
             HeaderValue::from(RATE_LIMIT_REQUESTS),
         );
         headers.insert("x-ratelimit-remaining-requests", HeaderValue::from(0));
-        headers.insert("x-ratelimit-reset-requests", text::header_value(&reset));
+        if let Some(ms) = retry_after_ms {
+            let reset = format!("{ms}ms");
+            headers.insert("x-ratelimit-reset-requests", text::header_value(&reset));
+        }
     }
 }
 

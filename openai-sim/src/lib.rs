@@ -1,7 +1,9 @@
-//! An OpenAI simulator: a local server speaking the three wire protocols the proxy uses, as
-//! described in `reference/openai-api.md`, with configurable latencies, scripted content and
-//! injected faults. It is the backend of every test, the load-test target, and the product's
-//! backend when no API key is set.
+//! An OpenAI simulator: a local server speaking the wire protocols of the Realtime
+//! transcription WebSocket, Chat Completions and Speech as described in `docs/openai-wire.md`,
+//! with configurable latencies, scripted content, injected faults and records of what it
+//! received. It is the backend of every test, the load-test target, and the product's backend
+//! when no API key is set; other projects use it to test their own voice clients (see the
+//! crate's README).
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -17,6 +19,10 @@
 //! # }
 //! ```
 //!
+//! The standalone server is the `openai-sim` binary (`cargo run -p openai-sim -- --port 8001
+//! --control`); with [`SimConfig::control`] on, the same scripts, faults, records and
+//! configuration are reachable over HTTP under `/_sim/` (see `control`).
+//!
 //! # Endpoints
 //!
 //! * `GET /v1/realtime?intent=transcription` — Realtime transcription WebSocket, GA shape
@@ -24,24 +30,31 @@
 //! * `POST /v1/chat/completions` — Chat Completions, streaming SSE or not (§2), in `chat`.
 //! * `POST /v1/audio/speech` — Speech as chunked raw PCM (or `wav`, or SSE) (§3), in
 //!   `speech` with the audio from `synth`.
-//! * Anything else: 404 "Invalid URL (METHOD /path)", like the service.
+//! * `GET /v1/models`, `GET /v1/models/{id}` — the models served, in `models`; every API
+//!   refuses other models with the service's 404 `model_not_found`.
+//! * `/_sim/…` — the control surface, in `control`, when [`SimConfig::control`] is on.
+//! * Anything else: 404 "Invalid URL (METHOD /path)", like the service, after reading the
+//!   request body (a client that sends the whole body before reading the answer would
+//!   otherwise see a broken pipe instead of the 404).
 //!
-//! Every error uses the envelope of §4 (`error`). Every request needs a bearer token
+//! Every error uses the envelope of §4 (`error`). Every `/v1` request needs a bearer token
 //! ([`SimConfig::api_key`]).
 //!
 //! # Layout
 //!
-//! * `config` — [`SimConfig`]; `fault` — [`Fault`], [`SimStage`] and who takes a fault;
-//!   `record` — [`Records`]; `state` — what all handlers share;
+//! * `config` — [`SimConfig`], [`SseStyle`]; `fault` — [`Fault`], [`SimStage`] and who takes
+//!   a fault; `record` — [`Records`]; `state` — what all handlers share;
 //! * `http` and `body` — the HTTP prelude and recorded streaming bodies; `text` — ids,
-//!   token splitting, the echo reply.
+//!   token splitting, the echo reply; `models` — the model list and checks.
 
 mod body;
 mod chat;
 mod config;
+mod control;
 mod error;
 mod fault;
 mod http;
+mod models;
 mod realtime;
 mod record;
 mod session;
@@ -57,14 +70,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
+use futures_util::StreamExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-pub use config::SimConfig;
+pub use config::{SimConfig, SseStyle};
 pub use fault::{Fault, SimStage};
 pub use record::{ChatRecord, Outcome, RealtimeRecord, Records, SpeechRecord};
 
@@ -73,6 +87,10 @@ use state::Shared;
 
 /// How long [`Simulator::shutdown`] waits for connections to wind down before giving up.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Largest request body read: above the service's largest request (26,214,400 bytes, a
+/// transcription upload), so long chat histories pass (axum's own default is 2 MiB); an
+/// unknown path's body is read up to this much before its 404.
+const BODY_MAX_BYTES: usize = 32 * 1024 * 1024;
 
 /// A running simulator. It stops when dropped or on [`Simulator::shutdown`].
 #[derive(Debug)]
@@ -134,20 +152,33 @@ impl Simulator {
     /// Queues the transcript of a future turn: the next committed Realtime turn (on any
     /// connection) is transcribed to it. Unscripted turns say how long the user spoke.
     pub fn script_transcript(&self, text: impl Into<String>) {
-        self.shared.push_transcript(text.into());
+        let _queued = self.shared.push_transcript(text.into());
     }
 
     /// Queues the reply of a future chat completion. Unscripted completions echo the last
     /// user message.
     pub fn script_reply(&self, text: impl Into<String>) {
-        self.shared.push_reply(text.into());
+        let _queued = self.shared.push_reply(text.into());
     }
 
     /// Queues a fault for `stage`; see [`Fault`] and the rules in the `fault` module docs
     /// (Chat/Speech: the next valid request; Realtime: HTTP faults the next connection,
     /// others the next turn).
     pub fn inject(&self, stage: SimStage, fault: Fault) {
-        self.shared.inject(stage, fault);
+        let _queued = self.shared.inject(stage, fault);
+    }
+
+    /// Forgets scripted transcripts and replies, queued faults and records, and restores the
+    /// configuration the simulator started with (except [`SimConfig::control`]). Requests in
+    /// flight finish but are no longer recorded.
+    pub fn reset(&self) {
+        self.shared.reset();
+    }
+
+    /// `http://127.0.0.1:PORT/_sim`, the control surface (served while
+    /// [`SimConfig::control`] is on).
+    pub fn control_url(&self) -> String {
+        format!("http://{}/_sim", self.addr)
     }
 
     /// Changes the configuration; requests, connections and turns that start afterwards use
@@ -223,11 +254,24 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/realtime", get(realtime::handle))
         .route("/v1/chat/completions", post(chat::handle))
         .route("/v1/audio/speech", post(speech::handle))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{id}", get(models::retrieve))
+        .merge(control::router(&shared))
         .fallback(invalid_url)
         .method_not_allowed_fallback(invalid_url)
+        .layer(DefaultBodyLimit::max(BODY_MAX_BYTES))
         .with_state(shared)
 }
 
-async fn invalid_url(request: Request) -> Response {
-    ApiError::invalid_url(request.method().as_str(), request.uri().path()).into_response()
+/// 404 "Invalid URL", once the request body has been read (up to [`BODY_MAX_BYTES`]).
+pub(crate) async fn invalid_url(request: Request) -> Response {
+    let error = ApiError::invalid_url(request.method().as_str(), request.uri().path());
+    let mut body = request.into_body().into_data_stream();
+    let mut read = 0;
+    while read <= BODY_MAX_BYTES
+        && let Some(Ok(chunk)) = body.next().await
+    {
+        read += chunk.len();
+    }
+    error.into_response()
 }

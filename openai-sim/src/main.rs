@@ -1,15 +1,21 @@
 //! `openai-sim`: the OpenAI simulator as a standalone server, for running the product without
-//! an API key and as a load-test target.
+//! an API key, as a load-test target, and as the backend of other projects' client tests.
 //!
-//! `cargo run -p proxy --bin openai-sim -- --port 8001 --llm-first-token-ms 400`; every flag
-//! also reads an environment variable (`SIM_PORT`, `SIM_LLM_FIRST_TOKEN_MS`, ...). Flags left
-//! out keep the defaults of [`SimConfig`]. Recording is off: nobody could read it, and it
-//! would grow without bound. Ctrl-C stops it.
+//! `cargo run -p openai-sim -- --port 8001 --control --llm-first-token-ms 400`; every flag
+//! also reads an environment variable (`SIM_PORT`, `SIM_CONTROL`, `SIM_LLM_FIRST_TOKEN_MS`,
+//! ...). Flags left out keep the defaults of [`SimConfig`]. `--port 0` picks a free port.
+//!
+//! Once listening it prints one line to stdout, `OPENAI_BASE_URL=http://HOST:PORT/v1`, for
+//! scripts that start it; logs go to stderr (`RUST_LOG` filters them).
+//!
+//! Recording is on only with `--control` (the control surface is the only way to read the
+//! records, which grow until `POST /_sim/reset`). Ctrl-C stops it.
 
+use std::io::Write;
 use std::net::IpAddr;
 
 use clap::Parser;
-use openai_sim::{SimConfig, Simulator};
+use openai_sim::{SimConfig, Simulator, SseStyle};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -59,6 +65,16 @@ struct Cli {
     /// Realtime: seconds a session lasts before the service ends it (default 3600).
     #[arg(long, env = "SIM_REALTIME_SESSION_MAX_S")]
     realtime_session_max_s: Option<u64>,
+    /// Serve the control surface under /_sim/ (scripts, faults, records, config, reset) and
+    /// keep records.
+    #[arg(long, env = "SIM_CONTROL")]
+    control: bool,
+    /// Chat and Speech SSE: keep-alive comments, `event:` lines and CRLF line endings.
+    #[arg(long, env = "SIM_SSE_QUIRKS")]
+    sse_quirks: bool,
+    /// Model ids to serve besides the built-in ones (repeat, or comma-separated).
+    #[arg(long = "extra-model", env = "SIM_EXTRA_MODELS", value_delimiter = ',')]
+    extra_models: Vec<String>,
 }
 
 impl Cli {
@@ -89,7 +105,14 @@ impl Cli {
                 defaults.realtime_session_max,
                 std::time::Duration::from_secs,
             ),
-            recording: false,
+            recording: self.control,
+            control: self.control,
+            sse_style: if self.sse_quirks {
+                SseStyle::all()
+            } else {
+                defaults.sse_style
+            },
+            extra_models: self.extra_models.clone(),
         }
     }
 }
@@ -98,15 +121,20 @@ impl Cli {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("openai_sim=info,proxy=info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("openai_sim=info")),
         )
+        .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let config = cli.config();
     let listener = TcpListener::bind((cli.host, cli.port)).await?;
     let sim = Simulator::start_on(listener, config.clone()).await?;
     tracing::info!(base_url = %sim.base_url(), realtime_url = %sim.realtime_url(), ?config, "OpenAI simulator ready");
+    // The one line on stdout: how a script that started us finds the (maybe picked) port.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "OPENAI_BASE_URL={}", sim.base_url())?;
+    stdout.flush()?;
+    drop(stdout);
     tokio::signal::ctrl_c().await?;
     tracing::info!("stopping");
     sim.shutdown().await;

@@ -1,16 +1,21 @@
-//! `GET /v1/realtime`: the Realtime transcription WebSocket, GA shape (openai-api.md §1).
+//! `GET /v1/realtime`: the Realtime transcription WebSocket, GA shape (docs/openai-wire.md §1).
 //!
 //! * **Handshake** (§1.1, §1.2): `Authorization: Bearer` (or the browser subprotocol
 //!   `openai-insecure-api-key.<key>`) is checked before the upgrade (401 JSON error), then an
-//!   injected [`Fault::Http`] may refuse the upgrade. `?intent=transcription` without `model`
+//!   injected connection fault may refuse the upgrade ([`Fault::Http`], [`Fault::RawHttp`])
+//!   or the session ([`Fault::ErrorAfterUpgrade`]). `?intent=transcription` without `model`
 //!   opens a transcription session; `?model=…` or no `intent` opens a conversation session,
-//!   which rejects a transcription `session.update` with the error the reference quotes. An
-//!   `OpenAI-Beta: realtime=v1` header gets the upgrade, one `error` event with code
-//!   `beta_api_shape_disabled`, and a close with code 4000 (§0, the reports cited there).
+//!   which rejects a transcription `session.update` with the error the reference quotes. A
+//!   refused session gets the upgrade, one `error` event instead of `session.created`, and a
+//!   close with code 4000: the `OpenAI-Beta: realtime=v1` header (`beta_api_shape_disabled`,
+//!   §0 and the reports cited there), a `?model=` nobody serves (`model_not_found`) or a
+//!   transcription model there ("not supported in realtime mode").
 //! * **Session** (§1.3–§1.7): `session.created` first; `session.update` → `session.updated`
 //!   or an `error` (the session stays open); `transcription_session.update` → error
 //!   `beta_api_shape_disabled`; `input_audio_buffer.append` (no ack), `.commit` (error
-//!   `input_audio_buffer_commit_empty` under 100 ms), `.clear` → `cleared`. With
+//!   `input_audio_buffer_commit_empty` under 100 ms), `.clear` → `cleared`. A transcription
+//!   model nobody serves is an `error` with code `model_not_found` (the session stays open,
+//!   unchanged). With
 //!   `turn_detection` set, [`vad`](super::vad) finds speech in the audio and commits turns
 //!   itself. Each committed turn is transcribed by [`turn`].
 //! * **Quirks** (when on): `conversation.item.created` (beta-era name) besides `.added`,
@@ -35,7 +40,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::error::ApiError;
-use super::fault::{Fault, SimStage, Taker};
+use super::fault::{CLOSE_SESSION_REJECTED, Fault, SimStage, Taker};
+use super::models::{self, ModelKind};
 use super::record::{RealtimeRecord, RecordRef};
 use super::session::{self, TranscriptionSession};
 use super::state::{Shared, header_text};
@@ -43,7 +49,7 @@ use super::synth::BYTES_PER_SAMPLE;
 use super::text;
 use super::turn::{self, Outbound, TurnEmitter, TurnPlan};
 use super::vad::{Vad, VadEvent};
-use crate::http::bearer;
+use crate::http::{bearer, fault_response};
 
 /// Server events queued for the writer; bounded so a client that stops reading slows the
 /// session down instead of growing memory.
@@ -54,8 +60,6 @@ const MAX_APPEND_BYTES: usize = 15 * 1024 * 1024;
 const MIN_COMMIT_MS: u64 = 100;
 /// PCM16 bytes per millisecond at 24 kHz mono.
 const BYTES_PER_MS: u64 = 48;
-/// Close code the service uses when it rejects the beta shape.
-const CLOSE_BETA_REJECTED: u16 = 4000;
 /// Close code when the simulator shuts down ("going away").
 const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code after a `session_expired` error (the real one is unconfirmed, §1.8).
@@ -64,7 +68,7 @@ const CLOSE_SESSION_EXPIRED: u16 = 1000;
 const KEY_SUBPROTOCOL_PREFIX: &str = "openai-insecure-api-key.";
 /// Subprotocol of the beta API (§1.1).
 const BETA_SUBPROTOCOL: &str = "openai-beta.realtime-v1";
-/// The service's message for the beta shape (openai-api.md §0, TanStack/ai#586).
+/// The service's message for the beta shape (docs/openai-wire.md §0, TanStack/ai#586).
 const BETA_DISABLED_MESSAGE: &str =
     "The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API.";
 /// Made-up event type sent once per turn with quirks on: clients must ignore unknown types.
@@ -94,8 +98,14 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
     Transcription,
-    Conversation { model: Option<String> },
-    Beta,
+    Conversation {
+        model: Option<String>,
+    },
+    /// Refused after the upgrade: this `error` event, then a close with `close_code`.
+    Rejected {
+        error: ApiError,
+        close_code: u16,
+    },
 }
 
 /// Handles the handshake; see the module docs.
@@ -112,37 +122,73 @@ pub(crate) async fn handle(
         subprotocols: header_text(&headers, "sec-websocket-protocol"),
         ..RealtimeRecord::default()
     });
-    let refuse = |error: ApiError| {
+    let refuse = |response: Response| {
         shared.update_realtime(at, |record| {
-            record.rejected_status = Some(error.status.as_u16());
+            record.rejected_status = Some(response.status().as_u16());
             record.closed = true;
         });
-        error.into_response()
+        response
     };
     let token = bearer(&headers).or_else(|| {
         subprotocols(&headers).find_map(|protocol| protocol.strip_prefix(KEY_SUBPROTOCOL_PREFIX))
     });
     if let Err(error) = shared.authorize(token) {
-        return refuse(error);
+        return refuse(error.into_response());
     }
+    let mut rejected = None;
     if let Some(fault) = shared.take_fault(SimStage::Realtime, Taker::Connection) {
         shared.update_realtime(at, |record| record.faults.push(fault.clone()));
-        if let Some(error) = fault.http_error() {
-            return refuse(error);
+        if let Fault::ErrorAfterUpgrade {
+            error_type,
+            code,
+            message,
+            close_code,
+        } = &fault
+        {
+            let error = ApiError::new(axum::http::StatusCode::BAD_REQUEST, error_type, message)
+                .with_code(code.as_deref());
+            rejected = Some(Kind::Rejected {
+                error,
+                close_code: *close_code,
+            });
+        } else if let Some(response) = fault_response(&fault) {
+            return refuse(response);
         }
     }
     let Ok(upgrade) = upgrade else {
-        return refuse(ApiError::invalid_request(
-            "This endpoint expects a WebSocket upgrade request.",
-            None,
-            None,
-        ));
+        return refuse(
+            ApiError::invalid_request(
+                "This endpoint expects a WebSocket upgrade request.",
+                None,
+                None,
+            )
+            .into_response(),
+        );
     };
     let params = Query::parse(query.as_deref());
     let beta = header_text(&headers, "openai-beta").is_some_and(|value| value.contains("realtime"))
         || subprotocols(&headers).any(|protocol| protocol == BETA_SUBPROTOCOL);
-    let kind = if beta {
-        Kind::Beta
+    let config = shared.config();
+    let kind = if let Some(rejected) = rejected {
+        rejected
+    } else if beta {
+        Kind::Rejected {
+            error: ApiError::invalid_request(
+                BETA_DISABLED_MESSAGE,
+                None,
+                Some("beta_api_shape_disabled"),
+            ),
+            close_code: CLOSE_SESSION_REJECTED,
+        }
+    } else if let Some(Err(error)) = params
+        .model
+        .as_deref()
+        .map(|model| models::check(&config, model, ModelKind::Realtime, "model"))
+    {
+        Kind::Rejected {
+            error,
+            close_code: CLOSE_SESSION_REJECTED,
+        }
     } else if params.model.is_some() || params.intent.as_deref() != Some("transcription") {
         Kind::Conversation {
             model: params.model,
@@ -266,20 +312,11 @@ impl Connection {
             Kind::Conversation { model } => {
                 session::conversation_session_json(&id, model.as_deref())
             }
-            Kind::Beta => {
-                let error = ApiError::invalid_request(
-                    BETA_DISABLED_MESSAGE,
-                    None,
-                    Some("beta_api_shape_disabled"),
-                );
+            Kind::Rejected { error, close_code } => {
+                let reason = error.code.clone().unwrap_or_else(|| error.kind.clone());
+                let code = *close_code;
                 self.send(error.realtime_event(None)).await;
-                let _ = self
-                    .out
-                    .send(Outbound::Close {
-                        code: CLOSE_BETA_REJECTED,
-                        reason: "beta_api_shape_disabled",
-                    })
-                    .await;
+                let _ = self.out.send(Outbound::Close { code, reason }).await;
                 return;
             }
         };
@@ -307,7 +344,7 @@ impl Connection {
             .out
             .send(Outbound::Close {
                 code: CLOSE_SESSION_EXPIRED,
-                reason: "session expired",
+                reason: "session expired".to_owned(),
             })
             .await;
     }
@@ -426,7 +463,8 @@ impl Connection {
             return;
         };
         let before = self.session.turn_detection.clone();
-        if let Err(error) = self.session.apply_update(update) {
+        let config = self.shared.config();
+        if let Err(error) = self.session.apply_update(update, &config) {
             self.send_error(error, event_id).await;
             return;
         }

@@ -4,14 +4,18 @@
 //! for something to happen use [`Simulator::wait_until`](super::Simulator::wait_until), which
 //! wakes on every change. Nothing is recorded when
 //! [`SimConfig::recording`](super::SimConfig::recording) is off.
+//!
+//! The JSON form (serde, `GET /_sim/records`) has the same field names; byte fields (`audio`,
+//! `synthesized`, `sent`) are base64 strings, outcomes snake case (`"client_closed"`).
 
 use bytes::Bytes;
+use serde::Serialize;
 use serde_json::Value;
 
 use super::fault::Fault;
 
 /// Everything recorded so far, in arrival order per API.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Records {
     /// Realtime connection attempts, including rejected ones.
     pub realtime: Vec<RealtimeRecord>,
@@ -34,7 +38,7 @@ impl Records {
 }
 
 /// One Realtime connection attempt.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct RealtimeRecord {
     /// The URL query string, e.g. `Some("intent=transcription")`.
     pub query: Option<String>,
@@ -55,6 +59,7 @@ pub struct RealtimeRecord {
     /// PCM bytes appended on this connection (successfully decoded).
     pub audio_bytes: usize,
     /// The appended PCM itself, in order, so tests can check what the audio sounds like.
+    #[serde(serialize_with = "base64_bytes")]
     pub audio: Vec<u8>,
     /// The `type` of every server event actually written to the socket, in order.
     pub sent_types: Vec<String>,
@@ -86,7 +91,8 @@ impl RealtimeRecord {
 }
 
 /// How an HTTP request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Still being answered.
     InProgress,
@@ -108,7 +114,7 @@ impl Outcome {
 }
 
 /// One Chat Completions request.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ChatRecord {
     /// The `Authorization` header as received.
     pub authorization: Option<String>,
@@ -125,7 +131,7 @@ pub struct ChatRecord {
 }
 
 /// One Speech request.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SpeechRecord {
     /// The `Authorization` header as received.
     pub authorization: Option<String>,
@@ -138,9 +144,11 @@ pub struct SpeechRecord {
     /// The fault it took, if any.
     pub fault: Option<Fault>,
     /// The whole synthesized response: PCM16 LE mono 24 kHz (with the header for `wav`).
+    #[serde(serialize_with = "base64_bytes")]
     pub synthesized: Bytes,
     /// The audio bytes handed to the socket, in order: exactly what a client that read the
     /// whole body received (for `stream_format: "sse"`, the decoded deltas).
+    #[serde(serialize_with = "base64_bytes")]
     pub sent: Vec<u8>,
     /// The size of every body chunk handed to the socket (SSE: audio bytes per delta).
     pub sent_chunks: Vec<usize>,
@@ -174,12 +182,26 @@ impl SpeechRecord {
     }
 }
 
+/// Bytes as a base64 string in JSON.
+fn base64_bytes<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    use base64::Engine;
+    serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
 /// Where a request's record lives, so handlers can update it; `None` when not recording.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RecordRef {
-    Realtime(Option<usize>),
-    Chat(Option<usize>),
-    Speech(Option<usize>),
+    Realtime(Option<Slot>),
+    Chat(Option<Slot>),
+    Speech(Option<Slot>),
+}
+
+/// A record's index, and the generation of the records it was added to: after a reset the
+/// index may name a newer record, which the old request must not update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Slot {
+    pub(crate) generation: u64,
+    pub(crate) index: usize,
 }
 
 impl RecordRef {
@@ -222,16 +244,16 @@ impl_http_record!(ChatRecord);
 impl_http_record!(SpeechRecord);
 
 impl Records {
-    /// The chat or speech record behind `at`, for the updates both kinds share.
+    /// The chat or speech record at `index`, for the updates both kinds share.
     pub(crate) fn http_mut(&mut self, at: RecordRef) -> Option<&mut dyn HttpRecord> {
         match at {
-            RecordRef::Chat(Some(index)) => self
+            RecordRef::Chat(Some(slot)) => self
                 .chat
-                .get_mut(index)
+                .get_mut(slot.index)
                 .map(|record| record as &mut dyn HttpRecord),
-            RecordRef::Speech(Some(index)) => self
+            RecordRef::Speech(Some(slot)) => self
                 .speech
-                .get_mut(index)
+                .get_mut(slot.index)
                 .map(|record| record as &mut dyn HttpRecord),
             _ => None,
         }

@@ -1,17 +1,19 @@
 //! Realtime session configuration: the GA transcription session object that `session.created`
-//! and `session.updated` carry (openai-api.md §1.6) and the validation of a GA
+//! and `session.updated` carry (docs/openai-wire.md §1.6) and the validation of a GA
 //! `session.update` with `session.type: "transcription"` (§1.3).
 //!
 //! Updates are partial ("only fields present are changed", `null` clears `turn_detection`)
 //! and atomic: an invalid update changes nothing. Validation is strict where the GA schema
 //! is: unknown parameters (such as beta-era `input_audio_format`) are rejected with
 //! `unknown_parameter`, the PCM format must be 24 kHz, and the enumerations are checked. The
-//! transcription model may be any string.
+//! transcription model must be one the simulator serves (see `models`): otherwise the error
+//! `model_not_found`.
 
 use serde_json::{Map, Value, json};
 
-use super::config::REALTIME_SESSION_MAX;
+use super::config::{REALTIME_SESSION_MAX, SimConfig};
 use super::error::ApiError;
+use super::models::{self, ModelKind};
 use super::text;
 use super::vad::{self, VadParams};
 
@@ -189,8 +191,13 @@ impl TranscriptionSession {
             .is_some_and(|items| items.iter().any(|item| item == INCLUDE_LOGPROBS))
     }
 
-    /// Applies the `session` of a `session.update`; on error nothing changes.
-    pub(crate) fn apply_update(&mut self, session: &Value) -> Result<(), ApiError> {
+    /// Applies the `session` of a `session.update`; on error nothing changes. `config` says
+    /// which models are served.
+    pub(crate) fn apply_update(
+        &mut self,
+        session: &Value,
+        config: &SimConfig,
+    ) -> Result<(), ApiError> {
         let mut next = self.clone();
         let session = object(session, "session")?;
         check_keys(session, "session", SESSION_KEYS)?;
@@ -218,7 +225,7 @@ impl TranscriptionSession {
             let audio = object(audio, "session.audio")?;
             check_keys(audio, "session.audio", &["input"])?;
             if let Some(input) = audio.get("input") {
-                next.apply_input(object(input, "session.audio.input")?)?;
+                next.apply_input(object(input, "session.audio.input")?, config)?;
             }
         }
         if let Some(include) = session.get("include") {
@@ -228,13 +235,17 @@ impl TranscriptionSession {
         Ok(())
     }
 
-    fn apply_input(&mut self, input: &Map<String, Value>) -> Result<(), ApiError> {
+    fn apply_input(
+        &mut self,
+        input: &Map<String, Value>,
+        config: &SimConfig,
+    ) -> Result<(), ApiError> {
         check_keys(input, "session.audio.input", INPUT_KEYS)?;
         if let Some(format) = input.get("format") {
             validate_format(format)?;
         }
         if let Some(transcription) = input.get("transcription") {
-            self.apply_transcription(transcription)?;
+            self.apply_transcription(transcription, config)?;
         }
         if let Some(noise) = input.get("noise_reduction") {
             self.noise_reduction = validate_noise_reduction(noise)?;
@@ -245,8 +256,13 @@ impl TranscriptionSession {
         Ok(())
     }
 
-    fn apply_transcription(&mut self, transcription: &Value) -> Result<(), ApiError> {
+    fn apply_transcription(
+        &mut self,
+        transcription: &Value,
+        config: &SimConfig,
+    ) -> Result<(), ApiError> {
         const PATH: &str = "session.audio.input.transcription";
+        const MODEL: &str = "session.audio.input.transcription.model";
         let fields = object(transcription, PATH)?;
         check_keys(fields, PATH, TRANSCRIPTION_KEYS)?;
         for key in ["model", "language", "prompt", "delay"] {
@@ -261,6 +277,15 @@ impl TranscriptionSession {
                     ));
                 }
             }
+        }
+        if let Some(Value::String(model)) = fields.get("model") {
+            // Unlike the HTTP 404, the event names the field: a session update has many.
+            models::check(config, model, ModelKind::Transcription, MODEL).map_err(|error| {
+                match error.param {
+                    None => error.with_param(Some(MODEL)),
+                    Some(_) => error,
+                }
+            })?;
         }
         if let Some(Value::String(delay)) = fields.get("delay") {
             const DELAYS: &[&str] = &["minimal", "low", "medium", "high", "xhigh"];
@@ -557,7 +582,9 @@ mod tests {
 
     fn update(session: Value) -> Result<TranscriptionSession, ApiError> {
         let mut current = TranscriptionSession::new();
-        current.apply_update(&session).map(|()| current)
+        current
+            .apply_update(&session, &SimConfig::default())
+            .map(|()| current)
     }
 
     #[test]
@@ -588,7 +615,10 @@ mod tests {
     fn partial_updates_keep_the_rest() {
         let mut session = TranscriptionSession::new();
         session
-            .apply_update(&json!({"type": "transcription", "audio": {"input": {"transcription": {"language": "fr"}}}}))
+            .apply_update(
+                &json!({"type": "transcription", "audio": {"input": {"transcription": {"language": "fr"}}}}),
+                &SimConfig::default(),
+            )
             .expect("valid update");
         let shown = session.to_json();
         assert_eq!(
@@ -624,6 +654,11 @@ mod tests {
                 json!({"type": "transcription", "audio": {"input": {"transcription": {"model": 5}}}}),
                 "session.audio.input.transcription.model",
                 "invalid_type",
+            ),
+            (
+                json!({"type": "transcription", "audio": {"input": {"transcription": {"model": "gpt-nope"}}}}),
+                "session.audio.input.transcription.model",
+                "model_not_found",
             ),
             (
                 json!({"type": "transcription", "audio": {"input": {"turn_detection": {"type": "magic"}}}}),

@@ -1,8 +1,9 @@
-//! `POST /v1/audio/speech` (openai-api.md §3).
+//! `POST /v1/audio/speech` (docs/openai-wire.md §3).
 //!
 //! Validates strictly, as the schema has `additionalProperties: false` (§3.1): unknown fields,
 //! a missing `model`/`input`/`voice`, an `input` over 4096 characters, a `speed` outside
-//! 0.25–4.0, an unknown enumeration value are 400s. The simulator only produces `pcm` (and
+//! 0.25–4.0, an unknown enumeration value (a built-in `voice` included; custom voices
+//! `{"id": …}` pass) are 400s, and a model nobody serves is a 404 `model_not_found`. The simulator only produces `pcm` (and
 //! `wav`, the same samples behind a header); `mp3`, `opus`, `aac`, `flac` (and a missing
 //! `response_format`, which means `mp3`) are 400s that say so.
 //!
@@ -11,7 +12,7 @@
 //! varying size paced at `tts_realtime_factor`. With quirks the first chunk and about one in
 //! three others have an odd length, so they end mid-sample. `stream_format: "sse"` (§3.3,
 //! not for `tts-1`/`tts-1-hd`) sends the same chunks as `speech.audio.delta` events and ends
-//! with `speech.audio.done` carrying `usage`.
+//! with `speech.audio.done` carrying `usage`, framed by [`SseStyle`].
 //!
 //! Faults: an HTTP error body; `MidStreamError` and `Drop` cut the body after N audio bytes
 //! (raw audio has no error framing; with SSE, `MidStreamError` sends a `data: {"error":...}`
@@ -33,10 +34,11 @@ use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
 use super::body::{self, BodySender};
-use super::config::paced;
+use super::config::{SseStyle, paced};
 use super::error::ApiError;
 use super::fault::{Fault, SimStage, Taker};
 use super::http::{self, Api};
+use super::models::{self, ModelKind};
 use super::record::Outcome;
 use super::state::Shared;
 use super::synth;
@@ -51,6 +53,11 @@ const FIELDS: &[&str] = &[
     "response_format",
     "speed",
     "stream_format",
+];
+/// Built-in voices (§3.1).
+const VOICES: &[&str] = &[
+    "alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse",
+    "marin", "cedar",
 ];
 /// Longest `input` and `instructions`, in characters.
 const MAX_TEXT_CHARS: usize = 4096;
@@ -79,6 +86,7 @@ enum Format {
 /// A validated request.
 #[derive(Debug)]
 struct SpeechRequest {
+    model: String,
     input: String,
     voice: String,
     speed: f64,
@@ -96,7 +104,10 @@ pub(crate) async fn handle(
         Ok(accepted) => accepted,
         Err(rejection) => return *rejection,
     };
-    let request = match SpeechRequest::parse(&body) {
+    let config = shared.config();
+    let request = match SpeechRequest::parse(&body).and_then(|request| {
+        models::check(&config, &request.model, ModelKind::Speech, "model").map(|()| request)
+    }) {
         Ok(request) => request,
         Err(error) => return http::reject(tracker, error),
     };
@@ -106,9 +117,9 @@ pub(crate) async fn handle(
     {
         return response;
     }
-    let config = shared.config();
     let started = Instant::now();
     let SpeechRequest {
+        model: _,
         input,
         voice,
         speed,
@@ -157,7 +168,7 @@ pub(crate) async fn handle(
         audio,
         realtime_factor: config.tts_realtime_factor,
         fault,
-        sse,
+        sse: sse.then_some(config.sse_style),
         usage: json!({
             "input_tokens": input_tokens,
             "output_tokens": audio_ms * OUTPUT_TOKENS_PER_SECOND / 1000,
@@ -185,7 +196,10 @@ impl SpeechRequest {
             Some(Value::String(voice)) if voice.is_empty() => {
                 return Err(ApiError::string_empty("voice"));
             }
-            Some(Value::String(voice)) => voice.clone(),
+            Some(Value::String(voice)) if VOICES.contains(&voice.as_str()) => voice.clone(),
+            Some(Value::String(voice)) => {
+                return Err(ApiError::invalid_value("voice", voice, VOICES));
+            }
             Some(Value::Object(custom)) => match (custom.get("id"), custom.len()) {
                 (Some(Value::String(id)), 1) => id.clone(),
                 (None, _) => return Err(ApiError::missing("voice.id")),
@@ -262,6 +276,7 @@ impl SpeechRequest {
             ));
         }
         Ok(Self {
+            model,
             input,
             voice,
             speed,
@@ -323,7 +338,8 @@ struct Plan {
     chunks: Vec<usize>,
     realtime_factor: f64,
     fault: Option<Fault>,
-    sse: bool,
+    /// `Some` for `stream_format: "sse"`, with the framing to use.
+    sse: Option<SseStyle>,
     usage: Value,
 }
 
@@ -351,10 +367,13 @@ async fn stream(sender: BodySender, plan: Plan) {
         let chunk_end = (offset + size).min(fault_at.max(offset));
         if chunk_end > offset {
             let chunk = plan.audio.slice(offset..chunk_end);
-            let wire = if plan.sse {
-                sse_event(&json!({"type": "speech.audio.delta", "audio": BASE64.encode(&chunk)}))
-            } else {
-                chunk.clone()
+            let wire = match plan.sse {
+                Some(style) => sse_event(
+                    style,
+                    None,
+                    &json!({"type": "speech.audio.delta", "audio": BASE64.encode(&chunk)}),
+                ),
+                None => chunk.clone(),
             };
             if let Err(end) = sender.send(wire, Some(chunk)).await {
                 return http::log_stream_end(Api::Speech, end);
@@ -365,24 +384,29 @@ async fn stream(sender: BodySender, plan: Plan) {
             break;
         }
     }
-    match fault {
-        Some(Fault::MidStreamError { .. }) if plan.sse && offset >= fault_at => {
+    match (fault, plan.sse) {
+        (Some(Fault::MidStreamError { .. }), Some(style)) if offset >= fault_at => {
+            let error = Fault::mid_stream_error().body();
             if sender
-                .send(sse_event(&Fault::mid_stream_error().body()), None)
+                .send(sse_event(style, Some("error"), &error), None)
                 .await
                 .is_ok()
             {
                 sender.finish(Outcome::Failed).await;
             }
         }
-        Some(Fault::MidStreamError { .. } | Fault::Drop { .. }) if offset >= fault_at => {
+        (Some(Fault::MidStreamError { .. } | Fault::Drop { .. }), _) if offset >= fault_at => {
             sender.abort().await
         }
-        Some(Fault::Stall { .. }) if offset >= fault_at => sender.stall().await,
-        _ => {
-            if plan.sse {
+        (Some(Fault::Stall { .. }), _) if offset >= fault_at => sender.stall().await,
+        (_, sse) => {
+            if let Some(style) = sse {
                 let done = json!({ "type": "speech.audio.done", "usage": plan.usage });
-                if sender.send(sse_event(&done), None).await.is_err() {
+                if sender
+                    .send(sse_event(style, None, &done), None)
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -391,8 +415,8 @@ async fn stream(sender: BodySender, plan: Plan) {
     }
 }
 
-fn sse_event(event: &Value) -> Bytes {
-    Bytes::from(format!("data: {event}\n\n"))
+fn sse_event(style: SseStyle, name: Option<&str>, event: &Value) -> Bytes {
+    Bytes::from(style.frame(name, &event.to_string()))
 }
 
 #[cfg(test)]
@@ -453,6 +477,10 @@ mod tests {
                 "unsupported_value",
             ),
         ];
+        let cases =
+            cases
+                .into_iter()
+                .chain([(body(json!({"voice": "robot"})), "voice", "invalid_value")]);
         for (request, param, code) in cases {
             let error = SpeechRequest::parse(&request).expect_err("invalid");
             assert_eq!(error.param.as_deref(), Some(param), "{request}");

@@ -1,6 +1,7 @@
 //! [`Shared`]: the state every handler of one simulator sees — live configuration, scripted
 //! transcripts and replies, fault queues, records with their change signal, the shutdown
-//! token — and the bearer-token check all three APIs share (openai-api.md §1.1, §4.1).
+//! token — the reset that empties all of it, and the bearer-token check all three APIs share
+//! (docs/openai-wire.md §1.1, §4.1).
 //!
 //! Locks are `std::sync::Mutex`es held for a few instructions and never across an `.await`.
 
@@ -15,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use super::config::SimConfig;
 use super::error::ApiError;
 use super::fault::{Fault, FaultQueues, SimStage, Taker};
-use super::record::{ChatRecord, HttpRecord, RealtimeRecord, RecordRef, Records, SpeechRecord};
+use super::record::{
+    ChatRecord, HttpRecord, RealtimeRecord, RecordRef, Records, Slot, SpeechRecord,
+};
 
 /// Golden-ratio increment that spreads consecutive request numbers over the seed space.
 const SEED_STRIDE: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -24,16 +27,33 @@ const SEED_STRIDE: u64 = 0x9e37_79b9_7f4a_7c15;
 #[derive(Debug)]
 pub(crate) struct Shared {
     config: Mutex<SimConfig>,
+    /// The configuration the simulator started with, which a reset restores.
+    initial_config: SimConfig,
     transcripts: Mutex<VecDeque<String>>,
     replies: Mutex<VecDeque<String>>,
     faults: Mutex<FaultQueues>,
-    records: Mutex<Records>,
+    records: Mutex<RecordStore>,
     /// Bumped after every change of `records`.
     changes: watch::Sender<u64>,
     /// Cancelled when the simulator shuts down: every stream and socket ends.
     pub(crate) shutdown: CancellationToken,
     /// Counts requests and turns, to derive a distinct seed for each.
     streams: AtomicU64,
+}
+
+/// The records and their generation, bumped by every reset.
+#[derive(Debug, Default)]
+struct RecordStore {
+    records: Records,
+    generation: u64,
+}
+
+impl RecordStore {
+    /// The slot's index if it belongs to the current generation.
+    fn index(&self, slot: Option<Slot>) -> Option<usize> {
+        slot.filter(|slot| slot.generation == self.generation)
+            .map(|slot| slot.index)
+    }
 }
 
 /// Locks a mutex, ignoring poisoning: every critical section leaves the data consistent.
@@ -44,6 +64,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     pub(crate) fn new(config: SimConfig) -> Self {
         Self {
+            initial_config: config.clone(),
             config: Mutex::new(config),
             transcripts: Mutex::default(),
             replies: Mutex::default(),
@@ -72,24 +93,60 @@ impl Shared {
 
     // --- Scripts and faults ---
 
-    pub(crate) fn push_transcript(&self, text: String) {
-        lock(&self.transcripts).push_back(text);
+    /// Queues a transcript; returns how many are queued now.
+    pub(crate) fn push_transcript(&self, text: String) -> usize {
+        let mut queue = lock(&self.transcripts);
+        queue.push_back(text);
+        queue.len()
     }
 
     pub(crate) fn pop_transcript(&self) -> Option<String> {
         lock(&self.transcripts).pop_front()
     }
 
-    pub(crate) fn push_reply(&self, text: String) {
-        lock(&self.replies).push_back(text);
+    /// Queues a reply; returns how many are queued now.
+    pub(crate) fn push_reply(&self, text: String) -> usize {
+        let mut queue = lock(&self.replies);
+        queue.push_back(text);
+        queue.len()
     }
 
     pub(crate) fn pop_reply(&self) -> Option<String> {
         lock(&self.replies).pop_front()
     }
 
-    pub(crate) fn inject(&self, stage: SimStage, fault: Fault) {
-        lock(&self.faults).push(stage, fault);
+    /// Queues a fault; returns how many are queued for `stage` now.
+    pub(crate) fn inject(&self, stage: SimStage, fault: Fault) -> usize {
+        let mut queues = lock(&self.faults);
+        queues.push(stage, fault);
+        queues.pending(stage).len()
+    }
+
+    /// The faults still queued for `stage`, in order.
+    pub(crate) fn pending_faults(&self, stage: SimStage) -> Vec<Fault> {
+        lock(&self.faults).pending(stage).iter().cloned().collect()
+    }
+
+    /// Forgets scripts, queued faults and records, and restores the configuration the
+    /// simulator started with (keeping `control` as it is, so the surface that asked stays).
+    /// Requests in flight finish but no longer update the records.
+    pub(crate) fn reset(&self) {
+        lock(&self.transcripts).clear();
+        lock(&self.replies).clear();
+        *lock(&self.faults) = FaultQueues::default();
+        {
+            let mut config = lock(&self.config);
+            let control = config.control;
+            *config = SimConfig {
+                control,
+                ..self.initial_config.clone()
+            };
+        }
+        self.streams.store(0, Ordering::Relaxed);
+        self.record(|store| {
+            store.records = Records::default();
+            store.generation += 1;
+        });
     }
 
     pub(crate) fn take_fault(&self, stage: SimStage, taker: Taker) -> Option<Fault> {
@@ -99,7 +156,7 @@ impl Shared {
     // --- Records ---
 
     pub(crate) fn records(&self) -> Records {
-        lock(&self.records).clone()
+        lock(&self.records).records.clone()
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
@@ -107,7 +164,7 @@ impl Shared {
     }
 
     /// Changes the records and wakes every waiter.
-    fn record<R>(&self, change: impl FnOnce(&mut Records) -> R) -> R {
+    fn record<R>(&self, change: impl FnOnce(&mut RecordStore) -> R) -> R {
         let result = change(&mut lock(&self.records));
         self.changes
             .send_modify(|generation| *generation = generation.wrapping_add(1));
@@ -120,54 +177,67 @@ impl Shared {
     }
 
     pub(crate) fn add_realtime(&self, record: RealtimeRecord) -> RecordRef {
-        RecordRef::Realtime(self.recording().then(|| {
-            self.record(|records| {
-                records.realtime.push(record);
-                records.realtime.len() - 1
-            })
-        }))
+        RecordRef::Realtime(self.add(|records| &mut records.realtime, record))
     }
 
     pub(crate) fn add_chat(&self, record: ChatRecord) -> RecordRef {
-        RecordRef::Chat(self.recording().then(|| {
-            self.record(|records| {
-                records.chat.push(record);
-                records.chat.len() - 1
-            })
-        }))
+        RecordRef::Chat(self.add(|records| &mut records.chat, record))
     }
 
     pub(crate) fn add_speech(&self, record: SpeechRecord) -> RecordRef {
-        RecordRef::Speech(self.recording().then(|| {
-            self.record(|records| {
-                records.speech.push(record);
-                records.speech.len() - 1
+        RecordRef::Speech(self.add(|records| &mut records.speech, record))
+    }
+
+    /// Appends a record to one list, if recording; returns its slot.
+    fn add<T>(&self, list: impl FnOnce(&mut Records) -> &mut Vec<T>, record: T) -> Option<Slot> {
+        self.recording().then(|| {
+            self.record(|store| {
+                let list = list(&mut store.records);
+                list.push(record);
+                Slot {
+                    generation: store.generation,
+                    index: list.len() - 1,
+                }
             })
-        }))
+        })
     }
 
     pub(crate) fn update_realtime(&self, at: RecordRef, change: impl FnOnce(&mut RealtimeRecord)) {
-        if let RecordRef::Realtime(Some(index)) = at {
-            self.record(|records| records.realtime.get_mut(index).map(change));
+        if let RecordRef::Realtime(slot) = at {
+            self.record(|store| {
+                let index = store.index(slot)?;
+                store.records.realtime.get_mut(index).map(change)
+            });
         }
     }
 
     pub(crate) fn update_chat(&self, at: RecordRef, change: impl FnOnce(&mut ChatRecord)) {
-        if let RecordRef::Chat(Some(index)) = at {
-            self.record(|records| records.chat.get_mut(index).map(change));
+        if let RecordRef::Chat(slot) = at {
+            self.record(|store| {
+                let index = store.index(slot)?;
+                store.records.chat.get_mut(index).map(change)
+            });
         }
     }
 
     pub(crate) fn update_speech(&self, at: RecordRef, change: impl FnOnce(&mut SpeechRecord)) {
-        if let RecordRef::Speech(Some(index)) = at {
-            self.record(|records| records.speech.get_mut(index).map(change));
+        if let RecordRef::Speech(slot) = at {
+            self.record(|store| {
+                let index = store.index(slot)?;
+                store.records.speech.get_mut(index).map(change)
+            });
         }
     }
 
     /// Updates the parts chat and speech records share.
     pub(crate) fn update_http(&self, at: RecordRef, change: impl FnOnce(&mut dyn HttpRecord)) {
-        if matches!(at, RecordRef::Chat(Some(_)) | RecordRef::Speech(Some(_))) {
-            self.record(|records| records.http_mut(at).map(change));
+        if let RecordRef::Chat(slot) | RecordRef::Speech(slot) = at
+            && slot.is_some()
+        {
+            self.record(|store| {
+                store.index(slot)?;
+                store.records.http_mut(at).map(change)
+            });
         }
     }
 
@@ -226,5 +296,25 @@ mod tests {
         let at = shared.add_chat(ChatRecord::new(None, serde_json::Value::Null));
         shared.update_http(at, |record| record.set_status(500));
         assert!(shared.records().chat.is_empty());
+    }
+
+    #[test]
+    fn a_reset_detaches_requests_in_flight() {
+        let shared = Shared::new(SimConfig::default());
+        let old = shared.add_chat(ChatRecord::new(None, serde_json::Value::Null));
+        shared.push_reply("scripted".into());
+        shared.update_config(|config| config.quirks = false);
+        shared.reset();
+        assert!(shared.pop_reply().is_none());
+        assert!(shared.config().quirks, "the starting configuration is back");
+        let new = shared.add_chat(ChatRecord::new(None, serde_json::Value::Null));
+        shared.update_http(old, |record| record.set_status(500));
+        shared.update_http(new, |record| record.set_status(201));
+        let records = shared.records();
+        assert_eq!(records.chat.len(), 1);
+        assert_eq!(
+            records.chat[0].status, 201,
+            "the old request updates nothing"
+        );
     }
 }

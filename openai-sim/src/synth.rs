@@ -1,5 +1,5 @@
 //! Speech synthesis for `/v1/audio/speech`: turns text into a real, audible, voice-like
-//! signal in the `pcm` format of openai-api.md §3.1 (24 kHz, 16-bit signed little-endian,
+//! signal in the `pcm` format of docs/openai-wire.md §3.1 (24 kHz, 16-bit signed little-endian,
 //! mono, no header), plus the header of the `wav` format.
 //!
 //! Each word becomes a buzzy harmonic tone (a fundamental and four overtones, like a sung

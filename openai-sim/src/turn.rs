@@ -1,5 +1,5 @@
 //! One user turn of a Realtime transcription session: the events it sends and the fault it
-//! carries (openai-api.md §1.6 event shapes, §1.7 sequence).
+//! carries (docs/openai-wire.md §1.6 event shapes, §1.7 sequence).
 //!
 //! A [`TurnEmitter`] sends the turn's events into the connection's outbound queue and applies
 //! the turn's fault when its count of sent events reaches `after` (see
@@ -31,7 +31,7 @@ pub(crate) enum Outbound {
     /// Send one server event.
     Event(Value),
     /// Send a close frame and end the connection.
-    Close { code: u16, reason: &'static str },
+    Close { code: u16, reason: String },
     /// Fault: drop the connection without a close frame.
     Abort,
     /// Fault: send nothing more, but keep the connection open.

@@ -1,5 +1,5 @@
 //! Server-side voice activity detection for Realtime sessions with `turn_detection` set
-//! (openai-api.md §1.3, events in §1.6): a real energy detector over the appended PCM16.
+//! (docs/openai-wire.md §1.3, events in §1.6): a real energy detector over the appended PCM16.
 //!
 //! Audio is cut into 20 ms frames. A frame is voiced when its RMS level is above a threshold
 //! derived from `threshold` (0.0 → −60 dBFS, 0.5 → −35 dBFS, 1.0 → −10 dBFS). Speech starts
@@ -28,7 +28,7 @@ const THRESHOLD_FLOOR_DBFS: f64 = -60.0;
 /// dB the level rises from threshold 0.0 to 1.0.
 const THRESHOLD_SPAN_DB: f64 = 50.0;
 
-/// Default `threshold` of server VAD (openai-api.md §1.3).
+/// Default `threshold` of server VAD (docs/openai-wire.md §1.3).
 pub(crate) const DEFAULT_THRESHOLD: f64 = 0.5;
 /// Default `prefix_padding_ms` of server VAD.
 pub(crate) const DEFAULT_PREFIX_PADDING_MS: u64 = 300;

@@ -1104,7 +1104,7 @@ async fn requests_need_the_configured_key() {
 async fn unknown_routes_answer_invalid_url() {
     let sim = start(plain()).await;
     let response = http()
-        .get(format!("{}/models/nope", sim.base_url()))
+        .get(format!("{}/engines/nope", sim.base_url()))
         .bearer_auth(KEY)
         .send()
         .await
@@ -1113,7 +1113,19 @@ async fn unknown_routes_answer_invalid_url() {
     let error: Value = response.json().await.expect("JSON");
     assert_eq!(
         error["error"]["message"],
-        "Invalid URL (GET /v1/models/nope)"
+        "Invalid URL (GET /v1/engines/nope)"
+    );
+    let response = http()
+        .get(format!("{}/chat/completions", sim.base_url()))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 404, "a known path with the wrong method");
+    let error: Value = response.json().await.expect("JSON");
+    assert_eq!(
+        error["error"]["message"],
+        "Invalid URL (GET /v1/chat/completions)"
     );
 }
 
