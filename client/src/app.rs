@@ -2,8 +2,8 @@
 //! the conversation with each turn's latency waterfall, errors, a banner when the proxy runs
 //! on its simulator, and a headphones advice when the browser cancels no echo.
 //!
-//! State lives in [`Ui`], a `Copy` bundle of signals in the context; the engine writes it, the
-//! components read it. Elements tests look for carry `data-testid`.
+//! State lives in [`Ui`] ([`crate::ui_state`]), a `Copy` bundle of signals in the context; the
+//! engine writes it, the components read it. Elements tests look for carry `data-testid`.
 
 use leptos::prelude::*;
 use protocol::{TurnId, Waterfall};
@@ -12,15 +12,11 @@ use wasm_bindgen::closure::Closure;
 
 use crate::conversation::{Answer, Conversation, UserText};
 use crate::engine;
-use crate::errors::ShownError;
-use crate::session::Pipeline;
+use crate::ui_state::{Run, Ui};
 use crate::waterfall::{format_ms, steps};
 
 /// Name of the test-facing global: `window.__voiceTest()` returns the probe as JSON text.
 const PROBE_GLOBAL: &str = "__voiceTest";
-
-/// How many errors the page keeps listed (the newest).
-const SHOWN_ERRORS: usize = 5;
 
 /// The quietest level the meter shows, dBFS.
 const METER_FLOOR_DBFS: f32 = -60.0;
@@ -29,108 +25,6 @@ const METER_FLOOR_DBFS: f32 = -60.0;
 pub fn start() {
     console_error_panic_hook::set_once();
     leptos::mount::mount_to_body(App);
-}
-
-/// Whether a session runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) enum Run {
-    /// Nothing runs; the button says Start.
-    #[default]
-    Stopped,
-    /// Start was pressed; the socket, audio and microphone are being set up.
-    Starting,
-    /// Audio flows.
-    Running,
-}
-
-/// The socket's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) enum Connection {
-    /// No socket.
-    #[default]
-    Offline,
-    /// Opening, waiting for `session_ready`.
-    Connecting,
-    /// `session_ready` arrived.
-    Connected,
-}
-
-impl Connection {
-    fn label(self) -> &'static str {
-        match self {
-            Connection::Offline => "Not connected",
-            Connection::Connecting => "Connecting…",
-            Connection::Connected => "Connected",
-        }
-    }
-
-    fn key(self) -> &'static str {
-        match self {
-            Connection::Offline => "offline",
-            Connection::Connecting => "connecting",
-            Connection::Connected => "connected",
-        }
-    }
-}
-
-/// The microphone level, from the capture worklet every ~50 ms.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Level {
-    /// Input level, dBFS.
-    pub(crate) dbfs: f32,
-    /// The VAD hears speech.
-    pub(crate) speaking: bool,
-}
-
-impl Default for Level {
-    fn default() -> Self {
-        Self {
-            dbfs: -100.0,
-            speaking: false,
-        }
-    }
-}
-
-/// Everything the page shows, as signals.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Ui {
-    pub(crate) running: RwSignal<Run>,
-    pub(crate) connection: RwSignal<Connection>,
-    pub(crate) pipeline: RwSignal<Pipeline>,
-    pub(crate) level: RwSignal<Level>,
-    pub(crate) conversation: RwSignal<Conversation>,
-    pub(crate) errors: RwSignal<Vec<ShownError>>,
-    pub(crate) simulated: RwSignal<bool>,
-    pub(crate) sample_rate: RwSignal<Option<f32>>,
-    /// Whether the browser cancels echo on the microphone, once it is open.
-    pub(crate) echo_cancellation: RwSignal<Option<bool>>,
-}
-
-impl Ui {
-    fn new() -> Self {
-        Self {
-            running: RwSignal::new(Run::default()),
-            connection: RwSignal::new(Connection::default()),
-            pipeline: RwSignal::new(Pipeline::default()),
-            level: RwSignal::new(Level::default()),
-            conversation: RwSignal::new(Conversation::new()),
-            errors: RwSignal::new(Vec::new()),
-            simulated: RwSignal::new(false),
-            sample_rate: RwSignal::new(None),
-            echo_cancellation: RwSignal::new(None),
-        }
-    }
-}
-
-impl Ui {
-    /// Lists an error, keeping the newest few.
-    pub(crate) fn show_error(&self, shown: ShownError) {
-        self.errors.update(|errors| {
-            errors.push(shown);
-            let excess = errors.len().saturating_sub(SHOWN_ERRORS);
-            errors.drain(..excess);
-        });
-    }
 }
 
 fn ui() -> Ui {

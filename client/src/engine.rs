@@ -8,15 +8,15 @@
 //! The audio hot paths allocate nothing in Rust beyond what the APIs force: a capture frame's
 //! `ArrayBuffer` goes to the socket untouched; an incoming frame (a `Vec` from gloo-net) is
 //! copied once into a fresh `ArrayBuffer` that is transferred to the playback worklet in a
-//! message object reused for every frame. Message types are compared against JS strings made
-//! once.
+//! message object reused for every frame. Worklet messages are the typed vocabulary of
+//! [`crate::worklet_messages`], which reads and writes them with JS strings made once.
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
 use futures_util::StreamExt;
 use gloo_net::websocket::{Message, WebSocketError};
-use js_sys::{Array, ArrayBuffer, Object, Reflect};
+use js_sys::{Array, ArrayBuffer, Object};
 use leptos::prelude::*;
 use protocol::{BYTES_PER_SAMPLE, ProtocolError, ResponseId, ServerMessage};
 use wasm_bindgen::closure::Closure;
@@ -26,12 +26,13 @@ use web_sys::{
     MessagePort,
 };
 
-use crate::app::{Connection, Level, Run, Ui};
 use crate::audio;
 use crate::errors::{ClientError, ShownError};
 use crate::probe::{GlueCounters, Probe, VadRecord};
-use crate::session::{CaptureEvent, Command, PlaybackCommand, PlaybackEvent, Session};
+use crate::session::{Command, PlaybackCommand, Session};
 use crate::socket::{Sent, Socket};
+use crate::ui_state::{Connection, Level, Run, Ui};
+use crate::worklet_messages::{FromCapture, FromPlayback, ToCapture, ToPlayback};
 
 thread_local! {
     /// The engine of the current (or last) Start; the probe reads it after Stop too.
@@ -143,78 +144,6 @@ async fn receive(
     }
 }
 
-/// JS strings of the worklet message vocabulary, made once per engine.
-#[derive(Debug)]
-struct Words {
-    kind: JsValue,
-    pcm: JsValue,
-    response_id: JsValue,
-    played_samples: JsValue,
-    underruns: JsValue,
-    stale_dropped: JsValue,
-    event: JsValue,
-    via: JsValue,
-    dbfs: JsValue,
-    speaking: JsValue,
-    value: JsValue,
-    audio_start_ms: JsValue,
-    audio_end_ms: JsValue,
-    audio: JsValue,
-    level: JsValue,
-    vad: JsValue,
-    ready: JsValue,
-    progress: JsValue,
-    drained: JsValue,
-    cleared: JsValue,
-    speech_started: JsValue,
-}
-
-impl Words {
-    fn new() -> Self {
-        let word = JsValue::from_str;
-        Self {
-            kind: word("type"),
-            pcm: word("pcm"),
-            response_id: word("responseId"),
-            played_samples: word("playedSamples"),
-            underruns: word("underruns"),
-            stale_dropped: word("staleDropped"),
-            event: word("event"),
-            via: word("via"),
-            dbfs: word("dbfs"),
-            speaking: word("speaking"),
-            value: word("value"),
-            audio_start_ms: word("audioStartMs"),
-            audio_end_ms: word("audioEndMs"),
-            audio: word("audio"),
-            level: word("level"),
-            vad: word("vad"),
-            ready: word("ready"),
-            progress: word("progress"),
-            drained: word("drained"),
-            cleared: word("cleared"),
-            speech_started: word("speech_started"),
-        }
-    }
-}
-
-/// A field of a worklet message.
-fn field(data: &JsValue, key: &JsValue) -> JsValue {
-    Reflect::get(data, key).unwrap_or(JsValue::UNDEFINED)
-}
-
-/// A numeric field as a count (0 when missing).
-fn count(data: &JsValue, key: &JsValue) -> u64 {
-    field(data, key)
-        .as_f64()
-        .map_or(0, |value| value.max(0.0) as u64)
-}
-
-/// A response id field (`null` → `None`).
-fn response_id(data: &JsValue, key: &JsValue) -> Option<ResponseId> {
-    field(data, key).as_f64().map(|value| value as ResponseId)
-}
-
 /// The audio graph of a running session and the handlers of its worklet ports.
 struct AudioParts {
     stream: MediaStream,
@@ -306,7 +235,6 @@ pub(crate) struct Engine {
     counters: GlueCounters,
     /// Reused for every event's commands.
     commands: Vec<Command>,
-    words: Words,
     /// The message object reused for every audio chunk posted to playback, and its transfer
     /// list.
     chunk_message: Object,
@@ -316,9 +244,6 @@ pub(crate) struct Engine {
 
 impl Engine {
     fn new(ui: Ui, context: AudioContext) -> Self {
-        let words = Words::new();
-        let chunk_message = Object::new();
-        let _ = Reflect::set(&chunk_message, &words.kind, &words.audio);
         let sample_rate = context.sample_rate();
         ui.sample_rate.set(Some(sample_rate));
         Self {
@@ -332,8 +257,7 @@ impl Engine {
                 ..GlueCounters::default()
             },
             commands: Vec::with_capacity(8),
-            words,
-            chunk_message,
+            chunk_message: Object::new(),
             chunk_transfer: Array::new_with_length(1),
             stopped: false,
         }
@@ -399,14 +323,14 @@ impl Engine {
         };
         let bytes = js_sys::Uint8Array::new_with_length(pcm.len() as u32);
         bytes.copy_from(pcm);
-        let buffer = bytes.buffer();
-        let _ = Reflect::set(
-            &self.chunk_message,
-            &self.words.response_id,
-            &JsValue::from(response_id),
-        );
-        let _ = Reflect::set(&self.chunk_message, &self.words.pcm, &buffer);
-        self.chunk_transfer.set(0, buffer.into());
+        let chunk = ToPlayback::Audio {
+            response_id,
+            pcm: bytes.buffer(),
+        };
+        chunk.write_js(&self.chunk_message);
+        if let Some(buffer) = chunk.into_transfer() {
+            self.chunk_transfer.set(0, buffer.into());
+        }
         let _ = audio
             .playback_port
             .post_message_with_transferable(&self.chunk_message, &self.chunk_transfer);
@@ -414,55 +338,36 @@ impl Engine {
 
     /// A message from the capture worklet.
     fn on_capture_message(&mut self, data: &JsValue) {
-        let kind = field(data, &self.words.kind);
-        if kind == self.words.audio {
-            self.on_capture_frame(data);
-        } else if kind == self.words.level {
-            let dbfs = field(data, &self.words.dbfs).as_f64().unwrap_or(-100.0);
-            let speaking = field(data, &self.words.speaking).as_bool().unwrap_or(false);
-            self.ui.level.set(Level {
+        let Ok(message) = FromCapture::from_js(data) else {
+            return;
+        };
+        match message {
+            FromCapture::Audio { pcm } => self.on_capture_frame(&pcm),
+            FromCapture::Level { dbfs, speaking } => self.ui.level.set(Level {
                 dbfs: dbfs as f32,
                 speaking,
-            });
-        } else if kind == self.words.vad {
-            let started = field(data, &self.words.event) == self.words.speech_started;
-            let (event, name, at) = if started {
-                (
-                    CaptureEvent::SpeechStarted,
-                    "speech_started",
-                    &self.words.audio_start_ms,
-                )
-            } else {
-                (
-                    CaptureEvent::SpeechStopped,
-                    "speech_stopped",
-                    &self.words.audio_end_ms,
-                )
-            };
-            let audio_ms = field(data, at).as_f64().unwrap_or(f64::NAN);
-            self.counters.vad.push(VadRecord {
-                event: name,
-                audio_ms,
-            });
-            self.session.on_capture(event, &mut self.commands);
-            self.run_commands();
-        } else if kind == self.words.ready {
-            self.counters.capture_via = field(data, &self.words.via).as_string();
+            }),
+            FromCapture::Vad(vad) => {
+                self.counters.vad.push(VadRecord {
+                    event: vad.name(),
+                    audio_ms: vad.audio_ms(),
+                });
+                self.session.on_capture(vad.event(), &mut self.commands);
+                self.run_commands();
+            }
+            FromCapture::Ready(ready) => self.counters.capture_via = ready.via,
         }
     }
 
     /// A 20 ms capture frame: to the proxy as it is, if the session is in a turn.
-    fn on_capture_frame(&mut self, data: &JsValue) {
+    fn on_capture_frame(&mut self, pcm: &ArrayBuffer) {
         if !self.session.should_send_audio() {
             return;
         }
-        let (Some(socket), Ok(pcm)) = (
-            &self.socket,
-            field(data, &self.words.pcm).dyn_into::<ArrayBuffer>(),
-        ) else {
+        let Some(socket) = &self.socket else {
             return;
         };
-        if socket.send_audio(&pcm) == Sent::Yes {
+        if socket.send_audio(pcm) == Sent::Yes {
             self.counters.sent_frames += 1;
             self.counters.sent_bytes += u64::from(pcm.byte_length());
         }
@@ -470,36 +375,20 @@ impl Engine {
 
     /// A message from the playback worklet.
     fn on_playback_message(&mut self, data: &JsValue) {
-        let words = &self.words;
-        let kind = field(data, &words.kind);
-        let event = if kind == words.progress {
-            PlaybackEvent::Progress {
-                response_id: response_id(data, &words.response_id),
-                played_samples: count(data, &words.played_samples),
-                underruns: count(data, &words.underruns),
-                stale_dropped: count(data, &words.stale_dropped),
-            }
-        } else if kind == words.drained {
-            let Some(response_id) = response_id(data, &words.response_id) else {
-                return;
-            };
-            PlaybackEvent::Drained {
-                response_id,
-                played_samples: count(data, &words.played_samples),
-            }
-        } else if kind == words.cleared {
-            PlaybackEvent::Cleared {
-                response_id: response_id(data, &words.response_id),
-                played_samples: count(data, &words.played_samples),
-            }
-        } else {
-            if kind == words.ready {
-                self.counters.playback_via = field(data, &words.via).as_string();
-            }
+        let Ok(message) = FromPlayback::from_js(data) else {
             return;
         };
-        self.session.on_playback(event, &mut self.commands);
-        self.run_commands();
+        match message.event() {
+            Some(event) => {
+                self.session.on_playback(event, &mut self.commands);
+                self.run_commands();
+            }
+            None => {
+                if let FromPlayback::Ready(ready) = message {
+                    self.counters.playback_via = ready.via;
+                }
+            }
+        }
     }
 
     /// Carries out the session's commands, then shows the pipeline state.
@@ -515,20 +404,17 @@ impl Engine {
                     }
                 }
                 Command::Playback(PlaybackCommand::End(response_id)) => {
-                    self.post_to_playback("end", response_id);
+                    self.post_to_playback(&ToPlayback::End(response_id));
                 }
                 Command::Playback(PlaybackCommand::Clear(response_id)) => {
-                    self.post_to_playback("clear", response_id);
+                    self.post_to_playback(&ToPlayback::Clear(Some(response_id)));
                     self.ui
                         .conversation
                         .maybe_update(|conversation| conversation.mark_interrupted(response_id));
                 }
                 Command::EchoGuard(audible) => {
                     if let Some(audio) = &self.audio {
-                        let message = Object::new();
-                        let _ =
-                            Reflect::set(&message, &self.words.kind, &"assistant_audible".into());
-                        let _ = Reflect::set(&message, &self.words.value, &audible.into());
+                        let message = ToCapture::AssistantAudible(audible).to_js();
                         let _ = audio.capture_port.post_message(&message);
                     }
                 }
@@ -541,15 +427,12 @@ impl Engine {
         }
     }
 
-    /// Posts `{type, responseId}` to the playback worklet.
-    fn post_to_playback(&self, kind: &str, response_id: ResponseId) {
+    /// Posts a command (`end`, `clear`) to the playback worklet.
+    fn post_to_playback(&self, command: &ToPlayback<ArrayBuffer>) {
         let Some(audio) = &self.audio else {
             return;
         };
-        let message = Object::new();
-        let _ = Reflect::set(&message, &self.words.kind, &kind.into());
-        let _ = Reflect::set(&message, &self.words.response_id, &response_id.into());
-        let _ = audio.playback_port.post_message(&message);
+        let _ = audio.playback_port.post_message(&command.to_js());
     }
 
     /// Lists an error from this side.

@@ -14,10 +14,18 @@
 //! * [`waterfall`] — the per-turn latency waterfall as labelled steps.
 //! * [`errors`] — errors in plain words, with the stage they came from.
 //! * [`probe`] — the counters browser tests read through `window.__voiceTest()`.
+//! * [`worklet_messages`] — the messages between the page and the two worklets, as types (their
+//!   decoding and encoding; on `wasm32` also on JS objects).
 //!
 //! Browser only (`wasm32`): `app` (the components), `engine` (the running session: the
-//! socket, the AudioContext and the two worklets, wired to [`session::Session`]), `audio`
-//! (AudioContext, `audio.wasm`, worklet nodes, the microphone) and `socket` (the WebSocket).
+//! socket, the AudioContext and the two worklets, wired to [`session::Session`]), `ui_state`
+//! (the signals the engine writes and the components read), `audio` (AudioContext,
+//! `audio.wasm`, worklet nodes, the microphone) and `socket` (the WebSocket).
+//!
+//! Imports run one way, with no circle: `app` (the view) → `engine` → `ui_state`, `audio`,
+//! `socket`, `worklet_messages`, `probe` → the plain modules (`session`, `conversation`,
+//! `errors`, `waterfall`). `app` also uses `ui_state` and `audio`; nothing imports `app`, and
+//! only `app` imports `engine`.
 //!
 //! # Audio path
 //!
@@ -34,6 +42,7 @@ pub mod errors;
 pub mod probe;
 pub mod session;
 pub mod waterfall;
+pub mod worklet_messages;
 
 #[cfg(target_arch = "wasm32")]
 mod app;
@@ -43,6 +52,8 @@ mod audio;
 mod engine;
 #[cfg(target_arch = "wasm32")]
 mod socket;
+#[cfg(target_arch = "wasm32")]
+mod ui_state;
 
 #[cfg(target_arch = "wasm32")]
 pub use app::start;

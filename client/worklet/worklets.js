@@ -13,7 +13,7 @@
 // `processorOptions.vad = { hangoverMs, maxUtteranceMs, echoGuardDb }`. Use a mono input for
 // capture (`channelCount: 1, channelCountMode: 'explicit'` lets the browser down-mix).
 //
-// Messages, worklet → main thread:
+// Messages (every `type` and string value is an entry of MSG below), worklet → main thread:
 //   both:     { type: 'ready', via: 'module' | 'bytes', sampleRate }
 //   capture:  { type: 'audio', pcm: ArrayBuffer }            one 20 ms frame, 480 samples, transferred
 //             { type: 'vad', event: 'speech_started', audioStartMs }
@@ -35,10 +35,30 @@
 // Views into wasm memory are rebuilt whenever `memory.buffer` changes (memory.grow detaches
 // the old one); the DSP allocates nothing after construction, so in practice they are built once.
 
+// The string values of the messages: types, VAD events, stop reasons. Mirrors `Word` in
+// client/src/worklet_messages.rs (the page's typed vocabulary of these messages, where the field
+// names are `Key`); a Rust unit test checks the two agree. Name them only through this table.
+const MSG = Object.freeze({
+  READY: 'ready',
+  AUDIO: 'audio',
+  VAD: 'vad',
+  LEVEL: 'level',
+  PROGRESS: 'progress',
+  DRAINED: 'drained',
+  CLEARED: 'cleared',
+  ASSISTANT_AUDIBLE: 'assistant_audible',
+  END: 'end',
+  CLEAR: 'clear',
+  SPEECH_STARTED: 'speech_started',
+  SPEECH_STOPPED: 'speech_stopped',
+  SILENCE: 'silence',
+  MAX_LENGTH: 'max_length',
+});
+
 const CAPTURE_FRAME_SAMPLES = 480; // 20 ms at 24 kHz, as framed by the wasm
 const LEVEL_INTERVAL_S = 0.05;
 const PROGRESS_INTERVAL_S = 0.1;
-const STOP_REASONS = { 2: 'silence', 3: 'max_length' };
+const STOP_REASONS = { 2: MSG.SILENCE, 3: MSG.MAX_LENGTH };
 const EVENT_SPEECH_STARTED = 1;
 
 function instantiate(processorOptions) {
@@ -63,9 +83,9 @@ class CaptureProcessor extends AudioWorkletProcessor {
     this.sinceLevel = 0;
     this.memory = null;
     this.port.onmessage = (e) => {
-      if (e.data && e.data.type === 'assistant_audible') this.ex.cap_set_assistant_audible(e.data.value ? 1 : 0);
+      if (e.data && e.data.type === MSG.ASSISTANT_AUDIBLE) this.ex.cap_set_assistant_audible(e.data.value ? 1 : 0);
     };
-    this.port.postMessage({ type: 'ready', via, sampleRate });
+    this.port.postMessage({ type: MSG.READY, via, sampleRate });
   }
 
   process(inputs) {
@@ -90,15 +110,15 @@ class CaptureProcessor extends AudioWorkletProcessor {
       const kind = ex.cap_event_kind(i);
       const ms = ex.cap_event_ms(i);
       this.port.postMessage(kind === EVENT_SPEECH_STARTED
-        ? { type: 'vad', event: 'speech_started', audioStartMs: ms }
-        : { type: 'vad', event: 'speech_stopped', reason: STOP_REASONS[kind], audioEndMs: ms });
+        ? { type: MSG.VAD, event: MSG.SPEECH_STARTED, audioStartMs: ms }
+        : { type: MSG.VAD, event: MSG.SPEECH_STOPPED, reason: STOP_REASONS[kind], audioEndMs: ms });
     }
     this.postFrames(posted, ready);
 
     this.sinceLevel += n;
     if (this.sinceLevel >= this.levelEvery) {
       this.sinceLevel = 0;
-      this.port.postMessage({ type: 'level', dbfs: ex.cap_take_level_dbfs(), speaking: ex.cap_speaking() === 1 });
+      this.port.postMessage({ type: MSG.LEVEL, dbfs: ex.cap_take_level_dbfs(), speaking: ex.cap_speaking() === 1 });
     }
     return true;
   }
@@ -107,7 +127,7 @@ class CaptureProcessor extends AudioWorkletProcessor {
     for (let at = from; at < to; at += CAPTURE_FRAME_SAMPLES) {
       const start = this.outPtr + at * 2;
       const pcm = this.memory.slice(start, start + CAPTURE_FRAME_SAMPLES * 2);
-      this.port.postMessage({ type: 'audio', pcm }, [pcm]);
+      this.port.postMessage({ type: MSG.AUDIO, pcm }, [pcm]);
     }
   }
 }
@@ -123,7 +143,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     this.lastProgress = null;
     this.memory = null;
     this.port.onmessage = (e) => this.onMessage(e.data);
-    this.port.postMessage({ type: 'ready', via, sampleRate });
+    this.port.postMessage({ type: MSG.READY, via, sampleRate });
   }
 
   views() {
@@ -139,7 +159,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
   onMessage(m) {
     const ex = this.ex;
     if (!m) return;
-    if (m.type === 'audio') {
+    if (m.type === MSG.AUDIO) {
       this.views();
       const id = m.responseId >>> 0;
       const samples = new Int16Array(m.pcm, 0, m.pcm.byteLength >> 1); // whole samples only
@@ -148,13 +168,13 @@ class PlaybackProcessor extends AudioWorkletProcessor {
         this.input.set(piece);
         ex.play_push(id, piece.length);
       }
-    } else if (m.type === 'end') {
+    } else if (m.type === MSG.END) {
       ex.play_end(m.responseId >>> 0);
-    } else if (m.type === 'clear') {
+    } else if (m.type === MSG.CLEAR) {
       if (m.responseId !== undefined && m.responseId !== null) ex.play_cancel(m.responseId >>> 0);
       const current = ex.play_current_response();
       const playedSamples = ex.play_clear();
-      this.port.postMessage({ type: 'cleared', responseId: current < 0 ? null : current, playedSamples });
+      this.port.postMessage({ type: MSG.CLEARED, responseId: current < 0 ? null : current, playedSamples });
     }
   }
 
@@ -175,7 +195,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     }
     for (let i = 0; i < drained; i++) {
       this.port.postMessage({
-        type: 'drained', responseId: ex.play_drained_response(i), playedSamples: ex.play_drained_played(i),
+        type: MSG.DRAINED, responseId: ex.play_drained_response(i), playedSamples: ex.play_drained_played(i),
       });
     }
     return true;
@@ -187,7 +207,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     const current = ex.play_current_response();
     const responseId = current < 0 ? null : current;
     const p = {
-      type: 'progress',
+      type: MSG.PROGRESS,
       responseId,
       playedSamples: responseId === null ? 0 : ex.play_played_samples(responseId),
       underruns: ex.play_underruns(),

@@ -63,9 +63,12 @@ const WIRE_RATE_HZ: f64 = 24_000.0;
 /// Held by each test for its whole run.
 static ONE_BROWSER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The repository root (the parent of this package's manifest dir).
+/// The repository root: the parent of this package's manifest dir, without `..` (chromedriver
+/// cannot find its port file under a profile path that has one).
 pub(crate) fn workspace_root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("browser-tests/ sits in the repository root")
 }
 
 /// Where the browser tests keep their files: `target/e2e-browser/`.
