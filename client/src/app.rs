@@ -252,7 +252,7 @@ fn TurnView(
             .with(|c| c.turn(turn_id).and_then(|turn| turn.waterfall.clone()))
     });
     view! {
-        <article class="turn" data-testid="turn" data-turn-id=turn_id>
+        <article class="turn" data-testid="turn" data-turn-id=turn_id.0>
             <Show when=move || user.with(|user| !user.text.is_empty())>
                 <UserBubble user=user/>
             </Show>
@@ -295,7 +295,7 @@ fn AnswerBubble(
     view! {
         <div class="bubble assistant" class:interrupted=interrupted>
             <span class="who">"Assistant"</span>
-            <p data-testid="assistant-text" data-response-id=answer.response_id data-status=status>
+            <p data-testid="assistant-text" data-response-id=answer.response_id.0 data-status=status>
                 <span class="heard">{heard}</span>
                 {interrupted
                     .then(|| {

@@ -247,18 +247,18 @@ mod tests {
     #[test]
     fn user_text_goes_from_partial_to_final() {
         let mut conversation = Conversation::new();
-        conversation.apply(&delta(1, "What is"));
-        conversation.apply(&delta(1, " the time"));
-        let turn = conversation.turn(1).unwrap();
+        conversation.apply(&delta(protocol::TurnId(1), "What is"));
+        conversation.apply(&delta(protocol::TurnId(1), " the time"));
+        let turn = conversation.turn(protocol::TurnId(1)).unwrap();
         assert_eq!(turn.user.text, "What is the time");
         assert!(!turn.user.is_final);
         conversation.apply(&ServerMessage::TranscriptFinal {
-            turn_id: 1,
+            turn_id: protocol::TurnId(1),
             text: "What is the time?".into(),
         });
         // A late delta does not change a final transcript.
-        assert!(!conversation.apply(&delta(1, " now")));
-        let turn = conversation.turn(1).unwrap();
+        assert!(!conversation.apply(&delta(protocol::TurnId(1), " now")));
+        let turn = conversation.turn(protocol::TurnId(1)).unwrap();
         assert_eq!(turn.user.text, "What is the time?");
         assert!(turn.user.is_final);
     }
@@ -267,41 +267,51 @@ mod tests {
     fn turns_are_ordered_by_turn_not_by_arrival() {
         let mut conversation = Conversation::new();
         conversation.apply(&ServerMessage::ResponseStarted {
-            response_id: 1,
-            turn_id: 2,
+            response_id: protocol::ResponseId(1),
+            turn_id: protocol::TurnId(2),
         });
-        conversation.apply(&delta(1, "First"));
-        conversation.apply(&delta(3, "Third"));
-        assert_eq!(conversation.turn_ids(), [1, 2, 3]);
+        conversation.apply(&delta(protocol::TurnId(1), "First"));
+        conversation.apply(&delta(protocol::TurnId(3), "Third"));
+        assert_eq!(conversation.turn_ids(), [TurnId(1), TurnId(2), TurnId(3)]);
     }
 
     #[test]
     fn the_answer_streams_then_completes() {
         let mut conversation = Conversation::new();
         conversation.apply(&ServerMessage::ResponseStarted {
-            response_id: 4,
-            turn_id: 1,
+            response_id: protocol::ResponseId(4),
+            turn_id: protocol::TurnId(1),
         });
         conversation.apply(&ServerMessage::ResponseTextDelta {
-            response_id: 4,
+            response_id: protocol::ResponseId(4),
             delta: "Hel".into(),
         });
         conversation.apply(&ServerMessage::ResponseTextDelta {
-            response_id: 4,
+            response_id: protocol::ResponseId(4),
             delta: "lo.".into(),
         });
-        let answer = conversation.turn(1).unwrap().answer.clone().unwrap();
+        let answer = conversation
+            .turn(protocol::TurnId(1))
+            .unwrap()
+            .answer
+            .clone()
+            .unwrap();
         assert_eq!(
             (answer.text.as_str(), &answer.status),
             ("Hello.", &AnswerStatus::Streaming)
         );
         conversation.apply(&ServerMessage::ResponseDone {
-            response_id: 4,
+            response_id: protocol::ResponseId(4),
             text: "Hello.".into(),
             interrupted: false,
             audio_samples: 100,
         });
-        let answer = conversation.turn(1).unwrap().answer.clone().unwrap();
+        let answer = conversation
+            .turn(protocol::TurnId(1))
+            .unwrap()
+            .answer
+            .clone()
+            .unwrap();
         assert_eq!(answer.status, AnswerStatus::Complete);
         assert_eq!(answer.heard_split(), ("Hello.", ""));
     }
@@ -310,26 +320,31 @@ mod tests {
     fn an_interrupted_answer_is_split_where_the_user_stopped_hearing_it() {
         let mut conversation = Conversation::new();
         conversation.apply(&ServerMessage::ResponseStarted {
-            response_id: 1,
-            turn_id: 1,
+            response_id: protocol::ResponseId(1),
+            turn_id: protocol::TurnId(1),
         });
         conversation.apply(&ServerMessage::ResponseTextDelta {
-            response_id: 1,
+            response_id: protocol::ResponseId(1),
             delta: "Once upon a time.  There was a keeper. She lit".into(),
         });
-        assert!(conversation.mark_interrupted(1));
-        assert!(!conversation.mark_interrupted(1));
+        assert!(conversation.mark_interrupted(protocol::ResponseId(1)));
+        assert!(!conversation.mark_interrupted(protocol::ResponseId(1)));
         conversation.apply(&ServerMessage::ResponseDone {
-            response_id: 1,
+            response_id: protocol::ResponseId(1),
             text: "Once upon a time.  There was a keeper. She lit".into(),
             interrupted: true,
             audio_samples: 100,
         });
         conversation.apply(&ServerMessage::ResponseTruncated {
-            response_id: 1,
+            response_id: protocol::ResponseId(1),
             heard_text: "Once upon a time. There was".into(),
         });
-        let answer = conversation.turn(1).unwrap().answer.clone().unwrap();
+        let answer = conversation
+            .turn(protocol::TurnId(1))
+            .unwrap()
+            .answer
+            .clone()
+            .unwrap();
         assert!(answer.is_interrupted());
         assert_eq!(
             answer.heard_split(),
@@ -351,14 +366,19 @@ mod tests {
     fn metrics_attach_to_their_turn() {
         let mut conversation = Conversation::new();
         conversation.apply(&ServerMessage::Metrics {
-            turn_id: 2,
-            response_id: Some(1),
+            turn_id: protocol::TurnId(2),
+            response_id: Some(protocol::ResponseId(1)),
             waterfall: Waterfall {
                 first_audio_sent_ms: Some(700.0),
                 ..Waterfall::default()
             },
         });
-        let waterfall = conversation.turn(2).unwrap().waterfall.clone().unwrap();
+        let waterfall = conversation
+            .turn(protocol::TurnId(2))
+            .unwrap()
+            .waterfall
+            .clone()
+            .unwrap();
         assert_eq!(waterfall.first_audio_sent_ms, Some(700.0));
     }
 }

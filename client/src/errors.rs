@@ -142,7 +142,7 @@ mod tests {
             message: "Speech synthesis is rate limited.".into(),
             retryable: true,
             turn_id: None,
-            response_id: Some(1),
+            response_id: Some(protocol::ResponseId(1)),
         });
         assert_eq!(shown.stage, "Speech synthesis");
         assert_eq!(shown.stage_key, "tts");

@@ -480,7 +480,7 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
-    use protocol::{AudioFormat, ErrorCode, ErrorEvent, Stage, TurnDetection};
+    use protocol::{AudioFormat, ErrorCode, ErrorEvent, Stage, TurnDetection, TurnId};
 
     use super::*;
 
@@ -507,7 +507,7 @@ mod tests {
     fn started(response_id: ResponseId) -> ServerMessage {
         ServerMessage::ResponseStarted {
             response_id,
-            turn_id: response_id,
+            turn_id: TurnId(response_id.0),
         }
     }
 
@@ -526,8 +526,13 @@ mod tests {
         let mut out = Vec::new();
         session.on_capture(CaptureEvent::SpeechStarted, &mut out);
         session.on_capture(CaptureEvent::SpeechStopped, &mut out);
-        session.on_server_message(&started(1), &mut out).unwrap();
-        assert_eq!(session.on_audio(1, 960, &mut out), AudioVerdict::Play);
+        session
+            .on_server_message(&started(protocol::ResponseId(1)), &mut out)
+            .unwrap();
+        assert_eq!(
+            session.on_audio(protocol::ResponseId(1), 960, &mut out),
+            AudioVerdict::Play
+        );
         session
     }
 
@@ -591,7 +596,7 @@ mod tests {
         let mut out = Vec::new();
         session.on_playback(
             PlaybackEvent::Progress {
-                response_id: Some(1),
+                response_id: Some(protocol::ResponseId(1)),
                 played_samples: 480,
                 underruns: 0,
                 stale_dropped: 0,
@@ -601,7 +606,7 @@ mod tests {
         // The same position again is not re-sent.
         session.on_playback(
             PlaybackEvent::Progress {
-                response_id: Some(1),
+                response_id: Some(protocol::ResponseId(1)),
                 played_samples: 480,
                 underruns: 0,
                 stale_dropped: 0,
@@ -609,11 +614,11 @@ mod tests {
             &mut out,
         );
         session
-            .on_server_message(&done(1, false), &mut out)
+            .on_server_message(&done(protocol::ResponseId(1), false), &mut out)
             .unwrap();
         session.on_playback(
             PlaybackEvent::Drained {
-                response_id: 1,
+                response_id: protocol::ResponseId(1),
                 played_samples: 960,
             },
             &mut out,
@@ -622,19 +627,19 @@ mod tests {
             out,
             [
                 Command::Send(ClientMessage::PlaybackProgress {
-                    response_id: 1,
+                    response_id: protocol::ResponseId(1),
                     played_samples: 480
                 }),
-                Command::Playback(PlaybackCommand::End(1)),
+                Command::Playback(PlaybackCommand::End(protocol::ResponseId(1))),
                 Command::Send(ClientMessage::PlaybackProgress {
-                    response_id: 1,
+                    response_id: protocol::ResponseId(1),
                     played_samples: 960
                 }),
                 Command::EchoGuard(false),
             ]
         );
         assert_eq!(session.pipeline(), Pipeline::Listening);
-        let track = &session.responses()[&1];
+        let track = &session.responses()[&ResponseId(1)];
         assert_eq!(track.phase, ResponsePhase::Drained);
         assert_eq!((track.received_samples, track.played_samples), (960, 960));
     }
@@ -645,10 +650,12 @@ mod tests {
         let mut out = Vec::new();
         session.on_capture(CaptureEvent::SpeechStarted, &mut out);
         session.on_capture(CaptureEvent::SpeechStopped, &mut out);
-        session.on_server_message(&started(1), &mut out).unwrap();
+        session
+            .on_server_message(&started(protocol::ResponseId(1)), &mut out)
+            .unwrap();
         out.clear();
-        session.on_audio(1, 480, &mut out);
-        session.on_audio(1, 480, &mut out);
+        session.on_audio(protocol::ResponseId(1), 480, &mut out);
+        session.on_audio(protocol::ResponseId(1), 480, &mut out);
         assert_eq!(out, [Command::EchoGuard(true)]);
     }
 
@@ -658,7 +665,7 @@ mod tests {
         let mut out = Vec::new();
         session.on_playback(
             PlaybackEvent::Progress {
-                response_id: Some(1),
+                response_id: Some(protocol::ResponseId(1)),
                 played_samples: 300,
                 underruns: 0,
                 stale_dropped: 0,
@@ -670,7 +677,7 @@ mod tests {
         assert_eq!(
             out,
             [
-                Command::Playback(PlaybackCommand::Clear(1)),
+                Command::Playback(PlaybackCommand::Clear(protocol::ResponseId(1))),
                 Command::Send(ClientMessage::SpeechStarted),
                 Command::EchoGuard(false),
             ]
@@ -678,11 +685,14 @@ mod tests {
         assert_eq!(session.pipeline(), Pipeline::UserSpeaking);
         out.clear();
         // Frames still in flight are dropped.
-        assert_eq!(session.on_audio(1, 480, &mut out), AudioVerdict::Drop);
+        assert_eq!(
+            session.on_audio(protocol::ResponseId(1), 480, &mut out),
+            AudioVerdict::Drop
+        );
         // Progress of the cancelled response does not go out; the cancel carries it.
         session.on_playback(
             PlaybackEvent::Progress {
-                response_id: Some(1),
+                response_id: Some(protocol::ResponseId(1)),
                 played_samples: 400,
                 underruns: 0,
                 stale_dropped: 1,
@@ -691,7 +701,7 @@ mod tests {
         );
         session.on_playback(
             PlaybackEvent::Cleared {
-                response_id: Some(1),
+                response_id: Some(protocol::ResponseId(1)),
                 played_samples: 420,
             },
             &mut out,
@@ -699,16 +709,18 @@ mod tests {
         assert_eq!(
             out,
             [Command::Send(ClientMessage::Cancel {
-                response_id: 1,
+                response_id: protocol::ResponseId(1),
                 played_samples: 420
             })]
         );
-        let track = &session.responses()[&1];
+        let track = &session.responses()[&ResponseId(1)];
         assert_eq!(track.phase, ResponsePhase::Cancelled);
         assert_eq!(track.dropped_frames, 1);
         // The interrupted response's done neither ends playback nor changes the state.
         out.clear();
-        session.on_server_message(&done(1, true), &mut out).unwrap();
+        session
+            .on_server_message(&done(protocol::ResponseId(1), true), &mut out)
+            .unwrap();
         assert!(out.is_empty());
     }
 
@@ -718,14 +730,16 @@ mod tests {
         let mut out = Vec::new();
         session.on_capture(CaptureEvent::SpeechStarted, &mut out);
         session.on_capture(CaptureEvent::SpeechStopped, &mut out);
-        session.on_server_message(&started(2), &mut out).unwrap();
+        session
+            .on_server_message(&started(protocol::ResponseId(2)), &mut out)
+            .unwrap();
         assert_eq!(session.pipeline(), Pipeline::Thinking);
         out.clear();
         session.on_capture(CaptureEvent::SpeechStarted, &mut out);
         assert_eq!(
             out[..2],
             [
-                Command::Playback(PlaybackCommand::Clear(2)),
+                Command::Playback(PlaybackCommand::Clear(protocol::ResponseId(2))),
                 Command::Send(ClientMessage::SpeechStarted)
             ]
         );
@@ -733,7 +747,7 @@ mod tests {
         // The worklet's current response is an older one: nothing of 2 was played.
         session.on_playback(
             PlaybackEvent::Cleared {
-                response_id: Some(1),
+                response_id: Some(protocol::ResponseId(1)),
                 played_samples: 5000,
             },
             &mut out,
@@ -741,7 +755,7 @@ mod tests {
         assert_eq!(
             out,
             [Command::Send(ClientMessage::Cancel {
-                response_id: 2,
+                response_id: protocol::ResponseId(2),
                 played_samples: 0
             })]
         );
@@ -752,11 +766,14 @@ mod tests {
         let mut session = playing_session();
         let mut out = Vec::new();
         session
-            .on_server_message(&done(1, false), &mut out)
+            .on_server_message(&done(protocol::ResponseId(1), false), &mut out)
             .unwrap();
         out.clear();
         session.on_capture(CaptureEvent::SpeechStarted, &mut out);
-        assert_eq!(out[0], Command::Playback(PlaybackCommand::Clear(1)));
+        assert_eq!(
+            out[0],
+            Command::Playback(PlaybackCommand::Clear(protocol::ResponseId(1)))
+        );
     }
 
     #[test]
@@ -764,11 +781,11 @@ mod tests {
         let mut session = playing_session();
         let mut out = Vec::new();
         session
-            .on_server_message(&done(1, false), &mut out)
+            .on_server_message(&done(protocol::ResponseId(1), false), &mut out)
             .unwrap();
         session.on_playback(
             PlaybackEvent::Drained {
-                response_id: 1,
+                response_id: protocol::ResponseId(1),
                 played_samples: 960,
             },
             &mut out,
@@ -780,7 +797,7 @@ mod tests {
         out.clear();
         session.on_playback(
             PlaybackEvent::Cleared {
-                response_id: Some(1),
+                response_id: Some(protocol::ResponseId(1)),
                 played_samples: 960,
             },
             &mut out,
@@ -792,13 +809,24 @@ mod tests {
     fn frames_of_unknown_or_finished_responses_are_dropped() {
         let mut session = ready_session();
         let mut out = Vec::new();
-        assert_eq!(session.on_audio(9, 480, &mut out), AudioVerdict::Drop);
-        session.on_server_message(&started(1), &mut out).unwrap();
+        assert_eq!(
+            session.on_audio(protocol::ResponseId(9), 480, &mut out),
+            AudioVerdict::Drop
+        );
         session
-            .on_server_message(&done(1, false), &mut out)
+            .on_server_message(&started(protocol::ResponseId(1)), &mut out)
             .unwrap();
-        assert_eq!(session.responses()[&1].phase, ResponsePhase::Silent);
-        assert_eq!(session.on_audio(1, 480, &mut out), AudioVerdict::Drop);
+        session
+            .on_server_message(&done(protocol::ResponseId(1), false), &mut out)
+            .unwrap();
+        assert_eq!(
+            session.responses()[&ResponseId(1)].phase,
+            ResponsePhase::Silent
+        );
+        assert_eq!(
+            session.on_audio(protocol::ResponseId(1), 480, &mut out),
+            AudioVerdict::Drop
+        );
         assert_eq!(session.unknown_frames(), 2);
     }
 
@@ -816,7 +844,7 @@ mod tests {
                     code: ErrorCode::AudioTooShort,
                     message: "Too short.".into(),
                     retryable: true,
-                    turn_id: Some(1),
+                    turn_id: Some(protocol::TurnId(1)),
                     response_id: None,
                 }),
                 &mut out,

@@ -710,13 +710,13 @@ fn count<F: Fields + ?Sized>(message: &F, key: Key) -> u64 {
 fn response_id<F: Fields + ?Sized>(message: &F) -> Option<ResponseId> {
     message
         .number(Key::ResponseId)
-        .map(|value| value as ResponseId)
+        .map(|value| ResponseId(value as u32))
 }
 
 /// Sets `responseId` (`None` → `null`).
 fn set_response_id<F: FieldsMut + ?Sized>(message: &mut F, response_id: Option<ResponseId>) {
     match response_id {
-        Some(response_id) => message.set_number(Key::ResponseId, f64::from(response_id)),
+        Some(response_id) => message.set_number(Key::ResponseId, f64::from(response_id.0)),
         None => message.set_null(Key::ResponseId),
     }
 }
@@ -1139,7 +1139,7 @@ mod tests {
                 "underruns": 1, "staleDropped": 2, "buffered": 480,
             })),
             Ok(FromPlayback::Progress {
-                response_id: Some(7),
+                response_id: Some(protocol::ResponseId(7)),
                 played_samples: 9_600,
                 underruns: 1,
                 stale_dropped: 2,
@@ -1162,7 +1162,7 @@ mod tests {
         assert_eq!(
             decode(json!({ "type": "drained", "responseId": 7, "playedSamples": 9_600 })),
             Ok(FromPlayback::Drained {
-                response_id: 7,
+                response_id: protocol::ResponseId(7),
                 played_samples: 9_600
             })
         );
@@ -1184,7 +1184,7 @@ mod tests {
         assert_eq!(
             decode(json!({ "type": "cleared", "responseId": 3, "playedSamples": -5 })),
             Ok(FromPlayback::Cleared {
-                response_id: Some(3),
+                response_id: Some(protocol::ResponseId(3)),
                 played_samples: 0
             })
         );
@@ -1206,7 +1206,7 @@ mod tests {
         assert_eq!(FromPlayback::Ready(Ready::default()).event(), None);
         assert_eq!(
             FromPlayback::Progress {
-                response_id: Some(2),
+                response_id: Some(protocol::ResponseId(2)),
                 played_samples: 10,
                 underruns: 1,
                 stale_dropped: 3,
@@ -1214,7 +1214,7 @@ mod tests {
             }
             .event(),
             Some(PlaybackEvent::Progress {
-                response_id: Some(2),
+                response_id: Some(protocol::ResponseId(2)),
                 played_samples: 10,
                 underruns: 1,
                 stale_dropped: 3,
@@ -1222,12 +1222,12 @@ mod tests {
         );
         assert_eq!(
             FromPlayback::Drained {
-                response_id: 2,
+                response_id: protocol::ResponseId(2),
                 played_samples: 10
             }
             .event(),
             Some(PlaybackEvent::Drained {
-                response_id: 2,
+                response_id: protocol::ResponseId(2),
                 played_samples: 10
             })
         );
@@ -1258,18 +1258,18 @@ mod tests {
         );
         assert_eq!(
             encoded(|m| ToPlayback::Audio {
-                response_id: 4,
+                response_id: protocol::ResponseId(4),
                 pcm: vec![0, 1]
             }
             .encode(m)),
             json!({ "type": "audio", "responseId": 4, "pcm": [0, 1] })
         );
         assert_eq!(
-            encoded(|m| ToPlayback::<Vec<u8>>::End(4).encode(m)),
+            encoded(|m| ToPlayback::<Vec<u8>>::End(protocol::ResponseId(4)).encode(m)),
             json!({ "type": "end", "responseId": 4 })
         );
         assert_eq!(
-            encoded(|m| ToPlayback::<Vec<u8>>::Clear(Some(4)).encode(m)),
+            encoded(|m| ToPlayback::<Vec<u8>>::Clear(Some(protocol::ResponseId(4))).encode(m)),
             json!({ "type": "clear", "responseId": 4 })
         );
         assert_eq!(
@@ -1277,11 +1277,14 @@ mod tests {
             json!({ "type": "clear" })
         );
         let chunk = ToPlayback::Audio {
-            response_id: 1,
+            response_id: protocol::ResponseId(1),
             pcm: vec![9],
         };
         assert_eq!(chunk.into_transfer(), Some(vec![9]));
-        assert_eq!(ToPlayback::<Vec<u8>>::End(1).into_transfer(), None);
+        assert_eq!(
+            ToPlayback::<Vec<u8>>::End(protocol::ResponseId(1)).into_transfer(),
+            None
+        );
     }
 
     #[test]
@@ -1327,18 +1330,18 @@ mod tests {
                 buffered: 0,
             },
             FromPlayback::Progress {
-                response_id: Some(u32::MAX),
+                response_id: Some(protocol::ResponseId(u32::MAX)),
                 played_samples: 1 << 40,
                 underruns: 0,
                 stale_dropped: 0,
                 buffered: 960,
             },
             FromPlayback::Drained {
-                response_id: 3,
+                response_id: protocol::ResponseId(3),
                 played_samples: 24_000,
             },
             FromPlayback::Cleared {
-                response_id: Some(3),
+                response_id: Some(protocol::ResponseId(3)),
                 played_samples: 12,
             },
             FromPlayback::Cleared {
@@ -1361,11 +1364,11 @@ mod tests {
         }
         for sent in [
             ToPlayback::Audio {
-                response_id: 0,
+                response_id: protocol::ResponseId(0),
                 pcm: vec![255, 0],
             },
-            ToPlayback::End(8),
-            ToPlayback::Clear(Some(8)),
+            ToPlayback::End(protocol::ResponseId(8)),
+            ToPlayback::Clear(Some(protocol::ResponseId(8))),
             ToPlayback::Clear(None),
         ] {
             let mut wire = Json::default();

@@ -37,12 +37,12 @@ async fn main() {
         let response_id = turn as u32 + 1;
         browser
             .wait_for_frame(
-                |r| matches!(r, Received::Audio { response_id: id, .. } if *id == response_id),
+                |r| matches!(r, Received::Audio { response_id: id, .. } if *id == protocol::ResponseId(response_id)),
             )
             .await;
         stop_to_first_audio_ms.push(stopped.elapsed().as_secs_f64() * 1000.0);
         let metrics = browser
-            .wait_for(|m| matches!(m, ServerMessage::Metrics { response_id: Some(id), .. } if *id == response_id))
+            .wait_for(|m| matches!(m, ServerMessage::Metrics { response_id: Some(id), .. } if *id == protocol::ResponseId(response_id)))
             .await;
         if let ServerMessage::Metrics { waterfall, .. } = metrics {
             waterfalls.push(waterfall);

@@ -35,12 +35,28 @@ async fn barge_in_cancels_upstream_requests_drops_stale_audio_and_keeps_only_wha
 
     // Some audio of the answer plays...
     browser
-        .wait_for_frame(|r| matches!(r, Received::Audio { response_id: 1, .. }))
+        .wait_for_frame(|r| {
+            matches!(
+                r,
+                Received::Audio {
+                    response_id: protocol::ResponseId(1),
+                    ..
+                }
+            )
+        })
         .await;
     // ...then the user speaks: the client has already cleared its playback.
     browser.send(ClientMessage::SpeechStarted).await;
     let done = browser
-        .wait_for(|m| matches!(m, ServerMessage::ResponseDone { response_id: 1, .. }))
+        .wait_for(|m| {
+            matches!(
+                m,
+                ServerMessage::ResponseDone {
+                    response_id: protocol::ResponseId(1),
+                    ..
+                }
+            )
+        })
         .await;
     assert!(matches!(
         done,
@@ -80,12 +96,20 @@ async fn barge_in_cancels_upstream_requests_drops_stale_audio_and_keeps_only_wha
     let played_samples = 24_000 / 2;
     browser
         .send(ClientMessage::Cancel {
-            response_id: 1,
+            response_id: protocol::ResponseId(1),
             played_samples,
         })
         .await;
     let truncated = browser
-        .wait_for(|m| matches!(m, ServerMessage::ResponseTruncated { response_id: 1, .. }))
+        .wait_for(|m| {
+            matches!(
+                m,
+                ServerMessage::ResponseTruncated {
+                    response_id: protocol::ResponseId(1),
+                    ..
+                }
+            )
+        })
         .await;
     let ServerMessage::ResponseTruncated { heard_text, .. } = truncated else {
         unreachable!()
@@ -102,12 +126,24 @@ async fn barge_in_cancels_upstream_requests_drops_stale_audio_and_keeps_only_wha
     browser.send_audio(&tone(0.6)).await;
     browser.send(ClientMessage::SpeechStopped).await;
     browser
-        .wait_for(|m| matches!(m, ServerMessage::ResponseDone { response_id: 2, .. }))
+        .wait_for(|m| {
+            matches!(
+                m,
+                ServerMessage::ResponseDone {
+                    response_id: protocol::ResponseId(2),
+                    ..
+                }
+            )
+        })
         .await;
     assert!(
-        !browser.received[done_at..]
-            .iter()
-            .any(|r| matches!(r, Received::Audio { response_id: 1, .. })),
+        !browser.received[done_at..].iter().any(|r| matches!(
+            r,
+            Received::Audio {
+                response_id: protocol::ResponseId(1),
+                ..
+            }
+        )),
         "stale audio of the interrupted answer arrived after it was cancelled"
     );
     let records = proxy.sim.records();
@@ -140,7 +176,7 @@ async fn cancel_after_generation_finished_still_truncates_history() {
     browser.send(ClientMessage::SpeechStarted).await;
     browser
         .send(ClientMessage::Cancel {
-            response_id: 1,
+            response_id: protocol::ResponseId(1),
             played_samples: 0,
         })
         .await;
@@ -155,7 +191,15 @@ async fn cancel_after_generation_finished_still_truncates_history() {
     browser.send_audio(&tone(0.6)).await;
     browser.send(ClientMessage::SpeechStopped).await;
     browser
-        .wait_for(|m| matches!(m, ServerMessage::ResponseDone { response_id: 2, .. }))
+        .wait_for(|m| {
+            matches!(
+                m,
+                ServerMessage::ResponseDone {
+                    response_id: protocol::ResponseId(2),
+                    ..
+                }
+            )
+        })
         .await;
     let records = proxy.sim.records();
     let messages = records.chat[1].body["messages"].as_array().unwrap().clone();

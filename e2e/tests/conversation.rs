@@ -61,7 +61,7 @@ async fn three_turns_stream_text_and_audio_in_order_and_keep_history() {
         else {
             unreachable!()
         };
-        assert_eq!(response_id, turn);
+        assert_eq!(response_id, protocol::ResponseId(turn));
         assert_eq!(text, *answer);
         assert!(!interrupted);
         let metrics = browser
@@ -72,11 +72,11 @@ async fn three_turns_stream_text_and_audio_in_order_and_keep_history() {
         let received = &browser.received[first..];
         let final_at = position(
             received,
-            |m| matches!(m, ServerMessage::TranscriptFinal { turn_id, text } if *turn_id == turn && text == question),
+            |m| matches!(m, ServerMessage::TranscriptFinal { turn_id, text } if *turn_id == protocol::TurnId(turn) && text == question),
         );
         let started_at = position(
             received,
-            |m| matches!(m, ServerMessage::ResponseStarted { response_id: r, turn_id } if *r == turn && *turn_id == turn),
+            |m| matches!(m, ServerMessage::ResponseStarted { response_id: r, turn_id } if *r == protocol::ResponseId(turn) && *turn_id == protocol::TurnId(turn)),
         );
         let text_at = position(received, |m| {
             matches!(m, ServerMessage::ResponseTextDelta { .. })
@@ -122,7 +122,7 @@ async fn three_turns_stream_text_and_audio_in_order_and_keep_history() {
         else {
             unreachable!()
         };
-        assert_eq!(turn_id, turn);
+        assert_eq!(turn_id, protocol::TurnId(turn));
         for (step, value) in [
             ("commit", waterfall.commit_sent_ms),
             ("transcript", waterfall.transcript_final_ms),
@@ -231,7 +231,7 @@ async fn transcripts_are_ordered_by_turn_not_by_arrival() {
         .messages()
         .iter()
         .filter_map(|m| match m {
-            ServerMessage::TranscriptFinal { turn_id, .. } => Some(*turn_id),
+            ServerMessage::TranscriptFinal { turn_id, .. } => Some(turn_id.0),
             _ => None,
         })
         .collect();
@@ -265,13 +265,27 @@ async fn server_vad_ends_turns_when_configured() {
         .send_audio(&[silence(0.3), tone(0.8), silence(1.0)].concat())
         .await;
     browser
-        .wait_for(|m| matches!(m, ServerMessage::SpeechStarted { turn_id: 1 }))
+        .wait_for(|m| {
+            matches!(
+                m,
+                ServerMessage::SpeechStarted {
+                    turn_id: protocol::TurnId(1)
+                }
+            )
+        })
         .await;
     browser
-        .wait_for(|m| matches!(m, ServerMessage::SpeechStopped { turn_id: 1 }))
+        .wait_for(|m| {
+            matches!(
+                m,
+                ServerMessage::SpeechStopped {
+                    turn_id: protocol::TurnId(1)
+                }
+            )
+        })
         .await;
     browser
-        .wait_for(|m| matches!(m, ServerMessage::TranscriptFinal { turn_id: 1, text } if text == "Is anybody there?"))
+        .wait_for(|m| matches!(m, ServerMessage::TranscriptFinal { turn_id: protocol::TurnId(1), text } if text == "Is anybody there?"))
         .await;
     browser
         .wait_for(|m| {

@@ -462,7 +462,7 @@ async fn invalid_browser_messages_are_rejected_and_never_forwarded() {
     // A cancel for a response that never existed is ignored.
     browser
         .send(ClientMessage::Cancel {
-            response_id: 99,
+            response_id: protocol::ResponseId(99),
             played_samples: 0,
         })
         .await;

@@ -65,12 +65,41 @@ pub const MAX_CLIENT_AUDIO_FRAME_BYTES: usize = SAMPLE_RATE_HZ as usize * BYTES_
 /// text delta never comes near this.
 pub const MAX_TEXT_FRAME_BYTES: usize = 64 * 1024;
 
-/// Identifies one assistant response within a session. Counts up from 1.
-pub type ResponseId = u32;
+/// Identifies one assistant response within a session. Counts up from 1; on the wire a plain
+/// number (and the audio frame header's `u32`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct ResponseId(pub u32);
 
 /// Identifies one user turn within a session. Counts up from 1; transcripts are delivered in
-/// turn order.
-pub type TurnId = u32;
+/// turn order. On the wire a plain number.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct TurnId(pub u32);
+
+macro_rules! counter_id {
+    ($name:ident) => {
+        impl $name {
+            /// The id after this one.
+            #[must_use]
+            pub const fn next(self) -> Self {
+                Self(self.0 + 1)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+counter_id!(ResponseId);
+counter_id!(TurnId);
 
 /// Messages the browser sends, as JSON text frames.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -511,7 +540,7 @@ pub fn encode_audio_frame(response_id: ResponseId, pcm: &[u8], out: &mut Vec<u8>
     );
     out.clear();
     out.reserve(AUDIO_HEADER_LEN + pcm.len());
-    out.extend_from_slice(&response_id.to_le_bytes());
+    out.extend_from_slice(&response_id.0.to_le_bytes());
     out.extend_from_slice(pcm);
 }
 
@@ -523,7 +552,7 @@ pub fn decode_audio_frame(frame: &[u8]) -> Result<(ResponseId, &[u8]), ProtocolE
     if pcm.len() % BYTES_PER_SAMPLE != 0 {
         return Err(ProtocolError::OddAudioLength { len: pcm.len() });
     }
-    Ok((ResponseId::from_le_bytes(*header), pcm))
+    Ok((ResponseId(u32::from_le_bytes(*header)), pcm))
 }
 
 #[cfg(test)]
@@ -535,11 +564,11 @@ mod tests {
             ClientMessage::SpeechStarted,
             ClientMessage::SpeechStopped,
             ClientMessage::Cancel {
-                response_id: 3,
+                response_id: ResponseId(3),
                 played_samples: 24_000,
             },
             ClientMessage::PlaybackProgress {
-                response_id: 3,
+                response_id: ResponseId(3),
                 played_samples: 12,
             },
         ]
@@ -554,37 +583,37 @@ mod tests {
                 turn_detection: TurnDetection::ServerVad,
                 simulated: true,
             },
-            ServerMessage::SpeechStarted { turn_id: 1 },
-            ServerMessage::SpeechStopped { turn_id: 1 },
+            ServerMessage::SpeechStarted { turn_id: TurnId(1) },
+            ServerMessage::SpeechStopped { turn_id: TurnId(1) },
             ServerMessage::TranscriptDelta {
-                turn_id: 1,
+                turn_id: TurnId(1),
                 delta: "Hel".into(),
             },
             ServerMessage::TranscriptFinal {
-                turn_id: 1,
+                turn_id: TurnId(1),
                 text: "Hello there.".into(),
             },
             ServerMessage::ResponseStarted {
-                response_id: 1,
-                turn_id: 1,
+                response_id: ResponseId(1),
+                turn_id: TurnId(1),
             },
             ServerMessage::ResponseTextDelta {
-                response_id: 1,
+                response_id: ResponseId(1),
                 delta: "Hi".into(),
             },
             ServerMessage::ResponseDone {
-                response_id: 1,
+                response_id: ResponseId(1),
                 text: "Hi!".into(),
                 interrupted: false,
                 audio_samples: 4800,
             },
             ServerMessage::ResponseTruncated {
-                response_id: 1,
+                response_id: ResponseId(1),
                 heard_text: "Hi".into(),
             },
             ServerMessage::Metrics {
-                turn_id: 1,
-                response_id: Some(1),
+                turn_id: TurnId(1),
+                response_id: Some(ResponseId(1)),
                 waterfall: Waterfall {
                     commit_sent_ms: Some(0.1),
                     first_audio_sent_ms: Some(812.5),
@@ -596,7 +625,7 @@ mod tests {
                 code: ErrorCode::RateLimited,
                 message: "The language model is rate limited.".into(),
                 retryable: true,
-                turn_id: Some(2),
+                turn_id: Some(TurnId(2)),
                 response_id: None,
             }),
         ]
@@ -638,7 +667,7 @@ mod tests {
     fn wire_shape_is_stable() {
         assert_eq!(
             ClientMessage::Cancel {
-                response_id: 7,
+                response_id: ResponseId(7),
                 played_samples: 480
             }
             .to_json(),
@@ -651,7 +680,7 @@ mod tests {
                 message: "m".into(),
                 retryable: false,
                 turn_id: None,
-                response_id: Some(2),
+                response_id: Some(ResponseId(2)),
             })
             .to_json(),
             r#"{"type":"error","stage":"tts","code":"insufficient_quota","message":"m","retryable":false,"response_id":2}"#
@@ -740,12 +769,18 @@ mod tests {
     fn audio_frames_round_trip() {
         let pcm: Vec<u8> = (0..=255).collect();
         let mut frame = Vec::new();
-        encode_audio_frame(0xDEAD_BEEF, &pcm, &mut frame);
+        encode_audio_frame(ResponseId(0xDEAD_BEEF), &pcm, &mut frame);
         assert_eq!(frame.len(), AUDIO_HEADER_LEN + pcm.len());
-        assert_eq!(decode_audio_frame(&frame), Ok((0xDEAD_BEEF, &pcm[..])));
+        assert_eq!(
+            decode_audio_frame(&frame),
+            Ok((ResponseId(0xDEAD_BEEF), &pcm[..]))
+        );
         // The buffer is reused, not appended to.
-        encode_audio_frame(1, &[1, 2], &mut frame);
-        assert_eq!(decode_audio_frame(&frame), Ok((1, &[1u8, 2][..])));
+        encode_audio_frame(ResponseId(1), &[1, 2], &mut frame);
+        assert_eq!(
+            decode_audio_frame(&frame),
+            Ok((ResponseId(1), &[1u8, 2][..]))
+        );
     }
 
     #[test]
@@ -758,6 +793,9 @@ mod tests {
             decode_audio_frame(&[1, 0, 0, 0, 9]),
             Err(ProtocolError::OddAudioLength { len: 1 })
         );
-        assert_eq!(decode_audio_frame(&[1, 0, 0, 0]), Ok((1, &[][..])));
+        assert_eq!(
+            decode_audio_frame(&[1, 0, 0, 0]),
+            Ok((ResponseId(1), &[][..]))
+        );
     }
 }

@@ -151,14 +151,14 @@ impl BrowserLink {
 
     /// Lets this response's audio out, and no other's.
     pub(crate) fn set_live(&self, response_id: ResponseId) {
-        self.live.store(response_id, Ordering::SeqCst);
+        self.live.store(response_id.0, Ordering::SeqCst);
     }
 
     /// Drops this response's audio from now on, if it is the live one.
     pub(crate) fn stop_audio_of(&self, response_id: ResponseId) {
         let _ = self
             .live
-            .compare_exchange(response_id, 0, Ordering::SeqCst, Ordering::SeqCst);
+            .compare_exchange(response_id.0, 0, Ordering::SeqCst, Ordering::SeqCst);
     }
 
     /// Closes the queues and lets the writer flush what is in them (its close frame above all),
@@ -198,7 +198,7 @@ async fn write(
                 None => break,
             },
             chunk = audio.recv() => match chunk {
-                Some(chunk) if chunk.response_id == live.load(Ordering::SeqCst) => {
+                Some(chunk) if chunk.response_id == protocol::ResponseId(live.load(Ordering::SeqCst)) => {
                     let mut frame = Vec::new();
                     protocol::encode_audio_frame(chunk.response_id, &chunk.pcm, &mut frame);
                     Message::Binary(frame.into())

@@ -307,48 +307,65 @@ mod tests {
     fn an_answer_is_kept_whole_or_as_heard() {
         let mut conversation = Conversation::new("s", 10);
         conversation.add_user("Hi");
-        conversation.begin_answer(1, 1);
+        conversation.begin_answer(protocol::ResponseId(1), protocol::TurnId(1));
         // Still generating: not part of what the model reads.
         assert_eq!(conversation.messages().len(), 2);
-        let answer = conversation.answer_mut(1).unwrap();
+        let answer = conversation.answer_mut(protocol::ResponseId(1)).unwrap();
         answer.push_text("Hello there. How are you?");
         answer.segment_started("Hello there.".into(), 0);
         answer.segment_finished(1000);
         answer.segment_started("How are you?".into(), 1000);
         answer.segment_finished(1000);
         conversation.add_user("Hello?");
-        conversation.finish(1);
+        conversation.finish(protocol::ResponseId(1));
         assert_eq!(
             conversation.messages()[2].content,
             "Hello there. How are you?"
         );
         // Played on after it finished generating, then cut: only what was heard stays.
         assert_eq!(
-            conversation.truncate(1, 1000).as_deref(),
+            conversation
+                .truncate(protocol::ResponseId(1), 1000)
+                .as_deref(),
             Some("Hello there.")
         );
         assert_eq!(
-            conversation.assistant_text(1).as_deref(),
+            conversation
+                .assistant_text(protocol::ResponseId(1))
+                .as_deref(),
             Some("Hello there.")
         );
-        assert_eq!(conversation.truncate(1, 0).as_deref(), Some(""));
-        assert_eq!(conversation.assistant_text(1), None);
+        assert_eq!(
+            conversation.truncate(protocol::ResponseId(1), 0).as_deref(),
+            Some("")
+        );
+        assert_eq!(conversation.assistant_text(protocol::ResponseId(1)), None);
         assert_eq!(conversation.messages().len(), 3);
     }
 
     #[test]
     fn an_interrupted_answer_keeps_what_the_last_progress_report_played() {
         let mut conversation = Conversation::new("s", 10);
-        conversation.begin_answer(1, 1);
-        let answer = conversation.answer_mut(1).unwrap();
+        conversation.begin_answer(protocol::ResponseId(1), protocol::TurnId(1));
+        let answer = conversation.answer_mut(protocol::ResponseId(1)).unwrap();
         answer.segment_started("One.".into(), 0);
         answer.segment_finished(500);
         answer.segment_started("Two.".into(), 500);
         answer.played(600);
         answer.played(100);
-        conversation.interrupt(1);
-        assert_eq!(conversation.assistant_text(1).as_deref(), Some("One."));
-        assert!(!conversation.answer_mut(1).unwrap().is_generating());
+        conversation.interrupt(protocol::ResponseId(1));
+        assert_eq!(
+            conversation
+                .assistant_text(protocol::ResponseId(1))
+                .as_deref(),
+            Some("One.")
+        );
+        assert!(
+            !conversation
+                .answer_mut(protocol::ResponseId(1))
+                .unwrap()
+                .is_generating()
+        );
     }
 
     #[test]

@@ -142,8 +142,8 @@ pub(crate) fn log_waterfall(turn_id: TurnId, response_id: Option<ResponseId>, w:
     };
     tracing::info!(
         target: "voice::turn",
-        turn = turn_id,
-        response = response_id,
+        turn = turn_id.0,
+        response = response_id.map(|id| id.0),
         commit_ms = w.commit_sent_ms,
         stt_ms = w.transcript_final_ms,
         llm_request_ms = w.llm_request_ms,
@@ -167,7 +167,7 @@ mod tests {
     #[test]
     fn steps_are_offsets_from_the_end_of_speech_and_keep_the_first_time() {
         let t0 = Instant::now();
-        let mut clock = TurnClock::new(1, t0);
+        let mut clock = TurnClock::new(protocol::TurnId(1), t0);
         clock.mark(Step::CommitSent, t0 + Duration::from_micros(300));
         clock.mark(Step::FirstAudioSent, t0 + Duration::from_millis(900));
         clock.mark(Step::FirstAudioSent, t0 + Duration::from_millis(950));
@@ -181,20 +181,22 @@ mod tests {
     fn a_report_forgets_the_turn_and_older_ones() {
         let t0 = Instant::now();
         let mut clocks = TurnClocks::default();
-        clocks.start(1, t0);
-        clocks.start(2, t0);
-        clocks.start(3, t0);
-        clocks.set_response(2, 7);
-        let (response, _) = clocks.report(2).expect("turn 2 is reported");
-        assert_eq!(response, Some(7));
-        assert!(clocks.report(1).is_none());
-        assert!(clocks.report(2).is_none());
-        assert!(clocks.report(3).is_some());
+        clocks.start(protocol::TurnId(1), t0);
+        clocks.start(protocol::TurnId(2), t0);
+        clocks.start(protocol::TurnId(3), t0);
+        clocks.set_response(protocol::TurnId(2), protocol::ResponseId(7));
+        let (response, _) = clocks
+            .report(protocol::TurnId(2))
+            .expect("turn 2 is reported");
+        assert_eq!(response, Some(ResponseId(7)));
+        assert!(clocks.report(protocol::TurnId(1)).is_none());
+        assert!(clocks.report(protocol::TurnId(2)).is_none());
+        assert!(clocks.report(protocol::TurnId(3)).is_some());
     }
 
     #[test]
     fn a_turn_is_reported_once() {
-        let mut clock = TurnClock::new(1, Instant::now());
+        let mut clock = TurnClock::new(protocol::TurnId(1), Instant::now());
         assert!(clock.report().is_some());
         assert!(clock.report().is_none());
     }

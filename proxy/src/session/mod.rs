@@ -371,7 +371,7 @@ impl Session {
             audio_samples: answer.audio_samples(),
         };
         let turn_id = answer.turn_id();
-        tracing::info!(response = response_id, "response interrupted");
+        tracing::info!(response = %response_id, "response interrupted");
         self.browser.send(done).await;
         self.report_turn(turn_id).await;
     }
@@ -409,7 +409,7 @@ impl Session {
                 self.apply(Input::ResponseAudioStarted(id)).await;
             }
             ResponseEvent::Failed(stage, error) => {
-                tracing::warn!(response = id, stage = stage.as_str(), %error, "response stage failed");
+                tracing::warn!(response = %id, stage = stage.as_str(), %error, "response stage failed");
                 let event = error.to_event(stage).for_turn(turn_id).for_response(id);
                 self.browser.send(ServerMessage::Error(event)).await;
             }

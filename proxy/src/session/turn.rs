@@ -154,8 +154,8 @@ impl TurnMachine {
         Self {
             detection,
             phase: Phase::Listening,
-            last_turn: 0,
-            last_response: 0,
+            last_turn: protocol::TurnId(0),
+            last_response: protocol::ResponseId(0),
             audio_since_commit: false,
             speaking_turn: None,
             awaiting_item: VecDeque::new(),
@@ -313,7 +313,7 @@ impl TurnMachine {
     }
 
     fn new_turn(&mut self) -> TurnId {
-        self.last_turn += 1;
+        self.last_turn = self.last_turn.next();
         self.last_turn
     }
 
@@ -382,7 +382,7 @@ impl TurnMachine {
         if let Some(response) = self.live_response() {
             actions.push(Action::CancelResponse(response));
         }
-        self.last_response += 1;
+        self.last_response = self.last_response.next();
         actions.push(Action::StartResponse(self.last_response, turn));
         self.phase = Phase::Thinking(self.last_response);
     }
@@ -420,7 +420,7 @@ mod tests {
         let mut m = TurnMachine::new(TurnDetection::Client);
         assert_eq!(
             client_turn(&mut m),
-            vec![Action::TurnEnded(1), Action::Commit]
+            vec![Action::TurnEnded(protocol::TurnId(1)), Action::Commit]
         );
         assert_eq!(m.phase(), Phase::Transcribing);
         let actions = run(
@@ -440,15 +440,18 @@ mod tests {
         assert_eq!(
             actions,
             vec![
-                Action::TranscriptDelta(1, "Hi".into()),
-                Action::TranscriptFinal(1, "Hi there.".into()),
-                Action::StartResponse(1, 1),
+                Action::TranscriptDelta(protocol::TurnId(1), "Hi".into()),
+                Action::TranscriptFinal(protocol::TurnId(1), "Hi there.".into()),
+                Action::StartResponse(protocol::ResponseId(1), protocol::TurnId(1)),
             ]
         );
-        assert_eq!(m.phase(), Phase::Thinking(1));
-        run(&mut m, vec![Input::ResponseAudioStarted(1)]);
-        assert_eq!(m.phase(), Phase::Speaking(1));
-        run(&mut m, vec![Input::ResponseEnded(1)]);
+        assert_eq!(m.phase(), Phase::Thinking(protocol::ResponseId(1)));
+        run(
+            &mut m,
+            vec![Input::ResponseAudioStarted(protocol::ResponseId(1))],
+        );
+        assert_eq!(m.phase(), Phase::Speaking(protocol::ResponseId(1)));
+        run(&mut m, vec![Input::ResponseEnded(protocol::ResponseId(1))]);
         assert_eq!(m.phase(), Phase::Listening);
     }
 
@@ -475,16 +478,22 @@ mod tests {
                     item_id: item("a"),
                     transcript: "Tell me a story.".into(),
                 },
-                Input::ResponseAudioStarted(1),
+                Input::ResponseAudioStarted(protocol::ResponseId(1)),
             ],
         );
         let actions = run(&mut m, vec![Input::ClientSpeechStarted]);
-        assert_eq!(actions, vec![Action::CancelResponse(1)]);
+        assert_eq!(
+            actions,
+            vec![Action::CancelResponse(protocol::ResponseId(1))]
+        );
         assert_eq!(m.phase(), Phase::UserSpeaking);
         // Late events of the cancelled response change nothing.
         run(
             &mut m,
-            vec![Input::ResponseAudioStarted(1), Input::ResponseEnded(1)],
+            vec![
+                Input::ResponseAudioStarted(protocol::ResponseId(1)),
+                Input::ResponseEnded(protocol::ResponseId(1)),
+            ],
         );
         assert_eq!(m.phase(), Phase::UserSpeaking);
     }
@@ -503,10 +512,10 @@ mod tests {
                 },
             ],
         );
-        assert!(run(&mut m, vec![Input::ClientCancel(7)]).is_empty());
+        assert!(run(&mut m, vec![Input::ClientCancel(protocol::ResponseId(7))]).is_empty());
         assert_eq!(
-            run(&mut m, vec![Input::ClientCancel(1)]),
-            vec![Action::CancelResponse(1)]
+            run(&mut m, vec![Input::ClientCancel(protocol::ResponseId(1))]),
+            vec![Action::CancelResponse(protocol::ResponseId(1))]
         );
         assert_eq!(m.phase(), Phase::Listening);
     }
@@ -539,9 +548,9 @@ mod tests {
         assert_eq!(
             actions,
             vec![
-                Action::TranscriptFinal(1, "First.".into()),
-                Action::TranscriptFinal(2, "Second.".into()),
-                Action::StartResponse(1, 2),
+                Action::TranscriptFinal(protocol::TurnId(1), "First.".into()),
+                Action::TranscriptFinal(protocol::TurnId(2), "Second.".into()),
+                Action::StartResponse(protocol::ResponseId(1), protocol::TurnId(2)),
             ]
         );
     }
@@ -566,9 +575,9 @@ mod tests {
         assert_eq!(
             actions,
             vec![
-                Action::TurnDropped(1, DropReason::Failed),
-                Action::TranscriptFinal(2, "Second.".into()),
-                Action::StartResponse(1, 2),
+                Action::TurnDropped(protocol::TurnId(1), DropReason::Failed),
+                Action::TranscriptFinal(protocol::TurnId(2), "Second.".into()),
+                Action::StartResponse(protocol::ResponseId(1), protocol::TurnId(2)),
             ]
         );
     }
@@ -579,7 +588,7 @@ mod tests {
         client_turn(&mut m);
         assert_eq!(
             run(&mut m, vec![Input::CommitEmpty]),
-            vec![Action::TurnDropped(1, DropReason::Empty)]
+            vec![Action::TurnDropped(protocol::TurnId(1), DropReason::Empty)]
         );
         assert_eq!(m.phase(), Phase::Listening);
     }
@@ -591,7 +600,10 @@ mod tests {
         run(&mut m, vec![Input::Committed { item_id: item("a") }]);
         assert_eq!(
             run(&mut m, vec![Input::TranscriptTimedOut]),
-            vec![Action::TurnDropped(1, DropReason::TimedOut)]
+            vec![Action::TurnDropped(
+                protocol::TurnId(1),
+                DropReason::TimedOut
+            )]
         );
         assert!(!m.has_open_turns());
         // A late transcript for it is ignored.
@@ -626,8 +638,8 @@ mod tests {
         assert_eq!(
             run(&mut m, vec![Input::TranscriberLost]),
             vec![
-                Action::TurnDropped(2, DropReason::Lost),
-                Action::StartResponse(1, 1)
+                Action::TurnDropped(protocol::TurnId(2), DropReason::Lost),
+                Action::StartResponse(protocol::ResponseId(1), protocol::TurnId(1))
             ]
         );
         assert!(!m.has_open_turns());
@@ -651,7 +663,10 @@ mod tests {
                 transcript: "Wait,".into(),
             }],
         );
-        assert_eq!(actions, vec![Action::TranscriptFinal(1, "Wait,".into())]);
+        assert_eq!(
+            actions,
+            vec![Action::TranscriptFinal(protocol::TurnId(1), "Wait,".into())]
+        );
         assert_eq!(m.phase(), Phase::UserSpeaking);
         run(&mut m, vec![Input::ClientAudio, Input::ClientSpeechStopped]);
         let actions = run(
@@ -667,8 +682,8 @@ mod tests {
         assert_eq!(
             actions,
             vec![
-                Action::TranscriptFinal(2, "one more thing.".into()),
-                Action::StartResponse(1, 2)
+                Action::TranscriptFinal(protocol::TurnId(2), "one more thing.".into()),
+                Action::StartResponse(protocol::ResponseId(1), protocol::TurnId(2))
             ]
         );
     }
@@ -694,7 +709,10 @@ mod tests {
         // The second "utterance" carried no audio.
         assert_eq!(
             run(&mut m, vec![Input::ClientSpeechStopped]),
-            vec![Action::StartResponse(1, 1)]
+            vec![Action::StartResponse(
+                protocol::ResponseId(1),
+                protocol::TurnId(1)
+            )]
         );
     }
 
@@ -718,11 +736,11 @@ mod tests {
         assert_eq!(
             actions,
             vec![
-                Action::NotifySpeechStarted(1),
-                Action::NotifySpeechStopped(1),
-                Action::TurnEnded(1),
-                Action::TranscriptFinal(1, "Hello.".into()),
-                Action::StartResponse(1, 1),
+                Action::NotifySpeechStarted(protocol::TurnId(1)),
+                Action::NotifySpeechStopped(protocol::TurnId(1)),
+                Action::TurnEnded(protocol::TurnId(1)),
+                Action::TranscriptFinal(protocol::TurnId(1), "Hello.".into()),
+                Action::StartResponse(protocol::ResponseId(1), protocol::TurnId(1)),
             ]
         );
     }
@@ -748,7 +766,10 @@ mod tests {
         );
         assert_eq!(
             actions,
-            vec![Action::CancelResponse(1), Action::NotifySpeechStarted(2)]
+            vec![
+                Action::CancelResponse(protocol::ResponseId(1)),
+                Action::NotifySpeechStarted(protocol::TurnId(2))
+            ]
         );
     }
 }
