@@ -189,14 +189,8 @@ impl UpstreamError {
             ErrorCode::StreamInterrupted => format!("The {service} stream broke off."),
             _ => format!("The {service} service is unavailable right now."),
         };
-        ErrorEvent {
-            stage,
-            code,
-            message,
-            retryable: self.is_retryable() || matches!(code, ErrorCode::StreamInterrupted),
-            turn_id: None,
-            response_id: None,
-        }
+        let retryable = self.is_retryable() || matches!(code, ErrorCode::StreamInterrupted);
+        ErrorEvent::new(stage, code, message, retryable)
     }
 }
 
