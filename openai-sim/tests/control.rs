@@ -96,16 +96,10 @@ async fn control_scripts_replies_and_transcripts() {
     assert_eq!(bad.status(), 400);
     let events = parse_sse(&body_bytes(post(&sim, "/chat/completions", &chat_body()).await).await);
     assert_eq!(chat_text(&events), "Scripted over HTTP.");
-    let mut ws = connect(&sim, "intent=transcription").await;
-    next_event(&mut ws).await;
-    send(
-        &mut ws,
-        session_update("gpt-4o-mini-transcribe", Value::Null),
-    )
-    .await;
-    next_event(&mut ws).await;
+    let mut ws = transcription_session(&sim).await;
+    configure(&mut ws, Value::Null).await;
     for expected in ["First turn.", "Second turn."] {
-        append_and_commit(&mut ws, &tone(300)).await;
+        append_and_commit(&mut ws, &tone(300, 0.3)).await;
         let events = events_until(
             &mut ws,
             "conversation.item.input_audio_transcription.completed",

@@ -2,235 +2,22 @@
 //! transcription WebSocket and reqwest for Chat Completions and Speech. Tests wait on
 //! conditions (events, records) with generous deadlines; none sleeps or asserts timings.
 
+#[allow(dead_code)]
+mod support;
+
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use futures_util::{SinkExt, StreamExt};
-use openai_sim::{Fault, Outcome, Records, SimConfig, SimStage, Simulator};
+use futures_util::StreamExt;
+use openai_sim::{Fault, Outcome, SimConfig, SimStage};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use support::*;
+use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-/// Generous bound on any single wait: only a broken simulator reaches it.
-const DEADLINE: Duration = Duration::from_secs(10);
-/// Bearer token the tests send (any token passes unless a key is configured).
-const KEY: &str = "sk-test-key-0123456789";
-/// PCM16 bytes per millisecond at 24 kHz mono.
-const BYTES_PER_MS: usize = 48;
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-// --- helpers ---
-
-async fn start(config: SimConfig) -> Simulator {
-    Simulator::start(config)
-        .await
-        .expect("the simulator starts")
-}
-
-/// Quirk-free, delay-free: exact event sequences.
-fn plain() -> SimConfig {
-    SimConfig {
-        quirks: false,
-        ..SimConfig::instant()
-    }
-}
-
-fn ws_request(
-    sim: &Simulator,
-    query: &str,
-    headers: &[(&str, &str)],
-) -> tungstenite::handshake::client::Request {
-    let mut request = format!("{}?{query}", sim.realtime_url())
-        .into_client_request()
-        .expect("a valid URL");
-    for (name, value) in headers {
-        let name =
-            tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("a valid name");
-        request
-            .headers_mut()
-            .insert(name, value.parse().expect("a valid header value"));
-    }
-    request
-}
-
-async fn connect(sim: &Simulator, query: &str, headers: &[(&str, &str)]) -> Ws {
-    let (ws, _) = tokio_tungstenite::connect_async(ws_request(sim, query, headers))
-        .await
-        .expect("the upgrade succeeds");
-    ws
-}
-
-/// A transcription session with a bearer token, past its `session.created`.
-async fn transcription_session(sim: &Simulator) -> Ws {
-    let auth = format!("Bearer {KEY}");
-    let mut ws = connect(sim, "intent=transcription", &[("authorization", &auth)]).await;
-    let created = next_event(&mut ws).await;
-    assert_eq!(created["type"], "session.created", "{created}");
-    ws
-}
-
-/// The next server event (text frame).
-async fn next_event(ws: &mut Ws) -> Value {
-    loop {
-        let message = tokio::time::timeout(DEADLINE, ws.next())
-            .await
-            .expect("an event before the deadline")
-            .expect("the socket is open")
-            .expect("a valid frame");
-        match message {
-            Message::Text(text) => return serde_json::from_str(&text).expect("events are JSON"),
-            Message::Close(frame) => panic!("closed: {frame:?}"),
-            _ => {}
-        }
-    }
-}
-
-/// The close frame the server sends next.
-async fn next_close(ws: &mut Ws) -> tungstenite::protocol::CloseFrame {
-    let close = tokio::time::timeout(DEADLINE, ws.next())
-        .await
-        .expect("a close before the deadline");
-    let Some(Ok(Message::Close(Some(frame)))) = close else {
-        panic!("expected a close frame: {close:?}")
-    };
-    frame
-}
-
-/// Events up to and including the first of type `kind`.
-async fn events_until(ws: &mut Ws, kind: &str) -> Vec<Value> {
-    let mut events = Vec::new();
-    loop {
-        let event = next_event(ws).await;
-        let done = event["type"] == kind;
-        events.push(event);
-        if done {
-            return events;
-        }
-    }
-}
-
-async fn send(ws: &mut Ws, event: Value) {
-    ws.send(Message::text(event.to_string()))
-        .await
-        .expect("the socket accepts a frame");
-}
-
-/// Appends audio in 40 ms pieces, as a client streaming a microphone would.
-async fn append(ws: &mut Ws, pcm: &[u8]) {
-    for piece in pcm.chunks(40 * BYTES_PER_MS) {
-        let event = json!({"type": "input_audio_buffer.append", "audio": BASE64.encode(piece)});
-        send(ws, event).await;
-    }
-}
-
-async fn configure(ws: &mut Ws, turn_detection: Value) -> Value {
-    send(
-        ws,
-        json!({
-            "type": "session.update",
-            "event_id": "evt_cfg",
-            "session": {
-                "type": "transcription",
-                "audio": { "input": {
-                    "format": { "type": "audio/pcm", "rate": 24000 },
-                    "transcription": { "model": "gpt-4o-mini-transcribe", "language": "en" },
-                    "turn_detection": turn_detection,
-                }},
-            },
-        }),
-    )
-    .await;
-    let updated = next_event(ws).await;
-    assert_eq!(updated["type"], "session.updated", "{updated}");
-    updated
-}
-
-/// `ms` of a 200 Hz tone at `amplitude` (fraction of full scale).
-fn tone(ms: usize, amplitude: f64) -> Vec<u8> {
-    (0..ms * 24)
-        .flat_map(|n| {
-            let phase = std::f64::consts::TAU * 200.0 * n as f64 / 24_000.0;
-            ((amplitude * phase.sin() * f64::from(i16::MAX)) as i16).to_le_bytes()
-        })
-        .collect()
-}
-
-fn silence(ms: usize) -> Vec<u8> {
-    vec![0; ms * BYTES_PER_MS]
-}
-
-fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    events
-        .iter()
-        .filter(|event| event["type"] == kind)
-        .collect()
-}
-
-fn position(events: &[Value], kind: &str) -> usize {
-    events
-        .iter()
-        .position(|event| event["type"] == kind)
-        .unwrap_or_else(|| panic!("no {kind}"))
-}
-
-async fn wait(sim: &Simulator, condition: impl Fn(&Records) -> bool) -> Records {
-    sim.wait_until(DEADLINE, condition)
-        .await
-        .unwrap_or_else(|records| panic!("{records:#?}"))
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-fn chat_body(stream: bool) -> Value {
-    json!({
-        "model": "gpt-4.1-mini",
-        "messages": [
-            { "role": "system", "content": "You are a concise voice assistant." },
-            { "role": "user", "content": "What is up?" },
-        ],
-        "stream": stream,
-    })
-}
-
-async fn post(sim: &Simulator, path: &str, body: &Value) -> reqwest::Response {
-    http()
-        .post(format!("{}{path}", sim.base_url()))
-        .bearer_auth(KEY)
-        .json(body)
-        .send()
-        .await
-        .expect("the simulator answers")
-}
-
-/// Reads a body to its end; returns the bytes and, if the body broke off, the error.
-async fn read_body(
-    mut response: reqwest::Response,
-) -> (Vec<u8>, Vec<usize>, Option<reqwest::Error>) {
-    let mut bytes = Vec::new();
-    let mut chunks = Vec::new();
-    loop {
-        match tokio::time::timeout(DEADLINE, response.chunk())
-            .await
-            .expect("the body progresses")
-        {
-            Ok(Some(chunk)) => {
-                chunks.push(chunk.len());
-                bytes.extend_from_slice(&chunk);
-            }
-            Ok(None) => return (bytes, chunks, None),
-            Err(error) => return (bytes, chunks, Some(error)),
-        }
-    }
-}
-
-/// The `data:` payloads of an SSE body, in order.
+/// The `data:` payloads of an SSE body in the default framing (`data: ...` and a blank line),
+/// in order; anything framed otherwise is left out.
 fn sse_payloads(body: &[u8]) -> Vec<String> {
     String::from_utf8(body.to_vec())
         .expect("SSE is UTF-8")
@@ -238,10 +25,6 @@ fn sse_payloads(body: &[u8]) -> Vec<String> {
         .filter_map(|event| event.strip_prefix("data: "))
         .map(str::to_owned)
         .collect()
-}
-
-fn speech_body(input: &str) -> Value {
-    json!({ "model": "gpt-4o-mini-tts", "input": input, "voice": "coral", "response_format": "pcm" })
 }
 
 // --- Realtime ---
@@ -314,8 +97,7 @@ async fn realtime_transcribes_a_committed_turn() {
     }));
 
     // An unscripted turn says how long the user spoke, and chains to the previous item.
-    append(&mut ws, &tone(1200, 0.3)).await;
-    send(&mut ws, json!({"type": "input_audio_buffer.commit"})).await;
+    append_and_commit(&mut ws, &tone(1200, 0.3)).await;
     let events = events_until(
         &mut ws,
         "conversation.item.input_audio_transcription.completed",
@@ -362,7 +144,7 @@ async fn realtime_transcribes_a_committed_turn() {
 async fn realtime_rejects_the_beta_header_with_close_4000() {
     let sim = start(plain()).await;
     let auth = format!("Bearer {KEY}");
-    let mut ws = connect(
+    let mut ws = connect_with_headers(
         &sim,
         "intent=transcription",
         &[("authorization", &auth), ("openai-beta", "realtime=v1")],
@@ -394,8 +176,7 @@ async fn realtime_session_ends_at_its_maximum_duration_with_an_error_then_a_clos
         ..plain()
     })
     .await;
-    let auth = format!("Bearer {KEY}");
-    let mut ws = connect(&sim, "intent=transcription", &[("authorization", &auth)]).await;
+    let mut ws = connect(&sim, "intent=transcription").await;
     let created = next_event(&mut ws).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -469,8 +250,7 @@ async fn realtime_rejects_beta_and_invalid_events_but_stays_open() {
 #[tokio::test]
 async fn realtime_model_url_opens_a_conversation_session() {
     let sim = start(plain()).await;
-    let auth = format!("Bearer {KEY}");
-    let mut ws = connect(&sim, "model=gpt-realtime", &[("authorization", &auth)]).await;
+    let mut ws = connect(&sim, "model=gpt-realtime").await;
     let created = next_event(&mut ws).await;
     assert_eq!(created["session"]["type"], "realtime");
     send(
@@ -509,8 +289,7 @@ async fn realtime_commit_under_100_ms_is_an_error() {
     );
     assert!(message.contains("50.00ms"), "{message}");
     // The buffer was kept: 50 + 60 ms commit fine.
-    append(&mut ws, &tone(60, 0.3)).await;
-    send(&mut ws, json!({"type": "input_audio_buffer.commit"})).await;
+    append_and_commit(&mut ws, &tone(60, 0.3)).await;
     let events = events_until(
         &mut ws,
         "conversation.item.input_audio_transcription.completed",
@@ -577,7 +356,7 @@ async fn realtime_server_vad_hears_the_simulated_speech() {
         &speech_body("Hello there, how are you today?"),
     )
     .await;
-    let (pcm, _, error) = read_body(speech).await;
+    let (pcm, error) = read_body(speech).await;
     assert!(error.is_none());
     let mut ws = transcription_session(&sim).await;
     configure(&mut ws, json!({"type": "server_vad"})).await;
@@ -608,8 +387,7 @@ async fn realtime_transcription_failed_fault_keeps_the_script() {
     sim.inject(SimStage::Realtime, Fault::TranscriptionFailed);
     let mut ws = transcription_session(&sim).await;
     configure(&mut ws, Value::Null).await;
-    append(&mut ws, &tone(200, 0.3)).await;
-    send(&mut ws, json!({"type": "input_audio_buffer.commit"})).await;
+    append_and_commit(&mut ws, &tone(200, 0.3)).await;
     let events = events_until(
         &mut ws,
         "conversation.item.input_audio_transcription.failed",
@@ -621,8 +399,7 @@ async fn realtime_transcription_failed_fault_keeps_the_script() {
         failed["item_id"],
         events[position(&events, "input_audio_buffer.committed")]["item_id"]
     );
-    append(&mut ws, &tone(200, 0.3)).await;
-    send(&mut ws, json!({"type": "input_audio_buffer.commit"})).await;
+    append_and_commit(&mut ws, &tone(200, 0.3)).await;
     let events = events_until(
         &mut ws,
         "conversation.item.input_audio_transcription.completed",
@@ -640,8 +417,7 @@ async fn realtime_mid_stream_error_ends_the_turn_not_the_session() {
     sim.inject(SimStage::Realtime, Fault::MidStreamError { after: 2 });
     let mut ws = transcription_session(&sim).await;
     configure(&mut ws, Value::Null).await;
-    append(&mut ws, &tone(200, 0.3)).await;
-    send(&mut ws, json!({"type": "input_audio_buffer.commit"})).await;
+    append_and_commit(&mut ws, &tone(200, 0.3)).await;
     let events = events_until(&mut ws, "error").await;
     let kinds: Vec<_> = events
         .iter()
@@ -689,13 +465,7 @@ async fn realtime_drop_fault_closes_abruptly_mid_utterance() {
 async fn realtime_http_fault_refuses_the_upgrade() {
     let sim = start(plain()).await;
     sim.inject(SimStage::Realtime, Fault::rate_limited());
-    let auth = format!("Bearer {KEY}");
-    let refused = tokio_tungstenite::connect_async(ws_request(
-        &sim,
-        "intent=transcription",
-        &[("authorization", &auth)],
-    ))
-    .await;
+    let refused = tokio_tungstenite::connect_async(ws_request(&sim, "intent=transcription")).await;
     let Err(tungstenite::Error::Http(response)) = refused else {
         panic!("expected an HTTP refusal")
     };
@@ -718,13 +488,17 @@ async fn realtime_needs_the_configured_key() {
         ..plain()
     })
     .await;
-    let missing =
-        tokio_tungstenite::connect_async(ws_request(&sim, "intent=transcription", &[])).await;
+    let missing = tokio_tungstenite::connect_async(ws_request_with_headers(
+        &sim,
+        "intent=transcription",
+        &[],
+    ))
+    .await;
     let Err(tungstenite::Error::Http(response)) = missing else {
         panic!("expected 401")
     };
     assert_eq!(response.status(), 401);
-    let wrong = tokio_tungstenite::connect_async(ws_request(
+    let wrong = tokio_tungstenite::connect_async(ws_request_with_headers(
         &sim,
         "intent=transcription",
         &[("authorization", "Bearer sk-wrong")],
@@ -738,7 +512,7 @@ async fn realtime_needs_the_configured_key() {
     assert_eq!(body["error"]["code"], "invalid_api_key");
     // Browser-style auth through the subprotocol works too.
     let protocols = "realtime, openai-insecure-api-key.sk-right";
-    let (mut ws, response) = tokio_tungstenite::connect_async(ws_request(
+    let (mut ws, response) = tokio_tungstenite::connect_async(ws_request_with_headers(
         &sim,
         "intent=transcription",
         &[("sec-websocket-protocol", protocols)],
@@ -770,8 +544,7 @@ async fn realtime_out_of_order_completes_the_second_turn_first() {
     let mut ws = transcription_session(&sim).await;
     configure(&mut ws, Value::Null).await;
     for _ in 0..2 {
-        append(&mut ws, &tone(200, 0.3)).await;
-        send(&mut ws, json!({"type": "input_audio_buffer.commit"})).await;
+        append_and_commit(&mut ws, &tone(200, 0.3)).await;
     }
     let mut events = Vec::new();
     while of_type(
@@ -800,7 +573,7 @@ async fn realtime_out_of_order_completes_the_second_turn_first() {
 async fn chat_streams_the_scripted_reply_with_usage_and_done() {
     let sim = start(SimConfig::instant()).await;
     sim.script_reply("Mars is cold. Bring a jacket!");
-    let mut body = chat_body(true);
+    let mut body = bare_chat_body(true);
     body["stream_options"] = json!({"include_usage": true});
     let response = post(&sim, "/chat/completions", &body).await;
     assert_eq!(response.status(), 200);
@@ -811,7 +584,7 @@ async fn chat_streams_the_scripted_reply_with_usage_and_done() {
             .starts_with("text/event-stream")
     );
     assert!(response.headers().contains_key("x-request-id"));
-    let (bytes, _, error) = read_body(response).await;
+    let (bytes, error) = read_body(response).await;
     assert!(error.is_none());
     let payloads = sse_payloads(&bytes);
     assert_eq!(payloads.last().map(String::as_str), Some("[DONE]"));
@@ -860,7 +633,7 @@ async fn chat_streams_the_scripted_reply_with_usage_and_done() {
 #[tokio::test]
 async fn chat_answers_without_streaming_and_echoes_when_unscripted() {
     let sim = start(SimConfig::instant()).await;
-    let response = post(&sim, "/chat/completions", &chat_body(false)).await;
+    let response = post(&sim, "/chat/completions", &bare_chat_body(false)).await;
     assert_eq!(response.status(), 200);
     let completion: Value = response.json().await.expect("JSON");
     assert_eq!(completion["object"], "chat.completion");
@@ -881,7 +654,7 @@ async fn chat_answers_without_streaming_and_echoes_when_unscripted() {
 #[tokio::test]
 async fn chat_rejects_invalid_requests_with_the_parameter() {
     let sim = start(plain()).await;
-    let mut body = chat_body(true);
+    let mut body = bare_chat_body(true);
     body["messages"] = json!([]);
     let response = post(&sim, "/chat/completions", &body).await;
     assert_eq!(response.status(), 400);
@@ -935,7 +708,7 @@ async fn chat_http_faults_answer_like_openai() {
     ];
     for (fault, status, kind, code) in cases {
         sim.inject(SimStage::Chat, fault.clone());
-        let response = post(&sim, "/chat/completions", &chat_body(true)).await;
+        let response = post(&sim, "/chat/completions", &bare_chat_body(true)).await;
         assert_eq!(response.status(), status, "{fault:?}");
         let retry_after = response.headers().get("retry-after-ms").cloned();
         assert_eq!(
@@ -958,7 +731,7 @@ async fn chat_http_faults_answer_like_openai() {
                 .contains_key("param")
         );
     }
-    let response = post(&sim, "/chat/completions", &chat_body(true)).await;
+    let response = post(&sim, "/chat/completions", &bare_chat_body(true)).await;
     assert_eq!(response.status(), 200, "faults are used up");
     let records = wait(&sim, |records| {
         records.chat.len() == 7 && records.chat[6].outcome.is_final()
@@ -976,9 +749,9 @@ async fn chat_mid_stream_error_sends_an_error_payload_and_no_done() {
     let sim = start(plain()).await;
     sim.script_reply("One two three four five.");
     sim.inject(SimStage::Chat, Fault::MidStreamError { after: 2 });
-    let response = post(&sim, "/chat/completions", &chat_body(true)).await;
+    let response = post(&sim, "/chat/completions", &bare_chat_body(true)).await;
     assert_eq!(response.status(), 200);
-    let (bytes, _, _) = read_body(response).await;
+    let (bytes, _) = read_body(response).await;
     let payloads = sse_payloads(&bytes);
     assert_eq!(payloads.len(), 3, "{payloads:?}");
     let error: Value = serde_json::from_str(&payloads[2]).expect("JSON");
@@ -992,8 +765,8 @@ async fn chat_mid_stream_error_sends_an_error_payload_and_no_done() {
 async fn chat_drop_fault_cuts_the_stream_without_done() {
     let sim = start(plain()).await;
     sim.inject(SimStage::Chat, Fault::Drop { after: 3 });
-    let response = post(&sim, "/chat/completions", &chat_body(true)).await;
-    let (bytes, _, error) = read_body(response).await;
+    let response = post(&sim, "/chat/completions", &bare_chat_body(true)).await;
+    let (bytes, error) = read_body(response).await;
     assert!(error.is_some(), "the body breaks off");
     let payloads = sse_payloads(&bytes);
     assert_eq!(payloads.len(), 3);
@@ -1010,7 +783,7 @@ async fn chat_client_that_leaves_is_recorded() {
     })
     .await;
     sim.script_reply("This reply is long enough to still be streaming when the client leaves.");
-    let mut response = post(&sim, "/chat/completions", &chat_body(true)).await;
+    let mut response = post(&sim, "/chat/completions", &bare_chat_body(true)).await;
     response
         .chunk()
         .await
@@ -1025,7 +798,7 @@ async fn chat_client_that_leaves_is_recorded() {
 async fn chat_stall_holds_the_stream_until_the_client_gives_up() {
     let sim = start(plain()).await;
     sim.inject(SimStage::Chat, Fault::Stall { after: 1 });
-    let mut response = post(&sim, "/chat/completions", &chat_body(true)).await;
+    let mut response = post(&sim, "/chat/completions", &bare_chat_body(true)).await;
     let first = response
         .chunk()
         .await
@@ -1054,7 +827,7 @@ async fn requests_need_the_configured_key() {
     let wrong = http()
         .post(&url)
         .bearer_auth("sk-wrong-123456")
-        .json(&chat_body(false))
+        .json(&bare_chat_body(false))
         .send()
         .await
         .expect("an answer");
@@ -1070,7 +843,7 @@ async fn requests_need_the_configured_key() {
     );
     let missing = http()
         .post(&url)
-        .json(&chat_body(false))
+        .json(&bare_chat_body(false))
         .send()
         .await
         .expect("an answer");
@@ -1086,7 +859,7 @@ async fn requests_need_the_configured_key() {
     let right = http()
         .post(&url)
         .bearer_auth("sk-right")
-        .json(&chat_body(false))
+        .json(&bare_chat_body(false))
         .send()
         .await
         .expect("an answer");
@@ -1103,24 +876,14 @@ async fn requests_need_the_configured_key() {
 #[tokio::test]
 async fn unknown_routes_answer_invalid_url() {
     let sim = start(plain()).await;
-    let response = http()
-        .get(format!("{}/engines/nope", sim.base_url()))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .expect("an answer");
+    let response = get(&sim, "/engines/nope").await;
     assert_eq!(response.status(), 404);
     let error: Value = response.json().await.expect("JSON");
     assert_eq!(
         error["error"]["message"],
         "Invalid URL (GET /v1/engines/nope)"
     );
-    let response = http()
-        .get(format!("{}/chat/completions", sim.base_url()))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .expect("an answer");
+    let response = get(&sim, "/chat/completions").await;
     assert_eq!(response.status(), 404, "a known path with the wrong method");
     let error: Value = response.json().await.expect("JSON");
     assert_eq!(
@@ -1148,7 +911,7 @@ async fn speech_streams_deterministic_pcm_whose_length_follows_the_text() {
         );
         assert_eq!(response.headers()["transfer-encoding"], "chunked");
         assert!(response.headers().get("content-length").is_none());
-        let (bytes, _, error) = read_body(response).await;
+        let (bytes, error) = read_body(response).await;
         assert!(error.is_none());
         bodies.push(bytes);
     }
@@ -1196,7 +959,7 @@ async fn speech_without_quirks_keeps_whole_samples() {
         &speech_body("Whole samples only, please."),
     )
     .await;
-    let (bytes, _, _) = read_body(response).await;
+    let (bytes, _) = read_body(response).await;
     let records = wait(&sim, |records| {
         records.speech[0].outcome == Outcome::Completed
     })
@@ -1248,7 +1011,7 @@ async fn speech_faults_cut_the_audio_where_asked() {
         )
         .await;
         assert_eq!(response.status(), 200);
-        let (bytes, _, error) = read_body(response).await;
+        let (bytes, error) = read_body(response).await;
         assert!(error.is_some(), "{fault:?}: the body breaks off");
         let (Fault::Drop { after } | Fault::MidStreamError { after }) = fault else {
             unreachable!()
@@ -1317,7 +1080,7 @@ async fn speech_sse_sends_deltas_and_done() {
             .expect("ASCII")
             .starts_with("text/event-stream")
     );
-    let (bytes, _, error) = read_body(response).await;
+    let (bytes, error) = read_body(response).await;
     assert!(error.is_none());
     let events: Vec<Value> = sse_payloads(&bytes)
         .iter()
@@ -1349,7 +1112,7 @@ async fn speech_wav_has_a_riff_header() {
     let mut body = speech_body("Wave.");
     body["response_format"] = json!("wav");
     let response = post(&sim, "/audio/speech", &body).await;
-    let (bytes, _, _) = read_body(response).await;
+    let (bytes, _) = read_body(response).await;
     assert_eq!(&bytes[..4], b"RIFF");
     let data_len = u32::from_le_bytes([bytes[40], bytes[41], bytes[42], bytes[43]]) as usize;
     assert_eq!(data_len + 44, bytes.len());
@@ -1360,7 +1123,7 @@ async fn shutdown_ends_streams_and_stops_listening() {
     let sim = start(plain()).await;
     sim.inject(SimStage::Chat, Fault::Stall { after: 1 });
     let base = sim.base_url();
-    let mut response = post(&sim, "/chat/completions", &chat_body(true)).await;
+    let mut response = post(&sim, "/chat/completions", &bare_chat_body(true)).await;
     response.chunk().await.expect("a first chunk");
     let mut ws = transcription_session(&sim).await;
     tokio::time::timeout(DEADLINE, sim.shutdown())
@@ -1378,7 +1141,7 @@ async fn shutdown_ends_streams_and_stops_listening() {
     let after = http()
         .post(format!("{base}/chat/completions"))
         .bearer_auth(KEY)
-        .json(&chat_body(false))
+        .json(&bare_chat_body(false))
         .send()
         .await;
     assert!(after.is_err(), "nothing listens any more");
@@ -1408,8 +1171,7 @@ async fn default_latencies_still_deliver_everything_in_order() {
     sim.script_reply("Paced reply. Two sentences.");
     let mut ws = transcription_session(&sim).await;
     configure(&mut ws, Value::Null).await;
-    append(&mut ws, &tone(300, 0.3)).await;
-    send(&mut ws, json!({"type": "input_audio_buffer.commit"})).await;
+    append_and_commit(&mut ws, &tone(300, 0.3)).await;
     let events = events_until(
         &mut ws,
         "conversation.item.input_audio_transcription.completed",
@@ -1419,15 +1181,15 @@ async fn default_latencies_still_deliver_everything_in_order() {
         events.last().expect("completed")["transcript"],
         "Paced words arrive one by one."
     );
-    let mut body = chat_body(true);
+    let mut body = bare_chat_body(true);
     body["stream_options"] = json!({"include_usage": true});
-    let (bytes, _, error) = read_body(post(&sim, "/chat/completions", &body).await).await;
+    let (bytes, error) = read_body(post(&sim, "/chat/completions", &body).await).await;
     assert!(error.is_none());
     assert_eq!(
         sse_payloads(&bytes).last().map(String::as_str),
         Some("[DONE]")
     );
-    let (pcm, _, error) =
+    let (pcm, error) =
         read_body(post(&sim, "/audio/speech", &speech_body("Paced audio.")).await).await;
     assert!(error.is_none());
     let records = wait(&sim, |records| {

@@ -208,8 +208,7 @@ async fn speech_refuses_unknown_models_and_voices() {
 #[tokio::test]
 async fn realtime_refuses_an_unknown_transcription_model_and_stays_open() {
     let sim = start(plain()).await;
-    let mut ws = connect(&sim, "intent=transcription").await;
-    assert_eq!(next_event(&mut ws).await["type"], "session.created");
+    let mut ws = transcription_session(&sim).await;
     let mut update = session_update("gpt-nope", Value::Null);
     update["event_id"] = json!("evt_model");
     send(&mut ws, update).await;
@@ -299,8 +298,7 @@ async fn everything_the_proxy_sends_is_accepted() {
         json!({"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 500}),
         json!({"type": "semantic_vad", "eagerness": "auto"}),
     ] {
-        let mut ws = connect(&sim, "intent=transcription").await;
-        assert_eq!(next_event(&mut ws).await["type"], "session.created");
+        let mut ws = transcription_session(&sim).await;
         send(
             &mut ws,
             session_update("gpt-4o-mini-transcribe", turn_detection.clone()),
@@ -312,16 +310,10 @@ async fn everything_the_proxy_sends_is_accepted() {
             "{turn_detection}: {updated}"
         );
     }
-    let mut ws = connect(&sim, "intent=transcription").await;
-    next_event(&mut ws).await;
-    send(
-        &mut ws,
-        session_update("gpt-4o-mini-transcribe", Value::Null),
-    )
-    .await;
-    next_event(&mut ws).await;
+    let mut ws = transcription_session(&sim).await;
+    configure(&mut ws, Value::Null).await;
     sim.script_transcript("Accepted.");
-    append_and_commit(&mut ws, &tone(500)).await;
+    append_and_commit(&mut ws, &tone(500, 0.3)).await;
     let events = events_until(
         &mut ws,
         "conversation.item.input_audio_transcription.completed",

@@ -1,5 +1,5 @@
-//! Helpers the newer integration tests share: a simulator on loopback, HTTP and WebSocket
-//! clients, and a spec-following SSE parser. Every wait has a generous deadline.
+//! Helpers the integration tests share: a simulator on loopback, HTTP and WebSocket clients,
+//! a spec-following SSE parser and test audio. Every wait has a generous deadline.
 
 use std::time::Duration;
 
@@ -17,6 +17,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
 /// Bearer token the tests send (any token passes unless a key is configured).
 pub(crate) const KEY: &str = "sk-test-key-0123456789";
+/// PCM16 bytes per millisecond at 24 kHz mono.
+pub(crate) const BYTES_PER_MS: usize = 48;
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -46,15 +48,21 @@ pub(crate) fn http() -> reqwest::Client {
 
 /// The chat request the proxy sends (`proxy/src/upstream/chat.rs`).
 pub(crate) fn chat_body() -> Value {
+    let mut body = bare_chat_body(true);
+    body["stream_options"] = json!({ "include_usage": true });
+    body["max_completion_tokens"] = json!(400);
+    body
+}
+
+/// The proxy's model and messages, streamed or not, with no other options.
+pub(crate) fn bare_chat_body(stream: bool) -> Value {
     json!({
         "model": "gpt-4.1-mini",
         "messages": [
             { "role": "system", "content": "You are a concise voice assistant." },
             { "role": "user", "content": "What is up?" },
         ],
-        "stream": true,
-        "stream_options": { "include_usage": true },
-        "max_completion_tokens": 400,
+        "stream": stream,
     })
 }
 
@@ -84,13 +92,30 @@ pub(crate) async fn get(sim: &Simulator, path: &str) -> reqwest::Response {
         .expect("the simulator answers")
 }
 
-/// Reads a whole body within the deadline.
+/// Reads a whole body, which must end cleanly.
 pub(crate) async fn body_bytes(response: reqwest::Response) -> Vec<u8> {
-    tokio::time::timeout(DEADLINE, response.bytes())
-        .await
-        .expect("the body ends before the deadline")
-        .expect("a complete body")
-        .to_vec()
+    match read_body(response).await {
+        (bytes, None) => bytes,
+        (_, Some(error)) => panic!("a complete body: {error}"),
+    }
+}
+
+/// Reads a body to its end, each chunk within the deadline; returns the bytes and, if the
+/// body broke off, the error.
+pub(crate) async fn read_body(
+    mut response: reqwest::Response,
+) -> (Vec<u8>, Option<reqwest::Error>) {
+    let mut bytes = Vec::new();
+    loop {
+        match tokio::time::timeout(DEADLINE, response.chunk())
+            .await
+            .expect("the body progresses")
+        {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(None) => return (bytes, None),
+            Err(error) => return (bytes, Some(error)),
+        }
+    }
 }
 
 /// One parsed SSE event.
@@ -146,26 +171,56 @@ pub(crate) fn chat_text(events: &[SseEvent]) -> String {
         .collect()
 }
 
+/// A Realtime upgrade request with the test key.
 pub(crate) fn ws_request(sim: &Simulator, query: &str) -> tungstenite::handshake::client::Request {
+    ws_request_with_headers(sim, query, &[("authorization", &format!("Bearer {KEY}"))])
+}
+
+/// A Realtime upgrade request with exactly these headers (no key unless among them).
+pub(crate) fn ws_request_with_headers(
+    sim: &Simulator,
+    query: &str,
+    headers: &[(&str, &str)],
+) -> tungstenite::handshake::client::Request {
     let mut request = format!("{}?{query}", sim.realtime_url())
         .into_client_request()
         .expect("a valid URL");
-    request.headers_mut().insert(
-        "authorization",
-        format!("Bearer {KEY}").parse().expect("a header value"),
-    );
+    for (name, value) in headers {
+        let name =
+            tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("a valid name");
+        request
+            .headers_mut()
+            .insert(name, value.parse().expect("a valid header value"));
+    }
     request
 }
 
 /// Opens a Realtime WebSocket with the test key.
 pub(crate) async fn connect(sim: &Simulator, query: &str) -> Ws {
+    connect_with_headers(sim, query, &[("authorization", &format!("Bearer {KEY}"))]).await
+}
+
+/// Opens a Realtime WebSocket with exactly these headers.
+pub(crate) async fn connect_with_headers(
+    sim: &Simulator,
+    query: &str,
+    headers: &[(&str, &str)],
+) -> Ws {
     let (ws, _) = tokio::time::timeout(
         DEADLINE,
-        tokio_tungstenite::connect_async(ws_request(sim, query)),
+        tokio_tungstenite::connect_async(ws_request_with_headers(sim, query, headers)),
     )
     .await
     .expect("an upgrade before the deadline")
     .expect("the upgrade succeeds");
+    ws
+}
+
+/// A transcription session with the test key, past its `session.created`.
+pub(crate) async fn transcription_session(sim: &Simulator) -> Ws {
+    let mut ws = connect(sim, "intent=transcription").await;
+    let created = next_event(&mut ws).await;
+    assert_eq!(created["type"], "session.created", "{created}");
     ws
 }
 
@@ -209,6 +264,22 @@ pub(crate) async fn events_until(ws: &mut Ws, kind: &str) -> Vec<Value> {
     }
 }
 
+/// The events of type `kind`, in order.
+pub(crate) fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|event| event["type"] == kind)
+        .collect()
+}
+
+/// Where the first event of type `kind` is; panics if there is none.
+pub(crate) fn position(events: &[Value], kind: &str) -> usize {
+    events
+        .iter()
+        .position(|event| event["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind}"))
+}
+
 pub(crate) async fn send(ws: &mut Ws, event: Value) {
     ws.send(Message::text(event.to_string()))
         .await
@@ -230,25 +301,40 @@ pub(crate) fn session_update(model: &str, turn_detection: Value) -> Value {
     })
 }
 
-/// A 440 Hz tone, PCM16 LE mono 24 kHz.
-pub(crate) fn tone(ms: usize) -> Vec<u8> {
+/// Sends the proxy's `session.update` (`gpt-4o-mini-transcribe`, English, client commits
+/// unless `turn_detection` says otherwise); returns the `session.updated`.
+pub(crate) async fn configure(ws: &mut Ws, turn_detection: Value) -> Value {
+    send(ws, session_update("gpt-4o-mini-transcribe", turn_detection)).await;
+    let updated = next_event(ws).await;
+    assert_eq!(updated["type"], "session.updated", "{updated}");
+    updated
+}
+
+/// `ms` of a 200 Hz tone at `amplitude` (fraction of full scale), PCM16 LE mono 24 kHz.
+pub(crate) fn tone(ms: usize, amplitude: f64) -> Vec<u8> {
     (0..ms * 24)
         .flat_map(|n| {
-            let phase = n as f64 * 440.0 * std::f64::consts::TAU / 24_000.0;
-            ((phase.sin() * 8_000.0) as i16).to_le_bytes()
+            let phase = std::f64::consts::TAU * 200.0 * n as f64 / 24_000.0;
+            ((amplitude * phase.sin() * f64::from(i16::MAX)) as i16).to_le_bytes()
         })
         .collect()
 }
 
+/// `ms` of silence, PCM16 LE mono 24 kHz.
+pub(crate) fn silence(ms: usize) -> Vec<u8> {
+    vec![0; ms * BYTES_PER_MS]
+}
+
+/// Appends audio in 40 ms pieces, as a client streaming a microphone would.
+pub(crate) async fn append(ws: &mut Ws, pcm: &[u8]) {
+    for piece in pcm.chunks(40 * BYTES_PER_MS) {
+        let event = json!({"type": "input_audio_buffer.append", "audio": BASE64.encode(piece)});
+        send(ws, event).await;
+    }
+}
+
 /// Appends `pcm` in 40 ms pieces and commits it.
 pub(crate) async fn append_and_commit(ws: &mut Ws, pcm: &[u8]) {
-    for piece in pcm.chunks(40 * 48) {
-        let audio = BASE64.encode(piece);
-        send(
-            ws,
-            json!({"type": "input_audio_buffer.append", "audio": audio}),
-        )
-        .await;
-    }
+    append(ws, pcm).await;
     send(ws, json!({"type": "input_audio_buffer.commit"})).await;
 }
