@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fails when a tracked file points outside the repository: at a sibling folder of the clone
-# (`../shared`) or at an absolute path of one machine (a home or work directory). A clone has
+# (the workspace's shared folder) or at an absolute path of one machine (a home or work directory). A clone has
 # neither; what such a file would cite belongs in docs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
