@@ -215,6 +215,11 @@ pub struct Cli {
     /// Directory of the built browser client, served at `/` when it exists.
     #[arg(long, env = "CLIENT_DIR", default_value = defaults::CLIENT_DIR)]
     pub client_dir: PathBuf,
+
+    /// Serve on a non-loopback address without an access token: anyone who reaches the port
+    /// can talk to the agent on your API key.
+    #[arg(long, env = "OPEN_TO_ANYONE")]
+    pub open_to_anyone: bool,
 }
 
 /// Everything the operator sets, validated. [`Config::default`] reads no environment: tests
@@ -328,6 +333,16 @@ impl TryFrom<Cli> for Config {
         };
         // Fail at start, not in the first session.
         config.endpoints(&config.openai_base_url)?;
+        if let Some(token) = &config.access_token {
+            let len = token.expose().chars().count();
+            if len < MIN_ACCESS_TOKEN_CHARS {
+                return Err(ConfigError::WeakAccessToken { len });
+            }
+        } else if !config.listen_addr.ip().is_loopback() && !cli.open_to_anyone {
+            return Err(ConfigError::OpenWithoutToken {
+                addr: config.listen_addr,
+            });
+        }
         Ok(config)
     }
 }
@@ -343,7 +358,30 @@ pub enum ConfigError {
         /// Its value.
         value: String,
     },
+    /// An access token too short to resist guessing (an empty line in `.env` included).
+    #[error(
+        "ACCESS_TOKEN must be at least {MIN_ACCESS_TOKEN_CHARS} characters (it is {len}); \
+         generate one, e.g. `openssl rand -hex 16`, or unset it"
+    )]
+    WeakAccessToken {
+        /// Its length in characters, after trimming.
+        len: usize,
+    },
+    /// A non-loopback listen address without an access token: anyone reaching the port would
+    /// spend the operator's key.
+    #[error(
+        "LISTEN_ADDR {addr} is reachable from other machines but no ACCESS_TOKEN is set; set \
+         one, or pass --open-to-anyone (OPEN_TO_ANYONE=true) if the service is meant to be open"
+    )]
+    OpenWithoutToken {
+        /// The listen address.
+        addr: SocketAddr,
+    },
 }
+
+/// Shortest access token accepted, in characters: 16 random hex characters are 64 bits, out of
+/// reach of guessing over the network.
+pub const MIN_ACCESS_TOKEN_CHARS: usize = 16;
 
 /// The upstream endpoints one session talks to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -494,6 +532,37 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_blank_or_short_access_token_refuses_to_start() {
+        for token in ["", "   ", "short-token"] {
+            let cli = cli_without_environment(&["proxy", "--access-token", token]);
+            assert!(
+                matches!(
+                    Config::try_from(cli),
+                    Err(ConfigError::WeakAccessToken { .. })
+                ),
+                "{token:?}"
+            );
+        }
+        let cli = cli_without_environment(&["proxy", "--access-token", "0123456789abcdef"]);
+        assert!(Config::try_from(cli).is_ok());
+    }
+
+    #[test]
+    fn an_open_address_needs_a_token_or_the_explicit_flag() {
+        let open = ["proxy", "--listen-addr", "0.0.0.0:8000"];
+        assert!(matches!(
+            Config::try_from(cli_without_environment(&open)),
+            Err(ConfigError::OpenWithoutToken { .. })
+        ));
+        let with_token = [&open[..], &["--access-token", "0123456789abcdef"]].concat();
+        assert!(Config::try_from(cli_without_environment(&with_token)).is_ok());
+        let explicit = [&open[..], &["--open-to-anyone"]].concat();
+        assert!(Config::try_from(cli_without_environment(&explicit)).is_ok());
+        let loopback = ["proxy", "--listen-addr", "[::1]:8000"];
+        assert!(Config::try_from(cli_without_environment(&loopback)).is_ok());
     }
 
     #[test]
