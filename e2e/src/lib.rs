@@ -21,6 +21,9 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 /// The API key the tests give the proxy; the simulator insists on it.
 pub const TEST_API_KEY: &str = "sk-test-e2e-5f1d9a7c3b2e4d6f8a0b1c2d3e4f5a6b";
 
+/// The access token of tests that set one (`/api/*` needs one to be enabled).
+pub const TEST_ACCESS_TOKEN: &str = "test-access-token-0123456789";
+
 /// PCM16 sample rate of the wire.
 pub const RATE_HZ: usize = 24_000;
 
@@ -85,6 +88,11 @@ impl TestProxy {
         format!("http://{}", self.addr)
     }
 
+    /// The proxy's address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
     /// Connects a browser and reads its `session_ready`.
     pub async fn connect(&self) -> Browser {
         let stream = tokio::net::TcpStream::connect(self.addr)
@@ -110,8 +118,15 @@ impl TestProxy {
     async fn connect_over(&self, stream: tokio::net::TcpStream) -> Browser {
         // No Nagle delay, as a browser's socket.
         stream.set_nodelay(true).expect("disable Nagle");
+        let query = self
+            .state
+            .config()
+            .access_token
+            .as_ref()
+            .map(|token| format!("?token={}", token.expose()))
+            .unwrap_or_default();
         let (socket, _) = tokio_tungstenite::client_async(
-            format!("ws://{}/ws", self.addr),
+            format!("ws://{}/ws{query}", self.addr),
             tokio_tungstenite::MaybeTlsStream::Plain(stream),
         )
         .await
@@ -120,6 +135,8 @@ impl TestProxy {
             socket,
             received: Vec::new(),
             closed: None,
+            close_reason: None,
+            pings: 0,
         };
         browser
             .wait_for(|m| matches!(m, ServerMessage::SessionReady { .. }))
@@ -181,6 +198,10 @@ pub struct Browser {
     pub received: Vec<Received>,
     /// The close code, once the proxy closed the socket.
     pub closed: Option<u16>,
+    /// The close frame's reason, once the proxy closed the socket.
+    pub close_reason: Option<String>,
+    /// Pings received from the proxy (each answered with a pong by the WebSocket layer).
+    pub pings: usize,
 }
 
 impl Browser {
@@ -209,10 +230,28 @@ impl Browser {
 
     /// Sends one binary frame as is.
     pub async fn send_binary(&mut self, frame: Vec<u8>) {
-        self.socket
-            .send(Message::binary(frame))
+        self.try_send_binary(frame)
             .await
             .expect("send to the proxy");
+    }
+
+    /// Sends one binary frame; an error once the proxy has closed the socket.
+    pub async fn try_send_binary(
+        &mut self,
+        frame: Vec<u8>,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        self.socket.send(Message::binary(frame)).await
+    }
+
+    /// Reads (answering pings) until `n` pings have arrived from the proxy.
+    pub async fn wait_for_pings(&mut self, n: usize) {
+        let give_up = tokio::time::Instant::now() + DEADLINE;
+        while self.pings < n {
+            tokio::time::timeout_at(give_up, self.next_frame())
+                .await
+                .expect("the proxy pings in time")
+                .expect("the socket stays open");
+        }
     }
 
     /// One user turn as the client's VAD reports it: speech start, audio, speech stop.
@@ -269,9 +308,23 @@ impl Browser {
     /// The next frame (also recorded in `received`), or `None` once the socket closed.
     async fn next(&mut self) -> Option<Received> {
         loop {
+            if let Some(received) = self.next_frame().await? {
+                return Some(received);
+            }
+        }
+    }
+
+    /// The next frame: `Some(None)` for a ping (counted in `pings`, answered by the WebSocket
+    /// layer), `None` once the socket closed.
+    async fn next_frame(&mut self) -> Option<Option<Received>> {
+        loop {
             let Some(Ok(frame)) = self.socket.next().await else {
                 return None;
             };
+            if let Message::Ping(_) = frame {
+                self.pings += 1;
+                return Some(None);
+            }
             let received = match frame {
                 Message::Text(text) => Received::Message(
                     ServerMessage::from_json(&text).expect("the proxy sends valid messages"),
@@ -285,13 +338,14 @@ impl Browser {
                     }
                 }
                 Message::Close(frame) => {
-                    self.closed = Some(frame.map_or(1005, |f| u16::from(f.code)));
+                    self.closed = Some(frame.as_ref().map_or(1005, |f| u16::from(f.code)));
+                    self.close_reason = frame.map(|f| f.reason.to_string());
                     return None;
                 }
                 _ => continue,
             };
             self.received.push(received.clone());
-            return Some(received);
+            return Some(Some(received));
         }
     }
 

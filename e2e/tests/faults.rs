@@ -303,6 +303,9 @@ async fn stt_auth_failure_at_connect_is_reported() {
     let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
     proxy.sim.inject(SimStage::Realtime, Fault::unauthorized());
     let mut browser = proxy.connect().await;
+    // The transcription socket opens at the first speech.
+    browser.send(ClientMessage::SpeechStarted).await;
+    browser.send_audio(&tone(0.2)).await;
     let error = browser
         .wait_for(|m| matches!(m, ServerMessage::Error(e) if e.stage == Stage::Stt))
         .await;
@@ -540,7 +543,9 @@ async fn a_transcription_session_that_expires_while_idle_is_replaced_without_a_w
     )
     .await;
     let mut browser = proxy.connect().await;
-    // The upstream ends the session the browser's opened (after its maximum duration)...
+    // A first turn opens the transcription session...
+    session_goes_on(&proxy, &mut browser).await;
+    // ...and the upstream ends it (after its maximum duration)...
     proxy
         .sim
         .wait_until(voice_agent_e2e::DEADLINE, |r| {
@@ -564,6 +569,7 @@ async fn a_dead_transcription_socket_is_found_by_its_unanswered_pings() {
     })
     .await;
     let mut browser = proxy.connect().await;
+    session_goes_on(&proxy, &mut browser).await;
     // A live socket answers its pings and is kept while idle, well past the stall timeout.
     let records = proxy
         .sim

@@ -1,12 +1,20 @@
 //! The HTTP surface: health, one-shot endpoints, error bodies.
 
 use openai_sim::{Fault, SimConfig, SimStage};
+use proxy::config::{Config, Secret};
 use serde_json::{Value, json};
-use voice_agent_e2e::TestProxy;
+use voice_agent_e2e::{TEST_ACCESS_TOKEN, TestProxy};
+
+/// The one-shot API on, with the access token it needs.
+fn with_api(config: &mut Config) {
+    config.enable_api = true;
+    config.access_token = Some(Secret::new(TEST_ACCESS_TOKEN));
+}
 
 async fn post(proxy: &TestProxy, path: &str, body: Value) -> (u16, bytes::Bytes) {
     let response = reqwest::Client::new()
         .post(format!("{}{path}", proxy.http_url()))
+        .bearer_auth(TEST_ACCESS_TOKEN)
         .json(&body)
         .send()
         .await
@@ -31,7 +39,7 @@ async fn health_reports_ok() {
 
 #[tokio::test]
 async fn bad_input_is_a_400_with_a_json_error() {
-    let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
+    let proxy = TestProxy::start(SimConfig::default(), with_api).await;
     for (path, body) in [
         ("/api/speech", json!({"text": "   "})),
         ("/api/speech", json!({"words": "hi"})),
@@ -48,7 +56,7 @@ async fn bad_input_is_a_400_with_a_json_error() {
 
 #[tokio::test]
 async fn upstream_failures_are_a_502_naming_the_stage() {
-    let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
+    let proxy = TestProxy::start(SimConfig::default(), with_api).await;
     proxy.sim.inject(SimStage::Speech, Fault::unauthorized());
     let (status, bytes) = post(&proxy, "/api/speech", json!({"text": "Hello."})).await;
     assert_eq!(status, 502);
@@ -70,7 +78,7 @@ async fn upstream_failures_are_a_502_naming_the_stage() {
 
 #[tokio::test]
 async fn one_shot_endpoints_answer() {
-    let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
+    let proxy = TestProxy::start(SimConfig::default(), with_api).await;
     proxy.sim.script_reply("Forty-two.");
     let (status, bytes) = post(&proxy, "/api/reply", json!({"text": "The answer?"})).await;
     assert_eq!(status, 200);
@@ -175,7 +183,8 @@ async fn only_the_proxys_own_and_listed_origins_may_open_a_session() {
 #[tokio::test]
 async fn with_an_access_token_sessions_and_the_api_need_it() {
     let proxy = TestProxy::start(SimConfig::default(), |config| {
-        config.access_token = Some(proxy::config::Secret::new("let-me-in"));
+        config.enable_api = true;
+        config.access_token = Some(Secret::new("let-me-in-0123456789"));
     })
     .await;
     for query in ["", "?token=wrong", "?token="] {
@@ -185,7 +194,7 @@ async fn with_an_access_token_sessions_and_the_api_need_it() {
         assert_eq!(status, 401, "{query}");
         assert_eq!(body["error"]["code"], "unauthorized");
     }
-    open_ws(&proxy, "?token=let-me-in", Some(&proxy.http_url()))
+    open_ws(&proxy, "?token=let-me-in-0123456789", Some(&proxy.http_url()))
         .await
         .expect("the page's link carries the token");
 
@@ -200,7 +209,10 @@ async fn with_an_access_token_sessions_and_the_api_need_it() {
     };
     assert_eq!(reply(None).await.unwrap().status(), 401);
     assert_eq!(reply(Some("wrong")).await.unwrap().status(), 401);
-    assert_eq!(reply(Some("let-me-in")).await.unwrap().status(), 200);
+    assert_eq!(
+        reply(Some("let-me-in-0123456789")).await.unwrap().status(),
+        200
+    );
     // Health stays open (for load balancers).
     let health = reqwest::get(format!("{}/healthz", proxy.http_url()))
         .await

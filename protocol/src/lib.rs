@@ -241,6 +241,17 @@ pub enum ErrorCode {
     Forbidden,
     /// The server needs an access token that the request did not carry (HTTP 401).
     Unauthorized,
+    /// The server holds all the sessions it can, or is shutting down (HTTP 503 before the
+    /// upgrade, with `Retry-After`).
+    ServerBusy,
+    /// The client's address holds too many sessions or opens them too fast (HTTP 429 before
+    /// the upgrade, with `Retry-After`).
+    TooManyRequests,
+    /// Audio arrived faster than real time allows; the excess was dropped. Reported once per
+    /// episode; a sustained flood closes the session (1008).
+    AudioTooFast,
+    /// The user spoke longer than the longest utterance allowed; the turn was ended there.
+    UtteranceTooLong,
     /// Any other failure inside the proxy.
     Internal,
     /// A code this version of the contract does not know.

@@ -15,6 +15,13 @@
 //!   port during development; a remote site cannot have a loopback origin);
 //! * clients that send no `Origin` at all: not web pages, so not this attack.
 //!
+//! ## Hosts
+//!
+//! DNS rebinding lets a remote page reach a server on the user's own machine or network under
+//! the attacker's host name, so its requests are same-origin to the browser. `/ws` and `/api/*`
+//! therefore answer only a `Host` that is a loopback name or one of `PUBLIC_HOSTS`; the Origin
+//! check then compares scheme, host and port.
+//!
 //! ## Access token
 //!
 //! The origin check keeps other sites' pages out, not other programs. A proxy reachable from
@@ -59,37 +66,115 @@ fn same_secret(presented: &[u8], expected: &[u8]) -> bool {
             == 0
 }
 
+/// The scheme this server is reached by directly (it serves plain HTTP; behind a TLS proxy,
+/// the public origin is listed in `ALLOWED_ORIGINS`).
+pub(crate) const OWN_SCHEME: &str = "http";
+
+/// A web origin or a `Host` taken apart: scheme (lowercase), host (lowercase, IPv6 without
+/// brackets) and port (the scheme's default when absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Place {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" | "ws" => Some(80),
+        "https" | "wss" => Some(443),
+        _ => None,
+    }
+}
+
+/// `host[:port]` → (host, port), with `default` when no port is given.
+fn split_authority(authority: &str, default: u16) -> Option<(String, u16)> {
+    let authority = authority.trim();
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') => (host, Some(port)),
+            Some(_) => return None,
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() || host.contains(['/', '@', ' ']) {
+        return None;
+    }
+    let port = match port {
+        Some(port) => port.parse().ok()?,
+        None => default,
+    };
+    Some((host.to_ascii_lowercase(), port))
+}
+
+/// An origin such as `https://voice.example.com` (a trailing slash tolerated).
+fn parse_origin(origin: &str) -> Option<Place> {
+    let origin = origin.trim().trim_end_matches('/');
+    let (scheme, authority) = origin.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let (host, port) = split_authority(authority, default_port(&scheme)?)?;
+    Some(Place { scheme, host, port })
+}
+
 /// Whether an upgrade with these headers may open a session. `allowed` holds full origins
-/// (`https://app.example.com`), compared without case and trailing slash.
+/// (`https://app.example.com`). Scheme, host and port are all compared: a page of
+/// `http://evil.example:8000` that DNS rebinding pointed at this server matches its `Host`
+/// only by name, and that name is refused by [`host_allowed`] first.
 pub(crate) fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
-    let Some(origin) = origin.map(|o| o.trim().trim_end_matches('/')) else {
+    let Some(origin) = origin else {
         return true;
+    };
+    // `null` (sandboxed frames, files) and anything else without a host is never ours.
+    let Some(origin) = parse_origin(origin) else {
+        return false;
     };
     if allowed
         .iter()
-        .any(|a| a.trim().trim_end_matches('/').eq_ignore_ascii_case(origin))
+        .filter_map(|a| parse_origin(a))
+        .any(|a| a == origin)
     {
         return true;
     }
-    // `null` (sandboxed frames, files) and anything else without a host is never ours.
-    let Some((_scheme, authority)) = origin.split_once("://") else {
+    let own_port = default_port(OWN_SCHEME).expect("the own scheme has a default port");
+    let Some((host, port)) = host.and_then(|h| split_authority(h, own_port)) else {
         return false;
     };
-    let Some(host) = host.map(str::trim) else {
+    let same_origin = origin.scheme == OWN_SCHEME && origin.host == host && origin.port == port;
+    same_origin || (is_loopback_host(&origin.host) && is_loopback_host(&host))
+}
+
+/// Whether the `Host` a request names is one this server answers `/ws` and `/api/*` for: a
+/// loopback name, or one of `public_hosts` (`name` for any port, `name:port` for one).
+pub(crate) fn host_allowed(host: Option<&str>, public_hosts: &[String]) -> bool {
+    let own_port = default_port(OWN_SCHEME).expect("the own scheme has a default port");
+    let Some((name, port)) = host.and_then(|h| split_authority(h, own_port)) else {
         return false;
     };
-    authority.eq_ignore_ascii_case(host) || (is_loopback(authority) && is_loopback(host))
+    is_loopback_host(&name)
+        || public_hosts.iter().any(|listed| {
+            let listed = listed.trim();
+            let any_port = !listed.contains(':') || (listed.starts_with('[') && listed.ends_with(']'));
+            match split_authority(listed, own_port) {
+                Some((listed_name, listed_port)) => {
+                    listed_name == name && (any_port || listed_port == port)
+                }
+                None => false,
+            }
+        })
 }
 
 /// Whether `authority` (`host` or `host:port`) names this machine.
+#[cfg(test)]
 fn is_loopback(authority: &str) -> bool {
-    let host = if let Some(rest) = authority.strip_prefix('[') {
-        // [IPv6]:port
-        rest.split(']').next().unwrap_or_default()
-    } else {
-        authority.split(':').next().unwrap_or_default()
-    };
-    host.eq_ignore_ascii_case("localhost")
+    split_authority(authority, 0).is_some_and(|(host, _)| is_loopback_host(&host))
+}
+
+/// Whether a host name (lowercase, no brackets) names this machine.
+fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
@@ -136,6 +221,15 @@ mod tests {
             ),
             (Some("null"), Some("127.0.0.1:8000"), false),
             (Some("http://127.0.0.1:8000"), None, false),
+            // Same host and port, another scheme: not this server's page.
+            (Some("https://10.0.0.5:8000"), Some("10.0.0.5:8000"), false),
+            (Some("http://10.0.0.5:8000"), Some("10.0.0.5:8000"), true),
+            // Default ports are the same origin written two ways.
+            (Some("http://voice.lan"), Some("voice.lan:80"), true),
+            (Some("http://voice.lan:8000"), Some("voice.lan"), false),
+            // Listed origins match with their scheme and port too.
+            (Some("http://voice.example.com"), Some("x"), false),
+            (Some("https://voice.example.com:444"), Some("x"), false),
         ];
         for (origin, host, expected) in cases {
             assert_eq!(
@@ -164,6 +258,27 @@ mod tests {
         assert_eq!(bearer(&headers), Some("sk-1"));
         headers.insert(AUTHORIZATION, "Basic abc".parse().expect("valid header"));
         assert_eq!(bearer(&headers), None);
+    }
+
+    #[test]
+    fn only_loopback_and_public_hosts_are_answered() {
+        let public = vec!["voice.example.com".to_owned(), "10.0.0.5:8000".to_owned()];
+        for (host, expected) in [
+            (Some("127.0.0.1:8000"), true),
+            (Some("localhost:8000"), true),
+            (Some("[::1]:8000"), true),
+            (Some("Voice.Example.com"), true),
+            (Some("voice.example.com:8443"), true),
+            (Some("10.0.0.5:8000"), true),
+            (Some("10.0.0.5:9000"), false),
+            // DNS rebinding: a name of the attacker's that resolves here.
+            (Some("evil.example:8000"), false),
+            (Some("localhost.evil.example"), false),
+            (Some(""), false),
+            (None, false),
+        ] {
+            assert_eq!(host_allowed(host, &public), expected, "{host:?}");
+        }
     }
 
     #[test]

@@ -87,6 +87,51 @@ pub mod defaults {
     pub const LISTEN_ADDR: &str = "127.0.0.1:8000";
     /// Where `trunk build` puts the client.
     pub const CLIENT_DIR: &str = "dist";
+
+    /// Sessions one client address may hold: a household or office behind one NAT address
+    /// runs a few tabs, not dozens.
+    pub const MAX_SESSIONS_PER_ADDRESS: usize = 8;
+    /// New sessions one address may open per minute (a minute's worth may come at once): a page that reconnects now and then stays far below it, a
+    /// script opening sessions in a loop does not.
+    pub const SESSIONS_PER_ADDRESS_PER_MINUTE: u32 = 30;
+    /// Open TCP connections one address may hold before the upgrade or between requests: a
+    /// browser opens six per host; a slowloris attacker opens thousands.
+    pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 64;
+    /// How long a client may take to send a request's headers, and how long a kept-alive
+    /// connection may sit idle between requests: a browser sends headers at once.
+    pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    /// How long an `/api/*` request may take to send its (small, JSON) body.
+    pub const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+    /// A session in which nobody speaks this long is closed: a forgotten tab must not hold a
+    /// session slot forever.
+    pub const SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+    /// Longest a session may last: a conversation is minutes, not a day.
+    pub const MAX_SESSION_LENGTH: Duration = Duration::from_secs(60 * 60);
+    /// How often the proxy pings the browser; it closes a session whose browser has not
+    /// answered by the next ping. Browsers answer pings on their own; 20 s is below the idle
+    /// timeouts of common middleboxes.
+    pub const BROWSER_PING_INTERVAL: Duration = Duration::from_secs(20);
+    /// How long the upstream transcription socket stays open with nobody speaking: reopening
+    /// costs one connect at the next turn (overlapped with the speech), holding it costs the
+    /// operator's Realtime quota.
+    pub const TRANSCRIBER_QUIET_CLOSE: Duration = Duration::from_secs(30);
+    /// How long an upstream may take to accept a connection and send its first byte (headers,
+    /// or the Realtime handshake): OpenAI answers in well under a second; a silent upstream must
+    /// be reported within seconds, not half a minute.
+    pub const UPSTREAM_RESPONSE_TIMEOUT: Duration = Duration::from_secs(4);
+    /// Total time one upstream request may spend on attempts and backoff before it fails.
+    pub const UPSTREAM_RETRY_BUDGET: Duration = Duration::from_secs(8);
+    /// Audio accepted from a browser, as a multiple of real time: a little over 1 for jitter
+    /// and the pre-roll's catch-up, far below what a script could push.
+    pub const AUDIO_RATE_LIMIT: f64 = 1.5;
+    /// Longest single utterance: the turn is ended (and the user told) at this length, so one
+    /// turn cannot stream upstream forever.
+    pub const MAX_UTTERANCE: Duration = Duration::from_secs(30);
+    /// Protocol errors (invalid messages or frames) tolerated within ten seconds before the
+    /// session is closed with 1008: a buggy client gets told, a fuzzer is cut off.
+    pub const MAX_PROTOCOL_ERRORS: u32 = 20;
+    /// `/api/*` requests one address may make per minute, when the API is enabled.
+    pub const API_REQUESTS_PER_ADDRESS_PER_MINUTE: u32 = 30;
 }
 
 /// Who ends a user turn (mirrors [`TurnDetection`] for the command line).
@@ -220,6 +265,95 @@ pub struct Cli {
     /// can talk to the agent on your API key.
     #[arg(long, env = "OPEN_TO_ANYONE")]
     pub open_to_anyone: bool,
+
+    /// Host names (with `:port` if not the default) this proxy is reached by, comma-separated,
+    /// besides the loopback names. `/ws` and `/api/*` refuse any other `Host` (DNS rebinding).
+    #[arg(long, env = "PUBLIC_HOSTS", value_delimiter = ',')]
+    pub public_hosts: Vec<String>,
+
+    /// Behind a reverse proxy: the header that carries the client's address (`X-Forwarded-For`,
+    /// whose last entry is used, or `X-Real-IP`). Only set it when every request comes through a
+    /// proxy that sets it; otherwise clients could claim any address.
+    #[arg(long, env = "CLIENT_ADDRESS_HEADER")]
+    pub client_address_header: Option<String>,
+
+    /// Most sessions at once (default: derived from the open-file limit, keeping headroom so
+    /// `/healthz` and the page always answer).
+    #[arg(long, env = "MAX_SESSIONS")]
+    pub max_sessions: Option<usize>,
+
+    /// Most sessions one client address may hold.
+    #[arg(long, env = "MAX_SESSIONS_PER_ADDRESS", default_value_t = defaults::MAX_SESSIONS_PER_ADDRESS)]
+    pub max_sessions_per_address: usize,
+
+    /// New sessions one client address may open per minute (a minute's worth may come at once).
+    #[arg(long, env = "SESSIONS_PER_ADDRESS_PER_MINUTE", default_value_t = defaults::SESSIONS_PER_ADDRESS_PER_MINUTE)]
+    pub sessions_per_address_per_minute: u32,
+
+    /// Most open TCP connections at once (default: derived from the open-file limit).
+    #[arg(long, env = "MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Most open TCP connections from one peer address (not applied behind a reverse proxy,
+    /// whose own address every connection has).
+    #[arg(long, env = "MAX_CONNECTIONS_PER_ADDRESS", default_value_t = defaults::MAX_CONNECTIONS_PER_ADDRESS)]
+    pub max_connections_per_address: usize,
+
+    /// How long a client may take to send request headers, and a kept-alive connection may
+    /// sit idle, in milliseconds.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = millis(defaults::HEADER_READ_TIMEOUT))]
+    pub header_read_timeout_ms: u64,
+
+    /// How long an `/api/*` request may take to send its body, in milliseconds.
+    #[arg(long, env = "REQUEST_BODY_TIMEOUT_MS", default_value_t = millis(defaults::REQUEST_BODY_TIMEOUT))]
+    pub request_body_timeout_ms: u64,
+
+    /// A session in which nobody speaks for this long is closed, in seconds.
+    #[arg(long, env = "SESSION_IDLE_TIMEOUT_S", default_value_t = defaults::SESSION_IDLE_TIMEOUT.as_secs())]
+    pub session_idle_timeout_s: u64,
+
+    /// Longest a session may last, in seconds.
+    #[arg(long, env = "MAX_SESSION_LENGTH_S", default_value_t = defaults::MAX_SESSION_LENGTH.as_secs())]
+    pub max_session_length_s: u64,
+
+    /// How often the proxy pings the browser, in milliseconds; a browser that has not answered
+    /// by the next ping is gone.
+    #[arg(long, env = "BROWSER_PING_INTERVAL_MS", default_value_t = millis(defaults::BROWSER_PING_INTERVAL))]
+    pub browser_ping_interval_ms: u64,
+
+    /// How long the upstream transcription socket stays open while nobody speaks, in
+    /// milliseconds. It opens again at the next speech.
+    #[arg(long, env = "TRANSCRIBER_QUIET_CLOSE_MS", default_value_t = millis(defaults::TRANSCRIBER_QUIET_CLOSE))]
+    pub transcriber_quiet_close_ms: u64,
+
+    /// How long an upstream may take to accept a connection and send its first byte, in
+    /// milliseconds.
+    #[arg(long, env = "UPSTREAM_RESPONSE_TIMEOUT_MS", default_value_t = millis(defaults::UPSTREAM_RESPONSE_TIMEOUT))]
+    pub upstream_response_timeout_ms: u64,
+
+    /// Total time one upstream request may spend on attempts and backoff, in milliseconds.
+    #[arg(long, env = "UPSTREAM_RETRY_BUDGET_MS", default_value_t = millis(defaults::UPSTREAM_RETRY_BUDGET))]
+    pub upstream_retry_budget_ms: u64,
+
+    /// Audio accepted from a browser, as a multiple of real time; the excess is dropped.
+    #[arg(long, env = "AUDIO_RATE_LIMIT", default_value_t = defaults::AUDIO_RATE_LIMIT)]
+    pub audio_rate_limit: f64,
+
+    /// Longest single utterance, in seconds; the turn ends there.
+    #[arg(long, env = "MAX_UTTERANCE_S", default_value_t = defaults::MAX_UTTERANCE.as_secs())]
+    pub max_utterance_s: u64,
+
+    /// Protocol errors tolerated within ten seconds before a session is closed (1008).
+    #[arg(long, env = "MAX_PROTOCOL_ERRORS", default_value_t = defaults::MAX_PROTOCOL_ERRORS)]
+    pub max_protocol_errors: u32,
+
+    /// Serve `/api/reply` and `/api/speech` (they need ACCESS_TOKEN).
+    #[arg(long, env = "ENABLE_API")]
+    pub enable_api: bool,
+
+    /// `/api/*` requests one client address may make per minute.
+    #[arg(long, env = "API_REQUESTS_PER_ADDRESS_PER_MINUTE", default_value_t = defaults::API_REQUESTS_PER_ADDRESS_PER_MINUTE)]
+    pub api_requests_per_address_per_minute: u32,
 }
 
 /// Everything the operator sets, validated. [`Config::default`] reads no environment: tests
@@ -270,6 +404,77 @@ pub struct Config {
     pub access_token: Option<Secret>,
     /// Directory of the built client.
     pub client_dir: PathBuf,
+    /// Host names the proxy is reached by, besides loopback names.
+    pub public_hosts: Vec<String>,
+    /// The header holding the client's address behind a reverse proxy.
+    pub client_address_header: Option<String>,
+    /// Capacity, rate, timeout and spend limits.
+    pub limits: Limits,
+    /// Whether `/api/reply` and `/api/speech` are served.
+    pub enable_api: bool,
+}
+
+/// Capacity, rate, timeout and spend limits (see `README.md`, "Running it on the internet").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Most sessions at once; `None`: derived from the open-file limit at start.
+    pub max_sessions: Option<usize>,
+    /// Most sessions per client address.
+    pub max_sessions_per_address: usize,
+    /// New sessions per client address per minute.
+    pub sessions_per_address_per_minute: u32,
+    /// Most open connections; `None`: derived from the open-file limit at start.
+    pub max_connections: Option<usize>,
+    /// Most open connections per peer address (without a client address header).
+    pub max_connections_per_address: usize,
+    /// Header read and keep-alive idle timeout.
+    pub header_read_timeout: Duration,
+    /// `/api/*` body timeout.
+    pub request_body_timeout: Duration,
+    /// Session closed after this long without speech.
+    pub session_idle_timeout: Duration,
+    /// Longest session.
+    pub max_session_length: Duration,
+    /// Browser ping interval (and pong deadline).
+    pub browser_ping_interval: Duration,
+    /// Transcription socket closed after this long without speech.
+    pub transcriber_quiet_close: Duration,
+    /// Upstream connect + first byte deadline.
+    pub upstream_response_timeout: Duration,
+    /// Upstream attempts + backoff, in all.
+    pub upstream_retry_budget: Duration,
+    /// Audio accepted, as a multiple of real time.
+    pub audio_rate_limit: f64,
+    /// Longest utterance.
+    pub max_utterance: Duration,
+    /// Protocol errors tolerated per window.
+    pub max_protocol_errors: u32,
+    /// `/api/*` requests per address per minute.
+    pub api_requests_per_address_per_minute: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_sessions: None,
+            max_sessions_per_address: defaults::MAX_SESSIONS_PER_ADDRESS,
+            sessions_per_address_per_minute: defaults::SESSIONS_PER_ADDRESS_PER_MINUTE,
+            max_connections: None,
+            max_connections_per_address: defaults::MAX_CONNECTIONS_PER_ADDRESS,
+            header_read_timeout: defaults::HEADER_READ_TIMEOUT,
+            request_body_timeout: defaults::REQUEST_BODY_TIMEOUT,
+            session_idle_timeout: defaults::SESSION_IDLE_TIMEOUT,
+            max_session_length: defaults::MAX_SESSION_LENGTH,
+            browser_ping_interval: defaults::BROWSER_PING_INTERVAL,
+            transcriber_quiet_close: defaults::TRANSCRIBER_QUIET_CLOSE,
+            upstream_response_timeout: defaults::UPSTREAM_RESPONSE_TIMEOUT,
+            upstream_retry_budget: defaults::UPSTREAM_RETRY_BUDGET,
+            audio_rate_limit: defaults::AUDIO_RATE_LIMIT,
+            max_utterance: defaults::MAX_UTTERANCE,
+            max_protocol_errors: defaults::MAX_PROTOCOL_ERRORS,
+            api_requests_per_address_per_minute: defaults::API_REQUESTS_PER_ADDRESS_PER_MINUTE,
+        }
+    }
 }
 
 impl Default for Config {
@@ -299,6 +504,10 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             access_token: None,
             client_dir: PathBuf::from(defaults::CLIENT_DIR),
+            public_hosts: Vec::new(),
+            client_address_header: None,
+            limits: Limits::default(),
+            enable_api: false,
         }
     }
 }
@@ -330,7 +539,37 @@ impl TryFrom<Cli> for Config {
             allowed_origins: cli.allowed_origins,
             access_token: cli.access_token,
             client_dir: cli.client_dir,
+            public_hosts: cli.public_hosts,
+            client_address_header: cli.client_address_header,
+            limits: Limits {
+                max_sessions: cli.max_sessions,
+                max_sessions_per_address: cli.max_sessions_per_address,
+                sessions_per_address_per_minute: cli.sessions_per_address_per_minute,
+                max_connections: cli.max_connections,
+                max_connections_per_address: cli.max_connections_per_address,
+                header_read_timeout: Duration::from_millis(cli.header_read_timeout_ms),
+                request_body_timeout: Duration::from_millis(cli.request_body_timeout_ms),
+                session_idle_timeout: Duration::from_secs(cli.session_idle_timeout_s),
+                max_session_length: Duration::from_secs(cli.max_session_length_s),
+                browser_ping_interval: Duration::from_millis(cli.browser_ping_interval_ms),
+                transcriber_quiet_close: Duration::from_millis(cli.transcriber_quiet_close_ms),
+                upstream_response_timeout: Duration::from_millis(cli.upstream_response_timeout_ms),
+                upstream_retry_budget: Duration::from_millis(cli.upstream_retry_budget_ms),
+                audio_rate_limit: cli.audio_rate_limit,
+                max_utterance: Duration::from_secs(cli.max_utterance_s),
+                max_protocol_errors: cli.max_protocol_errors,
+                api_requests_per_address_per_minute: cli.api_requests_per_address_per_minute,
+            },
+            enable_api: cli.enable_api,
         };
+        if config.enable_api && config.access_token.is_none() {
+            return Err(ConfigError::ApiWithoutToken);
+        }
+        if !(config.limits.audio_rate_limit >= 1.0) {
+            return Err(ConfigError::AudioRateBelowRealTime {
+                value: config.limits.audio_rate_limit,
+            });
+        }
         // Fail at start, not in the first session.
         config.endpoints(&config.openai_base_url)?;
         if let Some(token) = &config.access_token {
@@ -376,6 +615,15 @@ pub enum ConfigError {
     OpenWithoutToken {
         /// The listen address.
         addr: SocketAddr,
+    },
+    /// The one-shot API enabled without an access token: anyone could spend the key on it.
+    #[error("ENABLE_API needs an ACCESS_TOKEN: /api/reply and /api/speech spend the API key")]
+    ApiWithoutToken,
+    /// An audio rate limit below real time would cut every user's speech.
+    #[error("AUDIO_RATE_LIMIT must be at least 1 (real time), got {value}")]
+    AudioRateBelowRealTime {
+        /// The value given.
+        value: f64,
     },
 }
 

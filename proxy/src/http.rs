@@ -4,29 +4,36 @@
 //! * `GET /healthz` — liveness, with whether the simulator is in use.
 //! * `POST /api/reply` — `{"text": "…"}` → `{"text": "…"}`: one answer from the LLM, for tools.
 //! * `POST /api/speech` — `{"text": "…"}` → streamed PCM16 LE 24 kHz mono, for tools.
-//! * anything else — the built client, when its directory exists.
+//!   Both only with `ENABLE_API` (which needs `ACCESS_TOKEN`), rate-limited per address.
+//! * anything else — the built client, when its directory exists (`static_files`).
 //!
-//! Bad input gets 400, an upstream failure 502, each with a JSON body
-//! `{"error": {stage, code, message, retryable}}` that names the stage and never leaks
-//! upstream details.
+//! `/ws` and `/api/*` answer only allowed `Host`s and need the token when one is set. Bad input
+//! gets 400, a refused session 503 or 429 with `Retry-After`, an upstream failure 502, each
+//! with a JSON body `{"error": {stage, code, message, retryable}}` that names the stage and
+//! never leaks upstream details.
+
+use std::net::{IpAddr, SocketAddr};
 
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{FromRequest, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use protocol::{ErrorCode, ErrorEvent, Stage};
 use serde::Deserialize;
 use serde_json::json;
-use tower_http::services::ServeDir;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
-use crate::access::{bearer, origin_allowed, token_allowed};
+use crate::access::{bearer, host_allowed, origin_allowed, token_allowed};
 use crate::config::Secret;
+use crate::limits::truncate_for_log;
 use crate::state::{AppState, SessionRefused};
+use crate::static_files::ClientFiles;
 use crate::upstream::UpstreamError;
 use crate::upstream::chat::{ChatMessage, Role};
 
@@ -37,25 +44,57 @@ pub const MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
 /// Longest text the one-shot endpoints accept: the Speech API's own input limit.
 const MAX_INPUT_CHARS: usize = 4096;
 
+/// Longest one-shot request body, in bytes: the longest text, escaped, with room for the JSON.
+const MAX_API_BODY_BYTES: usize = 64 * 1024;
+
+/// Bytes the WebSocket reads from the socket at a time: audio frames are about 1 KB, and an
+/// idle session should hold as little memory as possible (the buffer grows for larger
+/// messages, up to [`MAX_WS_MESSAGE_BYTES`]).
+const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Bytes the WebSocket gathers before it writes: one audio chunk, so each goes out at once.
+const WS_WRITE_BUFFER_BYTES: usize = 0;
+
+/// Longest piece of a client's header quoted in a log line.
+const MAX_LOGGED_HEADER_CHARS: usize = 100;
+
 /// Builds the router.
 pub fn app(state: AppState) -> Router {
     let client_dir = state.config().client_dir.clone();
-    let guarded = Router::new()
-        .route("/ws", get(session))
-        .route("/api/reply", post(reply))
-        .route("/api/speech", post(speech))
+    let mut guarded = Router::new().route("/ws", get(session));
+    if state.config().enable_api {
+        let api = Router::new()
+            .route("/api/reply", post(reply))
+            .route("/api/speech", post(speech))
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_API_BODY_BYTES))
+            .layer(RequestBodyTimeoutLayer::new(
+                state.config().limits.request_body_timeout,
+            ))
+            .route_layer(middleware::from_fn_with_state(state.clone(), api_rate_limit));
+        guarded = guarded.merge(api);
+    }
+    // Layers run outside in: the Host first, then the token.
+    let guarded = guarded
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_access_token,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_allowed_host,
         ));
-    let router = Router::new().route("/healthz", get(healthz)).merge(guarded);
-    let router = if client_dir.is_dir() {
-        router.fallback_service(ServeDir::new(client_dir).append_index_html_on_directories(true))
-    } else {
-        tracing::info!(dir = %client_dir.display(), "no built client to serve (run trunk build)");
-        router
-    };
-    router.with_state(state)
+    let router = Router::new()
+        .route("/healthz", get(healthz))
+        .merge(guarded)
+        .with_state(state);
+    match ClientFiles::open(&client_dir) {
+        Some(files) => router
+            .fallback_service(axum::routing::any(crate::static_files::serve).with_state(files)),
+        None => {
+            tracing::info!(dir = %client_dir.display(), "no built client to serve (run trunk build)");
+            router
+        }
+    }
 }
 
 async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -102,8 +141,122 @@ async fn require_access_token(
     )
 }
 
+/// Lets `/ws` and `/api/*` through only for a `Host` this server answers to (`access.rs`).
+async fn require_allowed_host(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok());
+    if host_allowed(host, &state.config().public_hosts) {
+        return next.run(request).await;
+    }
+    tracing::warn!(
+        host = host.map(|h| truncate_for_log(h, MAX_LOGGED_HEADER_CHARS)).as_deref(),
+        path = request.uri().path(),
+        "refused a request for a host this server is not configured as (PUBLIC_HOSTS)"
+    );
+    error_response(
+        StatusCode::FORBIDDEN,
+        ErrorEvent::new(
+            Stage::Proxy,
+            ErrorCode::Forbidden,
+            "This server does not answer to that host name; its operator can add it to \
+             PUBLIC_HOSTS.",
+            false,
+        ),
+    )
+}
+
+/// The TCP peer of a request (set by the accept loop; absent when the router is driven
+/// without it, as in-process tests may do).
+struct Peer(Option<SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(peer)| *peer),
+        ))
+    }
+}
+
+/// The address a request comes from: the configured header's (behind a reverse proxy; for
+/// `X-Forwarded-For`, its last entry, the one the trusted proxy added), else the TCP peer's.
+fn client_address(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> IpAddr {
+    let from_header = state
+        .config()
+        .client_address_header
+        .as_deref()
+        .and_then(|name| headers.get_all(name).iter().next_back())
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|last| last.trim().parse::<IpAddr>().ok());
+    from_header
+        .or(peer.map(|peer| peer.ip()))
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+}
+
+/// Counts an `/api/*` request against its address's rate.
+async fn api_rate_limit(
+    State(state): State<AppState>,
+    Peer(peer): Peer,
+    request: Request,
+    next: Next,
+) -> Response {
+    let address = client_address(&state, request.headers(), peer);
+    match state.admit_api_request(address) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refusal_response(refused),
+    }
+}
+
+/// The 503 or 429 for a refused session or request, with `Retry-After`.
+fn refusal_response(refused: SessionRefused) -> Response {
+    let (status, code, message) = match refused {
+        SessionRefused::ShuttingDown => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ServerBusy,
+            "The server is shutting down.",
+        ),
+        SessionRefused::Full => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ServerBusy,
+            "The server is at capacity; try again in a moment.",
+        ),
+        SessionRefused::AddressFull => (
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::TooManyRequests,
+            "Too many sessions are open from your address; close one and try again.",
+        ),
+        SessionRefused::TooFast(_) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::TooManyRequests,
+            "Too many requests from your address; wait a little and try again.",
+        ),
+    };
+    let mut response = error_response(
+        status,
+        ErrorEvent::new(Stage::Proxy, code, message, true),
+    );
+    let seconds = refused.retry_after().as_secs().max(1);
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_str(&seconds.to_string()).expect("digits are a valid header"),
+    );
+    response
+}
+
 async fn session(
     State(state): State<AppState>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -111,8 +264,8 @@ async fn session(
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     if !origin_allowed(origin, host, &state.config().allowed_origins) {
         tracing::warn!(
-            origin,
-            host,
+            origin = origin.map(|o| truncate_for_log(o, MAX_LOGGED_HEADER_CHARS)).as_deref(),
+            host = host.map(|h| truncate_for_log(h, MAX_LOGGED_HEADER_CHARS)).as_deref(),
             "refused a voice session for a page of another site"
         );
         return error_response(
@@ -125,21 +278,14 @@ async fn session(
             ),
         );
     }
-    let session = match state.admit_session() {
+    let address = client_address(&state, &headers, peer);
+    let session = match state.admit_session(address) {
         Ok(session) => session,
-        Err(SessionRefused::ShuttingDown) => {
-            return error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorEvent::new(
-                    Stage::Proxy,
-                    ErrorCode::UpstreamUnavailable,
-                    "The server is shutting down.",
-                    true,
-                ),
-            );
-        }
+        Err(refused) => return refusal_response(refused),
     };
     upgrade
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
+        .write_buffer_size(WS_WRITE_BUFFER_BYTES)
         .max_message_size(MAX_WS_MESSAGE_BYTES)
         .max_frame_size(MAX_WS_MESSAGE_BYTES)
         .on_upgrade(move |socket| session.run(socket))

@@ -17,8 +17,11 @@
 //!   cleaning, emoji.
 //! * [`http`] — the HTTP surface: `/ws`, `/healthz`, one-shot `/api/*` endpoints, static files;
 //!   `access` — who may open a session: the Origin check and the access token.
-//! * `state` — [`AppState`]: what requests share, and the admission of sessions;
-//!   `server` — [`serve`] and [`run`]: the listener and graceful shutdown.
+//! * `state` — [`AppState`]: what requests share, and the admission of sessions (global and
+//!   per-address caps and rates); `server` — [`serve`] and [`run`]: the accept loop with its
+//!   connection caps and header timeout, and graceful shutdown; `limits` — the pure pieces of
+//!   the limits (token bucket, episodes, per-address table); `static_files` — the built client,
+//!   served without following symlinks out of its directory, with its security headers.
 //! * [`wav`] — a small WAV reader and writer for the tools and tests.
 //!
 //! The OpenAI simulator the proxy runs on without a key is the `openai-sim` crate; the design
@@ -30,13 +33,15 @@
 pub(crate) mod access;
 pub mod config;
 pub mod http;
+pub(crate) mod limits;
 mod server;
 pub(crate) mod session;
 pub(crate) mod speakable;
 mod state;
+mod static_files;
 pub mod upstream;
 pub mod wav;
 
 pub use http::app;
-pub use server::{SHUTDOWN_DRAIN_TIMEOUT, run, serve};
+pub use server::{SHUTDOWN_DRAIN_TIMEOUT, raise_open_file_limit, run, serve};
 pub use state::{AppState, Backend, StartError};

@@ -20,6 +20,8 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = Config::try_from(Cli::parse())?;
+    let open_files = proxy::raise_open_file_limit();
+    tracing::info!(open_files, "open-file limit");
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen_addr))?;

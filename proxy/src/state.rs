@@ -2,9 +2,10 @@
 //! session uses, the live-session count and the shutdown signal. The HTTP layer asks it to
 //! admit a session ([`AppState::admit_session`]) and never reaches into it.
 
-use std::sync::Arc;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::WebSocket;
 use tokio_util::sync::CancellationToken;
@@ -12,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::config::{Config, ConfigError, Secret};
+use crate::limits::{AddressRefusal, AddressTable, Episode, TokenBucket};
 use crate::session::SessionContext;
 use crate::session::response::Pipeline;
 use crate::upstream::UpstreamConfig;
@@ -77,6 +79,8 @@ impl Backend {
             tts_voice: config.tts_voice.clone(),
             tts_instructions: config.tts_instructions.clone(),
             stall_timeout: config.upstream_stall_timeout,
+            response_timeout: config.limits.upstream_response_timeout,
+            retry_budget: config.limits.upstream_retry_budget,
         });
         Ok(Self {
             upstream,
@@ -97,47 +101,123 @@ struct Inner {
     sessions: Arc<SessionContext>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// Sessions admitted and not yet ended (upgrading or running).
     live_sessions: AtomicUsize,
     session_counter: AtomicU64,
+    max_sessions: usize,
+    max_connections: usize,
+    admission: Mutex<Admission>,
+    api_rates: Mutex<ApiRates>,
     /// Keeps the built-in simulator running while the server does.
     _simulator: Option<openai_sim::Simulator>,
 }
 
-/// Why a voice session was not admitted.
+/// Who holds sessions, and the episodes of refusals (one log line each).
+#[derive(Debug)]
+struct Admission {
+    addresses: AddressTable,
+    refusals: Episode,
+}
+
+/// Per-address rate of `/api/*` requests.
+#[derive(Debug)]
+struct ApiRates {
+    per_minute: u32,
+    buckets: std::collections::HashMap<IpAddr, TokenBucket>,
+}
+
+/// Repeated refusals closer together than this are one episode: one log line.
+const REFUSAL_EPISODE_QUIET: Duration = Duration::from_secs(10);
+
+/// File descriptors kept free of sessions and connections, so `/healthz`, the page and the
+/// upstream HTTP pool always have some.
+const FD_HEADROOM: u64 = 64;
+
+/// Descriptors one session may hold: its browser socket, its transcription socket, and its
+/// share of the pooled LLM/TTS connections while it answers.
+const FDS_PER_SESSION: u64 = 3;
+
+/// How long a client refused for the global cap is asked to wait: long enough for a session to
+/// end somewhere, short enough for a person who tries again.
+const FULL_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// How long a client refused for its own address's session cap is asked to wait.
+const ADDRESS_FULL_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// Why a voice session (or an API request) was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum SessionRefused {
     /// The server is draining.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The server holds its maximum of sessions.
+    #[error("the server is at its session cap")]
+    Full,
+    /// This client address holds its maximum of sessions.
+    #[error("this address is at its session cap")]
+    AddressFull,
+    /// This client address opens sessions (or API requests) too fast.
+    #[error("this address is over its rate")]
+    TooFast(Duration),
+}
+
+impl SessionRefused {
+    /// How long the client should wait before trying again (the `Retry-After` header).
+    pub(crate) fn retry_after(self) -> Duration {
+        match self {
+            SessionRefused::ShuttingDown | SessionRefused::Full => FULL_RETRY_AFTER,
+            SessionRefused::AddressFull => ADDRESS_FULL_RETRY_AFTER,
+            // Whole seconds on the wire: round up so a client that obeys is admitted.
+            SessionRefused::TooFast(wait) => Duration::from_secs(wait.as_secs_f64().ceil() as u64)
+                .max(Duration::from_secs(1)),
+        }
+    }
 }
 
 /// A session the state admitted, not yet running: the upgrade completes, then
-/// [`AdmittedSession::run`] serves it.
+/// [`AdmittedSession::run`] serves it. Dropping it (an upgrade that never completes) frees its
+/// place.
 #[derive(Debug)]
 pub(crate) struct AdmittedSession {
     inner: Arc<Inner>,
     id: String,
+    address: IpAddr,
 }
 
 impl AdmittedSession {
     /// Serves the session on its socket until it ends; the server's drain waits for it. Every
     /// log line of the session, its transcriber's and its responses' included, carries its id.
     pub(crate) async fn run(self, socket: WebSocket) {
-        let Self { inner, id } = self;
-        inner.live_sessions.fetch_add(1, Ordering::SeqCst);
-        let span = tracing::info_span!("session", id = %id);
-        let session =
-            crate::session::run(socket, inner.sessions.clone(), id, inner.shutdown.clone());
-        let ended = inner.clone();
+        let inner = self.inner.clone();
+        let span = tracing::info_span!("session", id = %self.id);
+        let session = crate::session::run(
+            socket,
+            inner.sessions.clone(),
+            self.id.clone(),
+            inner.shutdown.clone(),
+        );
         let tracked = inner.tasks.track_future(
             async move {
                 session.await;
-                ended.live_sessions.fetch_sub(1, Ordering::SeqCst);
+                // Frees the place.
+                drop(self);
                 tracing::info!("session ended");
             }
             .instrument(span),
         );
         tracked.await;
+    }
+}
+
+impl Drop for AdmittedSession {
+    fn drop(&mut self) {
+        self.inner.live_sessions.fetch_sub(1, Ordering::SeqCst);
+        self.inner
+            .admission
+            .lock()
+            .expect("the admission lock is never poisoned")
+            .addresses
+            .release(self.address);
     }
 }
 
@@ -149,7 +229,7 @@ impl AppState {
             upstream,
             simulator,
         } = Backend::from_config(&config).await?;
-        let http = crate::upstream::http_client();
+        let http = crate::upstream::http_client(config.limits.upstream_response_timeout);
         let sessions = Arc::new(SessionContext {
             transcriber: Transcriber::new(upstream.clone(), config.turn_detection),
             pipeline: Pipeline {
@@ -162,7 +242,25 @@ impl AppState {
             simulated: simulator.is_some(),
             transcript_timeout: config.transcript_timeout,
             browser_send_timeout: config.browser_send_timeout,
+            limits: config.limits.clone(),
         });
+        let (max_sessions, max_connections) =
+            caps_for_open_files(crate::server::current_open_file_limit(), &config);
+        let limits = &config.limits;
+        let admission = Admission {
+            // A minute's worth may come at once (a page reconnecting a few times in a row);
+            // beyond that, new sessions come at the per-minute rate.
+            addresses: AddressTable::new(
+                limits.max_sessions_per_address,
+                limits.sessions_per_address_per_minute.max(1),
+                f64::from(limits.sessions_per_address_per_minute) / 60.0,
+            ),
+            refusals: Episode::new(REFUSAL_EPISODE_QUIET),
+        };
+        let api_rates = ApiRates {
+            per_minute: limits.api_requests_per_address_per_minute,
+            buckets: std::collections::HashMap::new(),
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -171,9 +269,23 @@ impl AppState {
                 tasks: TaskTracker::new(),
                 live_sessions: AtomicUsize::new(0),
                 session_counter: AtomicU64::new(0),
+                max_sessions,
+                max_connections,
+                admission: Mutex::new(admission),
+                api_rates: Mutex::new(api_rates),
                 _simulator: simulator,
             }),
         })
+    }
+
+    /// Most sessions at once.
+    pub fn max_sessions(&self) -> usize {
+        self.inner.max_sessions
+    }
+
+    /// Most open connections at once.
+    pub fn max_connections(&self) -> usize {
+        self.inner.max_connections
     }
 
     /// The configuration the server runs with.
@@ -196,16 +308,74 @@ impl AppState {
         &self.inner.sessions.pipeline
     }
 
-    /// Admits a new voice session with a fresh id, unless the server is draining.
-    pub(crate) fn admit_session(&self) -> Result<AdmittedSession, SessionRefused> {
+    /// Admits a new voice session from `address` with a fresh id, unless the server is
+    /// draining or a cap or rate says no. Refusals are logged once per episode.
+    pub(crate) fn admit_session(&self, address: IpAddr) -> Result<AdmittedSession, SessionRefused> {
         if self.inner.shutdown.is_cancelled() {
             return Err(SessionRefused::ShuttingDown);
         }
+        let now = Instant::now();
+        let mut admission = self
+            .inner
+            .admission
+            .lock()
+            .expect("the admission lock is never poisoned");
+        let live = self.inner.live_sessions.load(Ordering::SeqCst);
+        let verdict = if live >= self.inner.max_sessions {
+            Err(SessionRefused::Full)
+        } else {
+            admission
+                .addresses
+                .admit(address, now)
+                .map_err(|refusal| match refusal {
+                    AddressRefusal::TooManySessions => SessionRefused::AddressFull,
+                    AddressRefusal::TooFast(wait) => SessionRefused::TooFast(wait),
+                })
+        };
+        if let Err(refused) = verdict {
+            if let Some(previous) = admission.refusals.record(now) {
+                tracing::warn!(
+                    %address,
+                    reason = %refused,
+                    live,
+                    max_sessions = self.inner.max_sessions,
+                    previous_episode_refusals = previous,
+                    "refusing voice sessions"
+                );
+            }
+            return Err(refused);
+        }
+        self.inner.live_sessions.fetch_add(1, Ordering::SeqCst);
+        drop(admission);
         let number = self.inner.session_counter.fetch_add(1, Ordering::Relaxed) + 1;
         Ok(AdmittedSession {
             inner: self.inner.clone(),
             id: format!("s{number}-{:08x}", rand::random::<u32>()),
+            address,
         })
+    }
+
+    /// Counts one `/api/*` request of `address` against its per-minute rate.
+    pub(crate) fn admit_api_request(&self, address: IpAddr) -> Result<(), SessionRefused> {
+        let now = Instant::now();
+        let mut rates = self
+            .inner
+            .api_rates
+            .lock()
+            .expect("the rate lock is never poisoned");
+        let per_minute = f64::from(rates.per_minute);
+        if rates.buckets.len() > 4096 {
+            rates.buckets.retain(|_, bucket| !bucket.is_full(now));
+        }
+        let bucket = rates
+            .buckets
+            .entry(address)
+            .or_insert_with(|| TokenBucket::new(per_minute.max(1.0), per_minute / 60.0, now));
+        if bucket.try_take(1.0, now) {
+            Ok(())
+        } else {
+            Err(SessionRefused::TooFast(bucket.wait_for(1.0, now)))
+        }
     }
 
     /// Fires when the server begins to shut down.
@@ -226,5 +396,41 @@ impl AppState {
                 "sessions still running after the drain timeout"
             );
         }
+    }
+}
+
+/// The session and connection caps: the configured ones, else derived from the open-file
+/// limit. After [`FD_HEADROOM`], a third of the descriptors is for plain HTTP connections and
+/// the rest for sessions at [`FDS_PER_SESSION`] each.
+fn caps_for_open_files(open_files: u64, config: &Config) -> (usize, usize) {
+    let available = open_files.saturating_sub(FD_HEADROOM).max(FDS_PER_SESSION * 3);
+    let connections = available / 3;
+    let sessions = (available - connections) / FDS_PER_SESSION;
+    let as_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    (
+        config.limits.max_sessions.unwrap_or(as_usize(sessions)),
+        config
+            .limits
+            .max_connections
+            .unwrap_or(as_usize(connections)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_leave_headroom_under_the_open_file_limit() {
+        let config = Config::default();
+        let (sessions, connections) = caps_for_open_files(1024, &config);
+        assert_eq!((sessions, connections), (213, 320));
+        let used = sessions as u64 * FDS_PER_SESSION + connections as u64;
+        assert!(used + FD_HEADROOM <= 1024, "{used}");
+        // A tiny limit still admits someone.
+        assert!(caps_for_open_files(16, &config).0 >= 1);
+        let mut configured = Config::default();
+        configured.limits.max_sessions = Some(7);
+        assert_eq!(caps_for_open_files(1024, &configured).0, 7);
     }
 }

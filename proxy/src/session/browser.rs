@@ -21,6 +21,7 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument as _;
 
 use super::response::AudioOut;
+use crate::limits::truncate_for_log;
 
 /// Control messages queued for the browser. They are small and rare; a full queue means the
 /// browser stopped reading.
@@ -33,6 +34,10 @@ const AUDIO_QUEUE_CHUNKS: usize = 32;
 
 /// How long the session's end waits for the writer to flush its close frame.
 const WRITER_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Longest piece of a rejected message quoted back (and logged): the reason is in its first
+/// words; a client must not be able to make the proxy echo 60 KB.
+const MAX_QUOTED_ERROR_CHARS: usize = 160;
 
 /// What a frame from the browser means to the session.
 #[derive(Debug)]
@@ -59,7 +64,10 @@ pub(crate) fn decode(frame: Option<Result<Message, axum::Error>>) -> Incoming {
             Err(error) => Incoming::Invalid(ErrorEvent::new(
                 Stage::Proxy,
                 ErrorCode::InvalidMessage,
-                format!("Message rejected: {error}"),
+                format!(
+                    "Message rejected: {}",
+                    truncate_for_log(&error.to_string(), MAX_QUOTED_ERROR_CHARS)
+                ),
                 false,
             )),
         },
@@ -97,7 +105,8 @@ fn close_for_read_error(error: &axum::Error) -> Option<(CloseCode, &'static str)
 #[derive(Debug)]
 enum Control {
     Message(ServerMessage),
-    Close(CloseCode, &'static str),
+    Ping,
+    Close(CloseCode, String),
 }
 
 /// The session's sending end of the browser socket.
@@ -140,8 +149,16 @@ impl BrowserLink {
     }
 
     /// Queues a close frame; the writer sends it after what is queued before it and stops.
-    pub(crate) async fn close(&self, code: CloseCode, reason: &'static str) {
-        let _ = self.control.send(Control::Close(code, reason)).await;
+    /// `reason` (at most 123 bytes) is what the page shows.
+    pub(crate) async fn close(&self, code: CloseCode, reason: impl Into<String>) {
+        let _ = self.control.send(Control::Close(code, reason.into())).await;
+    }
+
+    /// Queues a ping; the browser answers it on its own.
+    pub(crate) fn ping(&self) {
+        // A full control queue already means the browser is not reading; the writer's send
+        // timeout deals with that.
+        let _ = self.control.try_send(Control::Ping);
     }
 
     /// Completes when the writer has given up (the browser stopped reading or the socket broke).
@@ -189,6 +206,7 @@ async fn write(
             biased;
             control = control.recv() => match control {
                 Some(Control::Message(message)) => Message::Text(message.to_json().into()),
+                Some(Control::Ping) => Message::Ping(Bytes::new()),
                 Some(Control::Close(code, reason)) => {
                     let _ = sink
                         .send(Message::Close(Some(CloseFrame { code, reason: reason.into() })))

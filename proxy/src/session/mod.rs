@@ -2,8 +2,11 @@
 //!
 //! * [`browser`] — the browser connection: what its frames mean, and the writer task that owns
 //!   the socket's sending half (control before audio; audio of dead responses dropped);
-//! * [`transcriber_slot`] — the session's transcriber: opened when needed, replaced before it
+//! * [`transcriber_slot`] — the session's transcriber: opened at the first speech (an idle
+//!   session holds no upstream socket), closed after a quiet period, replaced before it
 //!   expires or when it hangs;
+//! * [`deadlines`] — the session's timers (transcript, quiet close, idle, maximum length,
+//!   browser ping); [`audio_budget`] — audio accepted at most at a multiple of real time;
 //! * [`turn`] — the pure turn state machine; [`history`] — the conversation and each answer's
 //!   record; [`response`] — one answer's LLM → sentences → TTS pipeline; [`metrics`] — the
 //!   latency waterfall of each turn.
@@ -16,7 +19,9 @@
 //! close. Audio bypasses the actor on its way out: a response task sends it straight to the
 //! writer.
 
+mod audio_budget;
 mod browser;
+mod deadlines;
 pub(crate) mod history;
 pub(crate) mod metrics;
 pub(crate) mod response;
@@ -39,8 +44,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument as _;
 
+use crate::config::Limits;
+use crate::limits::{Episode, TokenBucket};
 use crate::upstream::realtime::Transcriber;
+use audio_budget::{AudioBudget, AudioVerdict, audio_ms};
 use browser::{BrowserLink, Incoming};
+use deadlines::{Deadlines, Timer};
 use history::Conversation;
 use metrics::{Step, TurnClocks, log_waterfall};
 use response::{Pipeline, ResponseEvent};
@@ -49,6 +58,18 @@ use turn::{Action, DropReason, Input, Phase, TurnMachine};
 
 /// Response events queued for the actor (text deltas, marks); read promptly.
 const RESPONSE_EVENT_QUEUE: usize = 256;
+
+/// The window over which protocol errors are counted before the session is closed.
+const PROTOCOL_ERROR_WINDOW: Duration = Duration::from_secs(10);
+
+/// Warnings of one session closer together than this are one episode: the first is logged,
+/// the rest counted, so one client cannot fill the log.
+const WARNING_EPISODE_QUIET: Duration = Duration::from_secs(10);
+
+/// How long a socket closed for an oversized message stays open after its close frame: time
+/// for the browser to read it before the unread rest of its message makes the kernel reset the
+/// connection (which would discard the close frame on the way).
+const OVERSIZE_CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 /// What every session shares: the upstream roles and the operator's settings.
 #[derive(Debug)]
@@ -69,6 +90,8 @@ pub(crate) struct SessionContext {
     pub transcript_timeout: Duration,
     /// How long the browser may take to accept one frame before the session ends.
     pub browser_send_timeout: Duration,
+    /// Timeouts and spend limits.
+    pub limits: Limits,
 }
 
 /// Runs one session until the browser leaves or `shutdown` fires. Call it inside the
@@ -83,6 +106,21 @@ pub(crate) async fn run(
     let browser = BrowserLink::open(sink, context.browser_send_timeout);
     let (events_tx, events_rx) = mpsc::channel(RESPONSE_EVENT_QUEUE);
     let cancel = shutdown.child_token();
+    let limits = &context.limits;
+    let now = tokio::time::Instant::now();
+    let deadlines = Deadlines::new(
+        now,
+        limits.session_idle_timeout,
+        limits.max_session_length,
+        limits.browser_ping_interval,
+    );
+    let audio_budget = AudioBudget::new(limits.audio_rate_limit, now.into_std());
+    let max_errors = f64::from(limits.max_protocol_errors.max(1));
+    let protocol_errors = TokenBucket::new(
+        max_errors,
+        max_errors / PROTOCOL_ERROR_WINDOW.as_secs_f64(),
+        now.into_std(),
+    );
     let mut session = Session {
         machine: TurnMachine::new(context.turn_detection),
         conversation: Conversation::new(
@@ -96,15 +134,34 @@ pub(crate) async fn run(
         response_task: None,
         response_events: events_tx,
         clocks: TurnClocks::default(),
-        transcript_deadline: None,
+        deadlines,
+        audio_budget,
+        protocol_errors,
+        warnings: Episode::new(WARNING_EPISODE_QUIET),
+        heard_since_ping: true,
+        utterance_ms: 0.0,
         actions: Vec::new(),
     };
     tracing::info!("session started");
     session.start().await;
-    session.run(stream, events_rx, &shutdown).await;
+    let mut frames = stream;
+    let ending = session.run(&mut frames, events_rx, &shutdown).await;
     cancel.cancel();
     let Session { browser, .. } = session;
     browser.finish().await;
+    if ending == Ending::Oversized {
+        tokio::time::sleep(OVERSIZE_CLOSE_LINGER).await;
+    }
+    drop(frames);
+}
+
+/// How the session loop ended, where that matters to closing the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Any ordinary end.
+    Done,
+    /// Closed for an oversized message: linger before dropping the socket.
+    Oversized,
 }
 
 struct Session {
@@ -117,7 +174,16 @@ struct Session {
     response_task: Option<AbortOnDropHandle<()>>,
     response_events: mpsc::Sender<(ResponseId, ResponseEvent)>,
     clocks: TurnClocks,
-    transcript_deadline: Option<tokio::time::Instant>,
+    deadlines: Deadlines,
+    audio_budget: AudioBudget,
+    /// Protocol errors allowed before the session is closed (refilled over the window).
+    protocol_errors: TokenBucket,
+    /// Warnings logged: one per episode.
+    warnings: Episode,
+    /// Whether any frame came from the browser since the last ping.
+    heard_since_ping: bool,
+    /// Audio of the utterance in progress, in milliseconds.
+    utterance_ms: f64,
     actions: Vec<Action>,
 }
 
@@ -132,37 +198,53 @@ impl Session {
                 simulated: self.context.simulated,
             })
             .await;
-        self.transcriber.ensure();
+        // No transcriber yet: it opens at the first speech, so an idle session costs no
+        // upstream socket.
     }
 
     async fn run(
         &mut self,
-        mut frames: SplitStream<WebSocket>,
+        frames: &mut SplitStream<WebSocket>,
         mut response_events: mpsc::Receiver<(ResponseId, ResponseEvent)>,
         shutdown: &CancellationToken,
-    ) {
+    ) -> Ending {
         loop {
-            let deadline = self.transcript_deadline;
             tokio::select! {
                 () = shutdown.cancelled() => {
                     self.browser.close(close_code::AWAY, "server shutting down").await;
-                    return;
+                    return Ending::Done;
                 }
                 // The writer gave up on a browser that stopped reading.
-                () = self.browser.gone() => return,
-                frame = frames.next() => match browser::decode(frame) {
-                    Incoming::Message(message) => self.on_client_message(message).await,
-                    Incoming::Audio(audio) => self.on_browser_audio(audio).await,
-                    Incoming::Invalid(event) => self.send_error(event).await,
-                    Incoming::Ignored => {}
-                    Incoming::Gone => return,
-                    Incoming::Broken(close) => {
-                        if let Some((code, reason)) = close {
-                            self.browser.close(code, reason).await;
+                () = self.browser.gone() => return Ending::Done,
+                frame = frames.next() => {
+                    self.heard_since_ping = true;
+                    match browser::decode(frame) {
+                        Incoming::Message(message) => self.on_client_message(message).await,
+                        Incoming::Audio(audio) => {
+                            if !self.on_browser_audio(audio).await {
+                                return Ending::Done;
+                            }
                         }
-                        return;
+                        Incoming::Invalid(event) => {
+                            if !self.on_protocol_error(event).await {
+                                return Ending::Done;
+                            }
+                        }
+                        Incoming::Ignored => {}
+                        Incoming::Gone => return Ending::Done,
+                        Incoming::Broken(close) => {
+                            let Some((code, reason)) = close else {
+                                return Ending::Done;
+                            };
+                            self.browser.close(code, reason).await;
+                            return if code == close_code::SIZE {
+                                Ending::Oversized
+                            } else {
+                                Ending::Done
+                            };
+                        }
                     }
-                },
+                }
                 event = self.transcriber.next_event() => {
                     let idle = self.transcriber_idle();
                     match self.transcriber.on_event(event, idle) {
@@ -177,19 +259,108 @@ impl Session {
                         }
                     }
                 }
-                Some((id, event)) = response_events.recv() => self.on_response(id, event).await,
-                () = sleep_until(deadline) => {
-                    self.transcript_deadline = None;
-                    self.apply(Input::TranscriptTimedOut).await;
-                    self.replace_hung_transcriber().await;
+                Some((id, event)) = response_events.recv() => {
+                    self.deadlines.active(tokio::time::Instant::now());
+                    self.on_response(id, event).await;
+                }
+                timer = self.deadlines.fired() => {
+                    if !self.on_timer(timer).await {
+                        return Ending::Done;
+                    }
                 }
             }
         }
     }
 
-    async fn send_error(&self, event: ErrorEvent) {
-        tracing::warn!(stage = event.stage.as_str(), code = ?event.code, "{}", event.message);
+    /// Handles a timer; `false` ends the session.
+    async fn on_timer(&mut self, timer: Timer) -> bool {
+        let now = tokio::time::Instant::now();
+        match timer {
+            Timer::Transcript => {
+                self.deadlines.transcript = None;
+                self.apply(Input::TranscriptTimedOut).await;
+                self.replace_hung_transcriber().await;
+            }
+            Timer::QuietClose => {
+                self.deadlines.quiet_close = None;
+                if !self.transcriber_idle() {
+                    // A turn still waits for its transcript: look again a quiet period on.
+                    self.deadlines.quiet_close =
+                        Some(now + self.context.limits.transcriber_quiet_close);
+                } else if self.transcriber.is_open() {
+                    tracing::info!("nobody spoke for a while; closing the transcription socket");
+                    let input = self.transcriber.close();
+                    self.apply(input).await;
+                }
+            }
+            Timer::Idle => {
+                let minutes = self.context.limits.session_idle_timeout.as_secs().div_ceil(60);
+                tracing::info!("closing an idle session");
+                let reason = format!(
+                    "Session closed after {minutes} minute{} without speech.",
+                    if minutes == 1 { "" } else { "s" }
+                );
+                self.browser.close(close_code::NORMAL, reason).await;
+                return false;
+            }
+            Timer::End => {
+                tracing::info!("closing a session at its maximum length");
+                self.browser
+                    .close(close_code::NORMAL, "Session reached its maximum length.")
+                    .await;
+                return false;
+            }
+            Timer::Ping => {
+                if !self.heard_since_ping {
+                    // Not even a pong for a whole interval: the browser is gone (a closed
+                    // laptop, a dropped network). No close handshake with nobody.
+                    tracing::info!("browser did not answer the ping; ending its session");
+                    return false;
+                }
+                self.heard_since_ping = false;
+                self.browser.ping();
+                self.deadlines.pinged(now);
+            }
+        }
+        true
+    }
+
+    /// Tells the browser about an error and logs it, once per episode of warnings.
+    async fn send_error(&mut self, event: ErrorEvent) {
+        self.warn(&event);
         self.browser.send(ServerMessage::Error(event)).await;
+    }
+
+    /// Logs an error event as a warning, unless this session is in an episode of them.
+    fn warn(&mut self, event: &ErrorEvent) {
+        if let Some(previous) = self.warnings.record(std::time::Instant::now()) {
+            tracing::warn!(
+                stage = event.stage.as_str(),
+                code = ?event.code,
+                previous_episode_warnings = previous,
+                "{}",
+                event.message
+            );
+        } else {
+            tracing::debug!(stage = event.stage.as_str(), code = ?event.code, "{}", event.message);
+        }
+    }
+
+    /// A frame the contract does not allow: reported, and counted; `false` (too many in the
+    /// window) closes the session with 1008.
+    async fn on_protocol_error(&mut self, event: ErrorEvent) -> bool {
+        if self
+            .protocol_errors
+            .try_take(1.0, std::time::Instant::now())
+        {
+            self.send_error(event).await;
+            return true;
+        }
+        tracing::warn!("too many protocol errors; closing the session");
+        self.browser
+            .close(close_code::POLICY, "Too many invalid messages.")
+            .await;
+        false
     }
 
     /// After a turn timed out: the transcriber may be hung with its socket open, so it is
@@ -210,10 +381,15 @@ impl Session {
                 if let Some(input) = self.transcriber.close_if_expiring(idle) {
                     self.apply(input).await;
                 }
+                self.utterance_ms = 0.0;
+                self.speech_activity();
                 self.transcriber.ensure();
                 self.apply(Input::ClientSpeechStarted).await;
             }
-            ClientMessage::SpeechStopped => self.apply(Input::ClientSpeechStopped).await,
+            ClientMessage::SpeechStopped => {
+                self.speech_activity();
+                self.apply(Input::ClientSpeechStopped).await;
+            }
             ClientMessage::PlaybackProgress {
                 response_id,
                 played_samples,
@@ -244,7 +420,36 @@ impl Session {
         }
     }
 
-    async fn on_browser_audio(&mut self, audio: Bytes) {
+    /// Relays microphone audio within the session's budget; `false` (a sustained flood)
+    /// closes the session with 1008.
+    async fn on_browser_audio(&mut self, audio: Bytes) -> bool {
+        let frame_ms = audio_ms(audio.len());
+        match self
+            .audio_budget
+            .admit(frame_ms, std::time::Instant::now())
+        {
+            AudioVerdict::Accept => {}
+            AudioVerdict::Drop { report } => {
+                if report {
+                    self.send_error(ErrorEvent::new(
+                        Stage::Proxy,
+                        ErrorCode::AudioTooFast,
+                        "Audio is arriving faster than real time; the excess was dropped.",
+                        false,
+                    ))
+                    .await;
+                }
+                return true;
+            }
+            AudioVerdict::Flood => {
+                tracing::warn!("audio flood; closing the session");
+                self.browser
+                    .close(close_code::POLICY, "Audio sent faster than real time.")
+                    .await;
+                return false;
+            }
+        }
+        self.speech_activity();
         self.machine.handle(Input::ClientAudio, &mut self.actions);
         if self.transcriber.append(audio).is_err() {
             self.send_error(ErrorEvent::new(
@@ -255,6 +460,39 @@ impl Session {
             ))
             .await;
         }
+        self.utterance_ms += frame_ms;
+        let max_ms = self.context.limits.max_utterance.as_secs_f64() * 1000.0;
+        if self.utterance_ms > max_ms && self.machine.phase() == Phase::UserSpeaking {
+            self.end_long_utterance().await;
+        }
+        true
+    }
+
+    /// Ends an utterance at the longest length allowed, as if the user had paused, and says so.
+    async fn end_long_utterance(&mut self) {
+        self.utterance_ms = 0.0;
+        let seconds = self.context.limits.max_utterance.as_secs();
+        self.send_error(ErrorEvent::new(
+            Stage::Proxy,
+            ErrorCode::UtteranceTooLong,
+            format!("You spoke for over {seconds} seconds; I'll answer what I heard so far."),
+            true,
+        ))
+        .await;
+        if self.context.turn_detection == TurnDetection::Client {
+            self.apply(Input::ClientSpeechStopped).await;
+        } else {
+            // The upstream decides turns in these modes; a commit ends this one there.
+            self.transcriber.commit();
+        }
+    }
+
+    /// Someone speaks: the session is not idle, and the transcriber stays open for a quiet
+    /// period more.
+    fn speech_activity(&mut self) {
+        let now = tokio::time::Instant::now();
+        self.deadlines.active(now);
+        self.deadlines.quiet_close = Some(now + self.context.limits.transcriber_quiet_close);
     }
 
     /// Whether the transcriber has nothing in hand: no turn waits for it, and no one speaks.
@@ -450,17 +688,9 @@ impl Session {
 
     /// Keeps a deadline on the oldest turn still waiting for its transcript.
     fn refresh_transcript_deadline(&mut self) {
-        self.transcript_deadline = self
+        self.deadlines.transcript = self
             .machine
             .has_open_turns()
             .then(|| tokio::time::Instant::now() + self.context.transcript_timeout);
-    }
-}
-
-/// Sleeps until the deadline, or forever without one.
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }

@@ -1,5 +1,7 @@
 //! The session's transcriber: at most one Realtime transcription session at a time, opened
-//! when needed, replaced before the upstream ends it, replaced when it hangs.
+//! at the first speech start or audio (never at session start: an idle session holds no
+//! upstream socket), closed by the session after a quiet period, replaced before the upstream
+//! ends it, replaced when it hangs.
 //!
 //! The slot never calls back into the session: what the turn machine must learn (above all
 //! that a transcriber's items are gone) comes back as an [`Input`] or a [`Report`] for the
@@ -52,6 +54,9 @@ pub(crate) struct TranscriberSlot {
     ready: bool,
     /// When the upstream will end the transcription session, once it said.
     expires_at_unix_s: Option<u64>,
+    /// The last one was lost to a failure: audio alone does not reopen it (that would hammer a
+    /// failing upstream once per frame); the next speech start does.
+    lost: bool,
 }
 
 impl TranscriberSlot {
@@ -63,12 +68,20 @@ impl TranscriberSlot {
             current: None,
             ready: false,
             expires_at_unix_s: None,
+            lost: false,
         }
     }
 
-    /// Opens a transcriber if none runs (at start, and at the next speech start after one
-    /// was lost). It connects in the background; audio sent meanwhile waits in its queue.
+    /// Whether a transcriber is open (or connecting).
+    pub(crate) fn is_open(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// Opens a transcriber if none runs (at a speech start, at the first audio after a quiet
+    /// close, at a commit). It connects in the background; audio sent meanwhile waits in its
+    /// queue.
     pub(crate) fn ensure(&mut self) {
+        self.lost = false;
         if self.current.is_none() {
             self.current = Some(self.transcriber.spawn(self.cancel.child_token()));
             self.ready = false;
@@ -109,10 +122,13 @@ impl TranscriberSlot {
         None
     }
 
-    /// Hands audio to the transcriber. Without one (it was lost; the browser was told) the
-    /// audio has nowhere to go and is dropped: the next speech start reconnects, since
-    /// reconnecting per frame would hammer a failing upstream.
-    pub(crate) fn append(&self, audio: Bytes) -> Result<(), AppendError> {
+    /// Hands audio to the transcriber, opening one if none runs. After a loss (the browser
+    /// was told) the audio has nowhere to go and is dropped: the next speech start reconnects,
+    /// since reconnecting per frame would hammer a failing upstream.
+    pub(crate) fn append(&mut self, audio: Bytes) -> Result<(), AppendError> {
+        if self.current.is_none() && !self.lost {
+            self.ensure();
+        }
         let Some(current) = &self.current else {
             return Ok(());
         };
@@ -202,6 +218,7 @@ impl TranscriberSlot {
                         .into();
                     event.retryable = true;
                 }
+                self.lost = true;
                 // Turns waiting for it will never be transcribed (the error says why).
                 return Report::Lost(Some(event));
             }

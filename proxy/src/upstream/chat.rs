@@ -73,7 +73,7 @@ impl Responder {
             },
             max_completion_tokens: self.config.llm_max_completion_tokens,
         };
-        let response = send_with_retry(|| {
+        let response = send_with_retry(&self.config, || {
             authorize(
                 self.http.post(&self.config.endpoints.chat_url),
                 self.config.api_key.as_ref(),

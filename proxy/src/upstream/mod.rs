@@ -20,11 +20,6 @@ use rand::Rng;
 
 use crate::config::{Endpoints, Secret};
 
-/// How long to wait for an upstream to accept a connection and answer with headers. Long
-/// enough for a cold TLS handshake across continents, short enough that a user who waits for an
-/// answer hears an error instead of silence.
-pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// How long a started stream may go without a single byte before it counts as stalled. OpenAI
 /// streams tokens and audio continuously once started; a long gap means a hung connection.
 pub const UPSTREAM_STALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -66,6 +61,11 @@ pub struct UpstreamConfig {
     /// How long a started stream may stay silent before it counts as stalled
     /// ([`UPSTREAM_STALL_TIMEOUT`] unless a test shortens it).
     pub stall_timeout: Duration,
+    /// How long one attempt may take to connect and get its first byte (the response headers,
+    /// or the Realtime handshake).
+    pub response_timeout: Duration,
+    /// How long all attempts of one request and the backoff between them may take together.
+    pub retry_budget: Duration,
 }
 
 /// The kind of an upstream HTTP error, read from the status and OpenAI's error body.
@@ -283,10 +283,11 @@ pub fn retry_delay(error: &UpstreamError, retry: u32, rng: &mut impl Rng) -> Opt
 }
 
 /// Builds the shared HTTP client: HTTP/1.1 and HTTP/2 with a connection pool, so the pipelined
-/// TTS requests of one answer reuse warm connections.
-pub fn http_client() -> reqwest::Client {
+/// TTS requests of one answer reuse warm connections. `connect_timeout` bounds the TCP and TLS
+/// handshake of each attempt.
+pub fn http_client(connect_timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
-        .connect_timeout(UPSTREAM_CONNECT_TIMEOUT)
+        .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(90))
         .build()
@@ -311,22 +312,35 @@ pub fn authorize(
 }
 
 /// Runs `attempt` until it succeeds, retrying transient failures with jittered backoff (see
-/// [`retry_delay`]). Callers use it only before anything reached the user, so a retry cannot
-/// duplicate anything.
-pub async fn with_retry<T, F, Fut>(what: &str, mut attempt: F) -> Result<T, UpstreamError>
+/// [`retry_delay`]), each attempt within `config.response_timeout` and all of them within
+/// `config.retry_budget`: a silent upstream is reported within seconds. Callers use it only
+/// before anything reached the user, so a retry cannot duplicate anything.
+pub async fn with_retry<T, F, Fut>(
+    what: &str,
+    config: &UpstreamConfig,
+    mut attempt: F,
+) -> Result<T, UpstreamError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, UpstreamError>>,
 {
+    let deadline = tokio::time::Instant::now() + config.retry_budget;
     let mut retry = 0;
     loop {
-        let error = match attempt().await {
-            Ok(value) => return Ok(value),
-            Err(error) => error,
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let error = match tokio::time::timeout(left.min(config.response_timeout), attempt()).await
+        {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(error)) => error,
+            Err(_) => UpstreamError::Timeout,
         };
         let Some(delay) = retry_delay(&error, retry, &mut rand::rng()) else {
             return Err(error);
         };
+        // A retry that could not finish within the budget only delays the error.
+        if tokio::time::Instant::now() + delay >= deadline {
+            return Err(error);
+        }
         tracing::warn!(%error, retry, delay_ms = delay.as_millis() as u64, "{what} failed; retrying");
         tokio::time::sleep(delay).await;
         retry += 1;
@@ -334,19 +348,21 @@ where
 }
 
 /// Sends a request and returns the response once its status is a success, retrying transient
-/// failures.
+/// failures within the budget of `config`.
 pub async fn send_with_retry(
+    config: &UpstreamConfig,
     build: impl Fn() -> reqwest::RequestBuilder,
 ) -> Result<reqwest::Response, UpstreamError> {
-    with_retry("upstream request", || async {
-        match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, build().send()).await {
+    let timeout = config.response_timeout;
+    with_retry("upstream request", config, || async {
+        match tokio::time::timeout(timeout, build().send()).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Err(e)) => Err(UpstreamError::Connect(transport_error_text(e))),
             Ok(Ok(response)) if response.status().is_success() => Ok(response),
             Ok(Ok(response)) => {
                 let status = response.status().as_u16();
                 let retry_after = parse_retry_after(response.headers());
-                let body = tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, response.bytes())
+                let body = tokio::time::timeout(timeout, response.bytes())
                     .await
                     .ok()
                     .and_then(Result::ok)

@@ -21,7 +21,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument as _;
 
 use super::{
-    UPSTREAM_CONNECT_TIMEOUT, UpstreamConfig, UpstreamError, classify_http_error, parse_retry_after,
+    UpstreamConfig, UpstreamError, classify_http_error, parse_retry_after,
 };
 
 /// Commands buffered towards the upstream: 256 frames of 20 ms are five seconds of speech, enough
@@ -242,7 +242,7 @@ impl Transcriber {
 
     /// Opens the socket, retrying transient handshake failures.
     async fn connect_with_retry(&self) -> Result<UpstreamSocket, UpstreamError> {
-        super::with_retry("transcription connect", || self.connect_once()).await
+        super::with_retry("transcription connect", &self.config, || self.connect_once()).await
     }
 
     async fn connect_once(&self) -> Result<UpstreamSocket, UpstreamError> {
@@ -262,7 +262,7 @@ impl Transcriber {
         }
         // No Nagle delay on appends and commits.
         let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
-        match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, connect).await {
+        match tokio::time::timeout(self.config.response_timeout, connect).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Ok((socket, _response))) => Ok(socket),
             Ok(Err(tungstenite::Error::Http(response))) => {
@@ -411,6 +411,8 @@ mod tests {
             tts_voice: "v".into(),
             tts_instructions: None,
             stall_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+            retry_budget: Duration::from_secs(2),
         }
     }
 

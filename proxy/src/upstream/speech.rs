@@ -45,7 +45,7 @@ impl Synthesizer {
             instructions: self.config.tts_instructions.as_deref(),
             response_format: "pcm",
         };
-        let response = send_with_retry(|| {
+        let response = send_with_retry(&self.config, || {
             authorize(
                 self.http.post(&self.config.endpoints.speech_url),
                 self.config.api_key.as_ref(),
