@@ -129,10 +129,7 @@ async fn receive(
             Ok(Message::Bytes(frame)) => engine.on_audio_frame(&frame),
             Err(WebSocketError::ConnectionClose(event)) => {
                 let error = if engine.session.is_ready() {
-                    ClientError::ConnectionLost {
-                        code: event.code,
-                        reason: event.reason,
-                    }
+                    ClientError::closed_while_running(event.code, event.reason)
                 } else {
                     ClientError::Refused { code: event.code }
                 };

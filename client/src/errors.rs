@@ -32,6 +32,13 @@ pub enum ClientError {
         /// The WebSocket close code.
         code: u16,
     },
+    /// The server ended the session on purpose (close 1000 with a reason: nobody spoke for a
+    /// long while, the session reached its maximum length).
+    #[error("{reason}")]
+    EndedByServer {
+        /// The server's reason, shown as it is.
+        reason: String,
+    },
     /// The WebSocket closed while the session ran.
     #[error("The connection to the server closed (code {code}{}).", if reason.is_empty() { String::new() } else { format!(": {reason}") })]
     ConnectionLost {
@@ -49,6 +56,16 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The error for a socket that closed with `code` and `reason` while its session ran: the
+    /// server's own words when it ended the session normally and said why.
+    pub fn closed_while_running(code: u16, reason: String) -> Self {
+        if code == 1000 && !reason.is_empty() {
+            ClientError::EndedByServer { reason }
+        } else {
+            ClientError::ConnectionLost { code, reason }
+        }
+    }
+
     /// The part of the system it concerns, in plain words.
     pub fn stage_words(&self) -> &'static str {
         match self {
@@ -58,7 +75,8 @@ impl ClientError {
             }
             ClientError::Connect(_)
             | ClientError::Refused { .. }
-            | ClientError::ConnectionLost { .. } => "Connection",
+            | ClientError::ConnectionLost { .. }
+            | ClientError::EndedByServer { .. } => "Connection",
             ClientError::BadMessage(_) | ClientError::Session(_) => "Connection",
         }
     }
@@ -116,9 +134,9 @@ impl ShownError {
                 "Check that the server runs. If it needs an access token, open the link you were \
                  given, with its ?token=."
             }
-            ClientError::ConnectionLost { .. } | ClientError::Connect(_) => {
-                "Press Start to connect again."
-            }
+            ClientError::ConnectionLost { .. }
+            | ClientError::EndedByServer { .. }
+            | ClientError::Connect(_) => "Press Start to connect again.",
             _ => "Press Start to try again.",
         };
         Self {
@@ -168,6 +186,19 @@ mod tests {
             }
             .to_string(),
             "The connection to the server closed (code 1006)."
+        );
+        let ended = ShownError::from_client(&ClientError::closed_while_running(
+            1000,
+            "Session closed after 5 minutes without speech.".into(),
+        ));
+        assert_eq!(
+            ended.message,
+            "Session closed after 5 minutes without speech."
+        );
+        assert_eq!(ended.hint, "Press Start to connect again.");
+        assert_eq!(
+            ClientError::closed_while_running(1000, String::new()).to_string(),
+            "The connection to the server closed (code 1000)."
         );
         let refused = ShownError::from_client(&ClientError::Refused { code: 1006 });
         assert_eq!(

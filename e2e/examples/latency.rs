@@ -2,7 +2,10 @@
 //!
 //! Runs many turns through a real proxy in front of a simulator with every upstream delay at
 //! zero, so what remains is the proxy's work: the hops of the latency budget in `docs/ARCHITECTURE.md`.
-//! Prints percentiles; asserts nothing (machines are noisy).
+//! Then measures what opening the transcription socket at the first speech (not at session
+//! start) costs a session's first turn, with the upstream handshake taking 0, 150 and 400 ms and
+//! the user speaking one second at real time. Prints percentiles; asserts nothing (machines are
+//! noisy).
 //!
 //! ```text
 //! cargo run --release --example latency [-- TURNS]
@@ -106,6 +109,64 @@ async fn main() {
         "client: speech_stopped sent -> first audio",
         stop_to_first_audio_ms,
     );
+
+    println!();
+    println!("first turn (socket opened at speech start) vs second turn; milliseconds");
+    println!(
+        "{:<44} {:>8} {:>8} {:>8}",
+        "speech_stopped -> first audio", "p50", "p95", "max"
+    );
+    for handshake_ms in [0, 150, 400] {
+        let (first, second) = first_and_second_turns(handshake_ms, 20).await;
+        print_row(&format!("handshake {handshake_ms} ms: first turn"), first);
+        print_row(&format!("handshake {handshake_ms} ms: second turn"), second);
+    }
+}
+
+/// Runs `sessions` sessions of two turns each (one second of speech at real time, 20 ms
+/// frames) against a simulator whose Realtime handshake takes `handshake_ms`; returns the
+/// client's speech_stopped → first audio of the first and of the second turns.
+async fn first_and_second_turns(handshake_ms: u64, sessions: usize) -> (Vec<f64>, Vec<f64>) {
+    let proxy = TestProxy::start(
+        SimConfig {
+            realtime_handshake_ms: handshake_ms,
+            ..SimConfig::instant()
+        },
+        |config| {
+            config.limits.max_sessions_per_address = sessions + 1;
+            config.limits.sessions_per_address_per_minute = 6_000;
+        },
+    )
+    .await;
+    let speech = tone(1.0);
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    for _ in 0..sessions {
+        let mut browser = proxy.connect().await;
+        for (turn, figures) in [&mut first, &mut second].into_iter().enumerate() {
+            proxy.sim.script_reply("Sure.");
+            browser.send(ClientMessage::SpeechStarted).await;
+            let mut next_frame = tokio::time::Instant::now();
+            for frame in speech.chunks(960) {
+                browser.send_binary(frame.to_vec()).await;
+                next_frame += std::time::Duration::from_millis(20);
+                tokio::time::sleep_until(next_frame).await;
+            }
+            let stopped = Instant::now();
+            browser.send(ClientMessage::SpeechStopped).await;
+            let response_id = protocol::ResponseId(turn as u32 + 1);
+            browser
+                .wait_for_frame(
+                    |r| matches!(r, Received::Audio { response_id: id, .. } if *id == response_id),
+                )
+                .await;
+            figures.push(stopped.elapsed().as_secs_f64() * 1000.0);
+            browser
+                .wait_for(|m| matches!(m, ServerMessage::ResponseDone { response_id: id, .. } if *id == response_id))
+                .await;
+        }
+    }
+    proxy.stop().await;
+    (first, second)
 }
 
 /// Reads one figure from a turn's waterfall.

@@ -194,9 +194,13 @@ async fn with_an_access_token_sessions_and_the_api_need_it() {
         assert_eq!(status, 401, "{query}");
         assert_eq!(body["error"]["code"], "unauthorized");
     }
-    open_ws(&proxy, "?token=let-me-in-0123456789", Some(&proxy.http_url()))
-        .await
-        .expect("the page's link carries the token");
+    open_ws(
+        &proxy,
+        "?token=let-me-in-0123456789",
+        Some(&proxy.http_url()),
+    )
+    .await
+    .expect("the page's link carries the token");
 
     let reply = |token: Option<&str>| {
         let mut request = reqwest::Client::new()

@@ -196,7 +196,9 @@ async fn an_utterance_longer_than_the_maximum_is_ended_and_answered() {
         .wait_for(|m| matches!(m, ServerMessage::Error(e) if e.code == ErrorCode::UtteranceTooLong))
         .await;
     browser
-        .wait_for(|m| matches!(m, ServerMessage::ResponseDone { text, .. } if text == "A short answer."))
+        .wait_for(
+            |m| matches!(m, ServerMessage::ResponseDone { text, .. } if text == "A short answer."),
+        )
         .await;
     proxy.stop().await;
 }
@@ -271,7 +273,9 @@ async fn over_the_caps_the_upgrade_is_refused_with_retry_after() {
     let from = |ip: &str| vec![("x-forwarded-for", format!("203.0.113.9, {ip}"))];
     handshake(&proxy, &from("198.51.100.1")).await.expect("one");
     handshake(&proxy, &from("198.51.100.1")).await.expect("two");
-    handshake(&proxy, &from("198.51.100.2")).await.expect("three");
+    handshake(&proxy, &from("198.51.100.2"))
+        .await
+        .expect("three");
     proxy.wait_for_sessions(|n| n == 3).await;
     let (status, retry_after, body) = handshake(&proxy, &from("198.51.100.3"))
         .await
@@ -319,10 +323,7 @@ async fn dns_rebinding_is_refused() {
     let evil = format!("evil.example:{}", proxy.addr().port());
     let (status, _, body) = handshake(
         &proxy,
-        &[
-            ("host", evil.clone()),
-            ("origin", format!("http://{evil}")),
-        ],
+        &[("host", evil.clone()), ("origin", format!("http://{evil}"))],
     )
     .await
     .expect_err("another name is refused");
@@ -534,9 +535,7 @@ async fn a_silent_upstream_is_reported_within_the_retry_budget() {
     let mut browser = proxy.connect().await;
     browser.say(&tone(0.3)).await;
     browser
-        .wait_for(|m| {
-            matches!(m, ServerMessage::Error(e) if e.code == ErrorCode::UpstreamTimeout)
-        })
+        .wait_for(|m| matches!(m, ServerMessage::Error(e) if e.code == ErrorCode::UpstreamTimeout))
         .await;
     held.abort();
     proxy.stop().await;
@@ -559,7 +558,9 @@ async fn the_page_has_its_security_headers_and_no_symlink_leads_out() {
         config.client_dir = client_dir;
     })
     .await;
-    let page = reqwest::get(format!("{}/", proxy.http_url())).await.unwrap();
+    let page = reqwest::get(format!("{}/", proxy.http_url()))
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
     let header = |name: &str| {
         page.headers()
@@ -570,7 +571,10 @@ async fn the_page_has_its_security_headers_and_no_symlink_leads_out() {
     };
     let policy = header("content-security-policy");
     assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
-    assert!(policy.contains("script-src 'self' 'wasm-unsafe-eval' 'sha256-"), "{policy}");
+    assert!(
+        policy.contains("script-src 'self' 'wasm-unsafe-eval' 'sha256-"),
+        "{policy}"
+    );
     assert!(!policy.contains("unsafe-inline"), "{policy}");
     assert_eq!(header("x-content-type-options"), "nosniff");
     assert_eq!(header("referrer-policy"), "no-referrer");

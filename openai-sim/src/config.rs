@@ -48,6 +48,9 @@ pub struct SimConfig {
     /// header is always a 401. Never serialized.
     #[serde(skip_serializing)]
     pub api_key: Option<String>,
+    /// Realtime: how long the WebSocket handshake takes (TCP, TLS and the upgrade to a
+    /// distant service are not free), in ms; `0` answers at once.
+    pub realtime_handshake_ms: u64,
     /// Realtime: commit → first `conversation.item.input_audio_transcription.delta`, in ms.
     pub stt_first_delta_ms: u64,
     /// Realtime: time between two transcription deltas of a turn, in ms.
@@ -179,6 +182,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         Self {
             api_key: None,
+            realtime_handshake_ms: 0,
             stt_first_delta_ms: DEFAULT_STT_FIRST_DELTA_MS,
             stt_delta_interval_ms: DEFAULT_STT_DELTA_INTERVAL_MS,
             llm_first_token_ms: DEFAULT_LLM_FIRST_TOKEN_MS,

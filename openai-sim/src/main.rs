@@ -35,6 +35,9 @@ struct Cli {
     /// Require this bearer token (otherwise any token is accepted).
     #[arg(long, env = "SIM_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// Realtime: how long the WebSocket handshake takes, ms.
+    #[arg(long, env = "SIM_REALTIME_HANDSHAKE_MS")]
+    realtime_handshake_ms: Option<u64>,
     /// Realtime: commit → first transcription delta, ms.
     #[arg(long, env = "SIM_STT_FIRST_DELTA_MS")]
     stt_first_delta_ms: Option<u64>,
@@ -82,6 +85,9 @@ impl Cli {
         let defaults = SimConfig::default();
         SimConfig {
             api_key: self.api_key.clone(),
+            realtime_handshake_ms: self
+                .realtime_handshake_ms
+                .unwrap_or(defaults.realtime_handshake_ms),
             stt_first_delta_ms: self
                 .stt_first_delta_ms
                 .unwrap_or(defaults.stt_first_delta_ms),

@@ -165,6 +165,10 @@ pub(crate) async fn handle(
             .into_response(),
         );
     };
+    let handshake_ms = shared.config().realtime_handshake_ms;
+    if handshake_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(handshake_ms)).await;
+    }
     let params = Query::parse(query.as_deref());
     let beta = header_text(&headers, "openai-beta").is_some_and(|value| value.contains("realtime"))
         || subprotocols(&headers).any(|protocol| protocol == BETA_SUBPROTOCOL);

@@ -156,7 +156,8 @@ pub(crate) fn host_allowed(host: Option<&str>, public_hosts: &[String]) -> bool 
     is_loopback_host(&name)
         || public_hosts.iter().any(|listed| {
             let listed = listed.trim();
-            let any_port = !listed.contains(':') || (listed.starts_with('[') && listed.ends_with(']'));
+            let any_port =
+                !listed.contains(':') || (listed.starts_with('[') && listed.ends_with(']'));
             match split_authority(listed, own_port) {
                 Some((listed_name, listed_port)) => {
                     listed_name == name && (any_port || listed_port == port)

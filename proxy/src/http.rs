@@ -70,7 +70,10 @@ pub fn app(state: AppState) -> Router {
             .layer(RequestBodyTimeoutLayer::new(
                 state.config().limits.request_body_timeout,
             ))
-            .route_layer(middleware::from_fn_with_state(state.clone(), api_rate_limit));
+            .route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                api_rate_limit,
+            ));
         guarded = guarded.merge(api);
     }
     // Layers run outside in: the Host first, then the token.
@@ -127,7 +130,7 @@ async fn require_access_token(
     }
     // The path only: the query may hold a (wrong) token.
     tracing::warn!(
-        path = request.uri().path(),
+        path = %truncate_for_log(request.uri().path(), MAX_LOGGED_HEADER_CHARS),
         "refused a request without the access token"
     );
     error_response(
@@ -156,7 +159,7 @@ async fn require_allowed_host(
     }
     tracing::warn!(
         host = host.map(|h| truncate_for_log(h, MAX_LOGGED_HEADER_CHARS)).as_deref(),
-        path = request.uri().path(),
+        path = %truncate_for_log(request.uri().path(), MAX_LOGGED_HEADER_CHARS),
         "refused a request for a host this server is not configured as (PUBLIC_HOSTS)"
     );
     error_response(
@@ -242,10 +245,7 @@ fn refusal_response(refused: SessionRefused) -> Response {
             "Too many requests from your address; wait a little and try again.",
         ),
     };
-    let mut response = error_response(
-        status,
-        ErrorEvent::new(Stage::Proxy, code, message, true),
-    );
+    let mut response = error_response(status, ErrorEvent::new(Stage::Proxy, code, message, true));
     let seconds = refused.retry_after().as_secs().max(1);
     response.headers_mut().insert(
         header::RETRY_AFTER,
@@ -264,8 +264,12 @@ async fn session(
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     if !origin_allowed(origin, host, &state.config().allowed_origins) {
         tracing::warn!(
-            origin = origin.map(|o| truncate_for_log(o, MAX_LOGGED_HEADER_CHARS)).as_deref(),
-            host = host.map(|h| truncate_for_log(h, MAX_LOGGED_HEADER_CHARS)).as_deref(),
+            origin = origin
+                .map(|o| truncate_for_log(o, MAX_LOGGED_HEADER_CHARS))
+                .as_deref(),
+            host = host
+                .map(|h| truncate_for_log(h, MAX_LOGGED_HEADER_CHARS))
+                .as_deref(),
             "refused a voice session for a page of another site"
         );
         return error_response(

@@ -95,7 +95,6 @@ impl Episode {
             Some(previous)
         }
     }
-
 }
 
 /// Why an address may not open a session now.

@@ -218,7 +218,10 @@ impl ConnectionGate {
     }
 
     fn enter_at(&self, address: IpAddr, now: Instant) -> Option<ConnectionPermit> {
-        let mut state = self.inner.lock().expect("the gate's lock is never poisoned");
+        let mut state = self
+            .inner
+            .lock()
+            .expect("the gate's lock is never poisoned");
         let of_address = state.per_address.get(&address).copied().unwrap_or(0);
         let over_address = state.max_per_address.is_some_and(|max| of_address >= max);
         let over_total = state.open.len() >= state.max_total;
@@ -383,9 +386,14 @@ mod tests {
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         let start = Instant::now();
         let slow_1 = gate.enter_at(a, start).expect("room");
-        let slow_2 = gate.enter_at(a, start + Duration::from_millis(10)).expect("room");
+        let slow_2 = gate
+            .enter_at(a, start + Duration::from_millis(10))
+            .expect("room");
         // Both still young: no room is made.
-        assert!(gate.enter_at(a, start + Duration::from_millis(20)).is_none());
+        assert!(
+            gate.enter_at(a, start + Duration::from_millis(20))
+                .is_none()
+        );
         // Once they have waited, the oldest gives way.
         let later = start + EVICTABLE_AFTER + Duration::from_millis(10);
         let newer = gate.enter_at(a, later).expect("room made");
@@ -400,6 +408,9 @@ mod tests {
         // Everyone is busy now: refused.
         assert!(gate.enter(b).is_none());
         drop((slow_1, slow_2));
-        assert!(gate.enter(b).is_none(), "evicted places were already given away");
+        assert!(
+            gate.enter(b).is_none(),
+            "evicted places were already given away"
+        );
     }
 }

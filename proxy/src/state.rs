@@ -168,8 +168,9 @@ impl SessionRefused {
             SessionRefused::ShuttingDown | SessionRefused::Full => FULL_RETRY_AFTER,
             SessionRefused::AddressFull => ADDRESS_FULL_RETRY_AFTER,
             // Whole seconds on the wire: round up so a client that obeys is admitted.
-            SessionRefused::TooFast(wait) => Duration::from_secs(wait.as_secs_f64().ceil() as u64)
-                .max(Duration::from_secs(1)),
+            SessionRefused::TooFast(wait) => {
+                Duration::from_secs(wait.as_secs_f64().ceil() as u64).max(Duration::from_secs(1))
+            }
         }
     }
 }
@@ -403,7 +404,9 @@ impl AppState {
 /// limit. After [`FD_HEADROOM`], a third of the descriptors is for plain HTTP connections and
 /// the rest for sessions at [`FDS_PER_SESSION`] each.
 fn caps_for_open_files(open_files: u64, config: &Config) -> (usize, usize) {
-    let available = open_files.saturating_sub(FD_HEADROOM).max(FDS_PER_SESSION * 3);
+    let available = open_files
+        .saturating_sub(FD_HEADROOM)
+        .max(FDS_PER_SESSION * 3);
     let connections = available / 3;
     let sessions = (available - connections) / FDS_PER_SESSION;
     let as_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);

@@ -210,8 +210,8 @@ mod tests {
         )
         .unwrap();
         let hashes = inline_script_hashes(&index).await;
-        let expected = base64::engine::general_purpose::STANDARD
-            .encode(sha2::Sha256::digest(b"init();"));
+        let expected =
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(b"init();"));
         assert_eq!(hashes, vec![format!("'sha256-{expected}'")]);
         let policy = content_security_policy(&hashes, Some("127.0.0.1:8000"));
         assert!(policy.contains("frame-ancestors 'none'"), "{policy}");

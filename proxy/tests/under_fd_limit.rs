@@ -112,7 +112,10 @@ async fn healthy(to: SocketAddr) -> bool {
 async fn wait_until_healthy(to: SocketAddr) {
     let give_up = tokio::time::Instant::now() + DEADLINE;
     while !healthy_once(to).await {
-        assert!(tokio::time::Instant::now() < give_up, "/healthz never answered");
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "/healthz never answered"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

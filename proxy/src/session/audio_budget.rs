@@ -92,7 +92,11 @@ mod tests {
                 AudioVerdict::Accept => accepted += frame_ms,
                 AudioVerdict::Drop { report } => reports += usize::from(report),
                 AudioVerdict::Flood => {
-                    return (accepted, reports, Some(n as f64 * frame_ms / speed / 1000.0));
+                    return (
+                        accepted,
+                        reports,
+                        Some(n as f64 * frame_ms / speed / 1000.0),
+                    );
                 }
             }
         }
@@ -114,7 +118,10 @@ mod tests {
         assert_eq!(reports, 1);
         let flooded_at = flood.expect("a sustained flood closes the session");
         // Filled the burst, then took 1.5 s of audio per second until the flood was called.
-        assert!(accepted <= BURST_MS + 1500.0 * flooded_at + 20.0, "{accepted}");
+        assert!(
+            accepted <= BURST_MS + 1500.0 * flooded_at + 20.0,
+            "{accepted}"
+        );
         assert!(flooded_at < 10.0, "{flooded_at}");
     }
 

@@ -294,7 +294,12 @@ impl Session {
                 }
             }
             Timer::Idle => {
-                let minutes = self.context.limits.session_idle_timeout.as_secs().div_ceil(60);
+                let minutes = self
+                    .context
+                    .limits
+                    .session_idle_timeout
+                    .as_secs()
+                    .div_ceil(60);
                 tracing::info!("closing an idle session");
                 let reason = format!(
                     "Session closed after {minutes} minute{} without speech.",
@@ -424,10 +429,7 @@ impl Session {
     /// closes the session with 1008.
     async fn on_browser_audio(&mut self, audio: Bytes) -> bool {
         let frame_ms = audio_ms(audio.len());
-        match self
-            .audio_budget
-            .admit(frame_ms, std::time::Instant::now())
-        {
+        match self.audio_budget.admit(frame_ms, std::time::Instant::now()) {
             AudioVerdict::Accept => {}
             AudioVerdict::Drop { report } => {
                 if report {

@@ -328,8 +328,7 @@ where
     let mut retry = 0;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let error = match tokio::time::timeout(left.min(config.response_timeout), attempt()).await
-        {
+        let error = match tokio::time::timeout(left.min(config.response_timeout), attempt()).await {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(error)) => error,
             Err(_) => UpstreamError::Timeout,

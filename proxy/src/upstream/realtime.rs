@@ -20,9 +20,7 @@ use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument as _;
 
-use super::{
-    UpstreamConfig, UpstreamError, classify_http_error, parse_retry_after,
-};
+use super::{UpstreamConfig, UpstreamError, classify_http_error, parse_retry_after};
 
 /// Commands buffered towards the upstream: 256 frames of 20 ms are five seconds of speech, enough
 /// to ride out a slow connect without dropping the user's first words.
@@ -242,7 +240,10 @@ impl Transcriber {
 
     /// Opens the socket, retrying transient handshake failures.
     async fn connect_with_retry(&self) -> Result<UpstreamSocket, UpstreamError> {
-        super::with_retry("transcription connect", &self.config, || self.connect_once()).await
+        super::with_retry("transcription connect", &self.config, || {
+            self.connect_once()
+        })
+        .await
     }
 
     async fn connect_once(&self) -> Result<UpstreamSocket, UpstreamError> {
