@@ -565,7 +565,8 @@ impl TryFrom<Cli> for Config {
         if config.enable_api && config.access_token.is_none() {
             return Err(ConfigError::ApiWithoutToken);
         }
-        if !(config.limits.audio_rate_limit >= 1.0) {
+        // NaN fails this too.
+        if config.limits.audio_rate_limit.is_nan() || config.limits.audio_rate_limit < 1.0 {
             return Err(ConfigError::AudioRateBelowRealTime {
                 value: config.limits.audio_rate_limit,
             });

@@ -121,7 +121,7 @@ async fn inline_script_hashes(index: &Path) -> Vec<String> {
             break;
         };
         if !tag.contains(" src=") {
-            let digest = sha2::Sha256::digest(body_and_more[..close].as_bytes());
+            let digest = sha2::Sha256::digest(&body_and_more.as_bytes()[..close]);
             hashes.push(format!(
                 "'sha256-{}'",
                 base64::engine::general_purpose::STANDARD.encode(digest)
