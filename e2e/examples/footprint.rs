@@ -31,6 +31,8 @@ async fn main() {
     let binary = args
         .next()
         .expect("usage: footprint PATH-TO-PROXY [IDLE] [SPEAKING]");
+    let binary = std::fs::canonicalize(&binary).expect("the proxy binary exists");
+    let binary = binary.display().to_string();
     let idle: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(2_000);
     let speaking: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(50);
     // The client sockets of this process.

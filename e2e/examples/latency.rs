@@ -23,7 +23,12 @@ async fn main() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(200);
-    let proxy = TestProxy::start(SimConfig::instant(), |_| {}).await;
+    // Turns follow each other as fast as the proxy answers them, so the client sends audio far
+    // faster than real time: lift the audio budget, which would rightly drop it.
+    let proxy = TestProxy::start(SimConfig::instant(), |config| {
+        config.limits.audio_rate_limit = 1_000.0;
+    })
+    .await;
     let mut browser = proxy.connect().await;
     let speech = tone(0.3);
     let mut waterfalls = Vec::with_capacity(turns);

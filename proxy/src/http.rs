@@ -47,10 +47,10 @@ const MAX_INPUT_CHARS: usize = 4096;
 /// Longest one-shot request body, in bytes: the longest text, escaped, with room for the JSON.
 const MAX_API_BODY_BYTES: usize = 64 * 1024;
 
-/// Bytes the WebSocket reads from the socket at a time: audio frames are about 1 KB, and an
-/// idle session should hold as little memory as possible (the buffer grows for larger
+/// Bytes the WebSocket reads from the socket at a time: a 20 ms audio frame is under 1 KB, and
+/// an idle session should hold as little memory as possible (the buffer grows for larger
 /// messages, up to [`MAX_WS_MESSAGE_BYTES`]).
-const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
+const WS_READ_BUFFER_BYTES: usize = 2 * 1024;
 
 /// Bytes the WebSocket gathers before it writes: one audio chunk, so each goes out at once.
 const WS_WRITE_BUFFER_BYTES: usize = 0;

@@ -101,10 +101,11 @@ fn close_for_read_error(error: &axum::Error) -> Option<(CloseCode, &'static str)
     }
 }
 
-/// A message for the writer task.
+/// A message for the writer task. Messages travel as their JSON text: a queue slot is then a
+/// few words, not the largest message's size, which keeps an idle session's queue small.
 #[derive(Debug)]
 enum Control {
-    Message(ServerMessage),
+    Text(String),
     Ping,
     Close(CloseCode, String),
 }
@@ -145,7 +146,7 @@ impl BrowserLink {
     /// Queues a message; waits while the queue is full. A browser that is gone is noticed by
     /// the read side.
     pub(crate) async fn send(&self, message: ServerMessage) {
-        let _ = self.control.send(Control::Message(message)).await;
+        let _ = self.control.send(Control::Text(message.to_json())).await;
     }
 
     /// Queues a close frame; the writer sends it after what is queued before it and stops.
@@ -205,7 +206,7 @@ async fn write(
         let message = tokio::select! {
             biased;
             control = control.recv() => match control {
-                Some(Control::Message(message)) => Message::Text(message.to_json().into()),
+                Some(Control::Text(text)) => Message::Text(text.into()),
                 Some(Control::Ping) => Message::Ping(Bytes::new()),
                 Some(Control::Close(code, reason)) => {
                     let _ = sink
