@@ -271,10 +271,24 @@ async fn a_flood_of_sessions_beyond_the_caps_leaves_health_and_a_good_session_wo
 }
 
 #[tokio::test]
+async fn two_thousand_slowloris_connections_do_not_stop_a_normal_client_under_1024_files() {
+    slowloris(1024, 1024).await;
+}
+
+#[tokio::test]
 async fn two_thousand_slowloris_connections_do_not_stop_a_normal_client() {
-    // This test holds 2,000 sockets itself.
+    // The common default: a soft limit of 1,024 under a higher hard one, which the proxy
+    // raises itself to.
+    let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).expect("read the limit");
+    slowloris(1024, hard).await;
+}
+
+/// 2,000 slowloris connections, half from the good client's own address, against a proxy
+/// under an open-file limit of `soft`:`hard`, while a good client is served.
+async fn slowloris(soft: u64, hard: u64) {
+    // The two slowloris tests hold 2,000 sockets each themselves.
     rlimit::increase_nofile_limit(8_192).expect("raise the test's own open-file limit");
-    let proxy = start_proxy(1024, 1024, &[("HEADER_READ_TIMEOUT_MS", "2000")]).await;
+    let proxy = start_proxy(soft, hard, &[("HEADER_READ_TIMEOUT_MS", "2000")]).await;
     let to = proxy.addr;
     let stop = tokio_util::sync::CancellationToken::new();
     let mut attackers = Vec::new();

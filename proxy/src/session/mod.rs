@@ -138,6 +138,7 @@ pub(crate) async fn run(
         audio_budget,
         protocol_errors,
         warnings: Episode::new(WARNING_EPISODE_QUIET),
+        backlog: Episode::new(WARNING_EPISODE_QUIET),
         heard_since_ping: true,
         utterance_ms: 0.0,
         actions: Vec::new(),
@@ -180,6 +181,8 @@ struct Session {
     protocol_errors: TokenBucket,
     /// Warnings logged: one per episode.
     warnings: Episode,
+    /// Frames the transcriber could not take: reported once per episode.
+    backlog: Episode,
     /// Whether any frame came from the browser since the last ping.
     heard_since_ping: bool,
     /// Audio of the utterance in progress, in milliseconds.
@@ -453,7 +456,10 @@ impl Session {
         }
         self.speech_activity();
         self.machine.handle(Input::ClientAudio, &mut self.actions);
-        if self.transcriber.append(audio).is_err() {
+        if self.transcriber.append(audio).is_err()
+            && self.backlog.record(std::time::Instant::now()).is_some()
+        {
+            // Once per episode: a slow upstream drops many frames in a row.
             self.send_error(ErrorEvent::new(
                 Stage::Stt,
                 ErrorCode::UpstreamTimeout,
