@@ -4,12 +4,15 @@
 //! The writer serves control messages before audio, and drops any audio frame whose response
 //! is no longer live: the actor marks a response dead ([`BrowserLink::stop_audio_of`]) *before*
 //! it queues the message that ends it, so no audio of a cancelled response follows its
-//! `response_done`. A browser that stops reading fills the bounded queues; the writer then
+//! `response_done`. A response that ends normally is closed the other way round: the actor
+//! asks ([`BrowserLink::end_of_audio`]) and the writer reports ([`AudioWritten`]) once the
+//! response's last frame is on the socket, and only then does the actor send `response_done`,
+//! so it can never overtake its own audio. A browser that stops reading fills the bounded queues; the writer then
 //! gives up after the send timeout and the actor, seeing [`BrowserLink::gone`], ends the session.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseCode, CloseFrame, Message, WebSocket, close_code};
 use bytes::Bytes;
@@ -31,6 +34,9 @@ const CONTROL_QUEUE_MESSAGES: usize = 64;
 /// a second or two: enough to ride out jitter, small enough that a stalled browser slows the
 /// TTS upstream instead of growing memory.
 const AUDIO_QUEUE_CHUNKS: usize = 32;
+
+/// Reports of written responses queued for the actor: at most one response ends at a time.
+const AUDIO_WRITTEN_QUEUE: usize = 4;
 
 /// How long the session's end waits for the writer to flush its close frame.
 const WRITER_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -107,7 +113,18 @@ fn close_for_read_error(error: &axum::Error) -> Option<(CloseCode, &'static str)
 enum Control {
     Text(String),
     Ping,
+    /// The response's task has queued all its audio: report once it is written.
+    EndOfAudio(ResponseId),
     Close(CloseCode, String),
+}
+
+/// The writer's report that every audio frame of a response is on the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AudioWritten {
+    /// The response.
+    pub(crate) response_id: ResponseId,
+    /// When its first frame was written (`None`: it had no audio).
+    pub(crate) first_frame_at: Option<Instant>,
 }
 
 /// The session's sending end of the browser socket.
@@ -122,20 +139,36 @@ pub(crate) struct BrowserLink {
 
 impl BrowserLink {
     /// Starts the writer on the socket's sending half; it gives up on a browser that takes
-    /// longer than `send_timeout` to accept a frame.
-    pub(crate) fn open(sink: SplitSink<WebSocket, Message>, send_timeout: Duration) -> Self {
+    /// longer than `send_timeout` to accept a frame. The receiver gets the writer's
+    /// [`AudioWritten`] reports.
+    pub(crate) fn open(
+        sink: SplitSink<WebSocket, Message>,
+        send_timeout: Duration,
+    ) -> (Self, mpsc::Receiver<AudioWritten>) {
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE_MESSAGES);
         let (audio, audio_rx) = mpsc::channel(AUDIO_QUEUE_CHUNKS);
+        let (written, written_rx) = mpsc::channel(AUDIO_WRITTEN_QUEUE);
         let live = Arc::new(AtomicU32::new(0));
-        let writer = tokio::spawn(
-            write(sink, control_rx, audio_rx, live.clone(), send_timeout).in_current_span(),
-        );
-        Self {
+        let lanes = Lanes {
+            control: control_rx,
+            audio: audio_rx,
+            written,
+            live: live.clone(),
+        };
+        let writer = tokio::spawn(write(sink, lanes, send_timeout).in_current_span());
+        let link = Self {
             control,
             audio,
             live,
             writer: AbortOnDropHandle::new(writer),
-        }
+        };
+        (link, written_rx)
+    }
+
+    /// Asks the writer to report ([`AudioWritten`]) once every audio frame of `response_id`
+    /// queued so far is written. Call it after the response's task has queued its last chunk.
+    pub(crate) async fn end_of_audio(&self, response_id: ResponseId) {
+        let _ = self.control.send(Control::EndOfAudio(response_id)).await;
     }
 
     /// Where a response task sends its audio: straight to the writer, past the actor.
@@ -193,21 +226,58 @@ impl BrowserLink {
     }
 }
 
-/// The writer task: sends control messages first, then audio of the live response only.
-async fn write(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut control: mpsc::Receiver<Control>,
-    mut audio: mpsc::Receiver<AudioOut>,
+/// What the writer reads and reports on.
+struct Lanes {
+    control: mpsc::Receiver<Control>,
+    audio: mpsc::Receiver<AudioOut>,
+    written: mpsc::Sender<AudioWritten>,
+    /// The response whose audio may go out.
     live: Arc<AtomicU32>,
-    send_timeout: Duration,
-) {
+}
+
+/// The writer task: sends control messages first, then audio of the live response only, and
+/// reports when a response asked about is all written.
+async fn write(mut sink: SplitSink<WebSocket, Message>, lanes: Lanes, send_timeout: Duration) {
+    let Lanes {
+        mut control,
+        mut audio,
+        written,
+        live,
+    } = lanes;
     let mut stale_chunks = 0u64;
+    // The response whose end was asked for, and the first frame written of the live one.
+    let mut ending: Option<ResponseId> = None;
+    let mut first_frame: Option<(ResponseId, Instant)> = None;
     loop {
-        let message = tokio::select! {
+        if let Some(response_id) = ending {
+            let is_live = response_id == ResponseId(live.load(Ordering::SeqCst));
+            // Its task queued all its audio before the end was asked: an empty lane means
+            // every frame of it is on the socket.
+            if !is_live || audio.is_empty() {
+                ending = None;
+                if is_live {
+                    let first_frame_at = first_frame
+                        .filter(|(id, _)| *id == response_id)
+                        .map(|(_, at)| at);
+                    let report = AudioWritten {
+                        response_id,
+                        first_frame_at,
+                    };
+                    if written.try_send(report).is_err() {
+                        tracing::debug!(response = %response_id, "no one took the written report");
+                    }
+                }
+            }
+        }
+        let (message, audio_of) = tokio::select! {
             biased;
             control = control.recv() => match control {
-                Some(Control::Text(text)) => Message::Text(text.into()),
-                Some(Control::Ping) => Message::Ping(Bytes::new()),
+                Some(Control::Text(text)) => (Message::Text(text.into()), None),
+                Some(Control::Ping) => (Message::Ping(Bytes::new()), None),
+                Some(Control::EndOfAudio(response_id)) => {
+                    ending = Some(response_id);
+                    continue;
+                }
                 Some(Control::Close(code, reason)) => {
                     let _ = sink
                         .send(Message::Close(Some(CloseFrame { code, reason: reason.into() })))
@@ -217,10 +287,10 @@ async fn write(
                 None => break,
             },
             chunk = audio.recv() => match chunk {
-                Some(chunk) if chunk.response_id == protocol::ResponseId(live.load(Ordering::SeqCst)) => {
+                Some(chunk) if chunk.response_id == ResponseId(live.load(Ordering::SeqCst)) => {
                     let mut frame = Vec::new();
                     protocol::encode_audio_frame(chunk.response_id, &chunk.pcm, &mut frame);
-                    Message::Binary(frame.into())
+                    (Message::Binary(frame.into()), Some(chunk.response_id))
                 }
                 Some(_) => {
                     stale_chunks += 1;
@@ -237,6 +307,11 @@ async fn write(
                 // No close handshake with a peer that does not read.
                 return;
             }
+        }
+        if let Some(response_id) = audio_of
+            && first_frame.is_none_or(|(id, _)| id != response_id)
+        {
+            first_frame = Some((response_id, Instant::now()));
         }
     }
     if stale_chunks > 0 {

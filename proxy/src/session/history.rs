@@ -51,9 +51,21 @@ pub(crate) struct Answer {
     segments: Vec<SpokenSegment>,
     played_samples: u64,
     state: AnswerState,
+    /// An upstream error cut it short.
+    cut_by_error: bool,
 }
 
 impl Answer {
+    /// An upstream error cut it short: when it ends, it counts as interrupted.
+    pub(crate) fn cut_by_error(&mut self) {
+        self.cut_by_error = true;
+    }
+
+    /// Whether an upstream error cut it short.
+    pub(crate) fn was_cut_by_error(&self) -> bool {
+        self.cut_by_error
+    }
+
     /// The turn it answers.
     pub(crate) fn turn_id(&self) -> TurnId {
         self.turn_id
@@ -142,6 +154,7 @@ impl Conversation {
             segments: Vec::new(),
             played_samples: 0,
             state: AnswerState::Generating,
+            cut_by_error: false,
         }));
     }
 
@@ -195,20 +208,35 @@ impl Conversation {
     }
 
     /// The messages to send to the model: the system prompt, then the conversation (answers
-    /// still generating, and answers of which nothing was heard, are left out).
+    /// still generating, and answers of which nothing was heard, are left out). User turns
+    /// left without an answer between them (it failed, or nothing of it was heard) are merged
+    /// into one user message, a line each, so the model reads strictly alternating roles and
+    /// still hears everything the user said.
     pub(crate) fn messages(&self) -> Vec<ChatMessage> {
-        let system = ChatMessage {
+        let mut messages = vec![ChatMessage {
             role: Role::System,
             content: self.system_prompt.clone(),
-        };
-        let conversation = self.entries.iter().filter_map(|entry| {
+        }];
+        for entry in &self.entries {
             let (role, content) = match entry {
                 Entry::User(text) => (Role::User, text.clone()),
-                Entry::Assistant(answer) => (Role::Assistant, answer.kept_text()?),
+                Entry::Assistant(answer) => match answer.kept_text() {
+                    Some(text) => (Role::Assistant, text),
+                    None => continue,
+                },
             };
-            (!content.is_empty()).then_some(ChatMessage { role, content })
-        });
-        std::iter::once(system).chain(conversation).collect()
+            if content.is_empty() {
+                continue;
+            }
+            match messages.last_mut() {
+                Some(last) if last.role == Role::User && role == Role::User => {
+                    last.content.push('\n');
+                    last.content.push_str(&content);
+                }
+                _ => messages.push(ChatMessage { role, content }),
+            }
+        }
+        messages
     }
 
     fn push(&mut self, entry: Entry) {
@@ -296,11 +324,37 @@ mod tests {
         let mut conversation = Conversation::new("Be brief.", 3);
         for i in 0..5 {
             conversation.add_user(&format!("u{i}"));
+            let id = protocol::ResponseId(i + 1);
+            conversation.begin_answer(id, protocol::TurnId(i + 1));
+            conversation
+                .answer_mut(id)
+                .unwrap()
+                .push_text(&format!("a{i}"));
+            conversation.finish(id);
         }
         let messages = conversation.messages();
         assert_eq!(messages.len(), 4);
         assert_eq!(messages[0].role, Role::System);
-        assert_eq!(messages[1].content, "u2");
+        assert_eq!(messages[1].content, "a3");
+        assert_eq!(messages[2].content, "u4");
+    }
+
+    #[test]
+    fn user_turns_without_an_answer_between_them_are_merged() {
+        let mut conversation = Conversation::new("s", 10);
+        conversation.add_user("What time is it?");
+        // Its answer failed before any text: nothing of it is kept.
+        conversation.begin_answer(protocol::ResponseId(1), protocol::TurnId(1));
+        conversation
+            .answer_mut(protocol::ResponseId(1))
+            .unwrap()
+            .cut_by_error();
+        conversation.truncate(protocol::ResponseId(1), 0);
+        conversation.add_user("Hello?");
+        let messages = conversation.messages();
+        let roles: Vec<Role> = messages.iter().map(|m| m.role).collect();
+        assert_eq!(roles, [Role::System, Role::User]);
+        assert_eq!(messages[1].content, "What time is it?\nHello?");
     }
 
     #[test]
@@ -340,7 +394,10 @@ mod tests {
             Some("")
         );
         assert_eq!(conversation.assistant_text(protocol::ResponseId(1)), None);
-        assert_eq!(conversation.messages().len(), 3);
+        // Nothing of the answer was heard: the two user turns read as one.
+        let messages = conversation.messages();
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[1].content, "Hi\nHello?");
     }
 
     #[test]

@@ -48,7 +48,7 @@ use crate::config::Limits;
 use crate::limits::{Episode, TokenBucket};
 use crate::upstream::realtime::Transcriber;
 use audio_budget::{AudioBudget, AudioVerdict, audio_ms};
-use browser::{BrowserLink, Incoming};
+use browser::{AudioWritten, BrowserLink, Incoming};
 use deadlines::{Deadlines, Timer};
 use history::Conversation;
 use metrics::{Step, TurnClocks, log_waterfall};
@@ -103,7 +103,7 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) {
     let (sink, stream) = socket.split();
-    let browser = BrowserLink::open(sink, context.browser_send_timeout);
+    let (browser, audio_written) = BrowserLink::open(sink, context.browser_send_timeout);
     let (events_tx, events_rx) = mpsc::channel(RESPONSE_EVENT_QUEUE);
     let cancel = shutdown.child_token();
     let limits = &context.limits;
@@ -131,6 +131,8 @@ pub(crate) async fn run(
         context,
         id: session_id,
         browser,
+        audio_written,
+        ending: None,
         response_task: None,
         response_events: events_tx,
         clocks: TurnClocks::default(),
@@ -171,6 +173,11 @@ struct Session {
     machine: TurnMachine,
     conversation: Conversation,
     browser: BrowserLink,
+    /// The writer's reports that a response's audio is all on the socket.
+    audio_written: mpsc::Receiver<AudioWritten>,
+    /// The response whose task has finished and whose audio the writer is still writing, with
+    /// its length in samples.
+    ending: Option<(ResponseId, u64)>,
     transcriber: TranscriberSlot,
     response_task: Option<AbortOnDropHandle<()>>,
     response_events: mpsc::Sender<(ResponseId, ResponseEvent)>,
@@ -266,6 +273,7 @@ impl Session {
                     self.deadlines.active(tokio::time::Instant::now());
                     self.on_response(id, event).await;
                 }
+                Some(written) = self.audio_written.recv() => self.on_audio_written(written).await,
                 timer = self.deadlines.fired() => {
                     if !self.on_timer(timer).await {
                         return Ending::Done;
@@ -650,34 +658,77 @@ impl Session {
                 answer.segment_started(text, start_sample);
             }
             ResponseEvent::SegmentFinished { samples } => answer.segment_finished(samples),
-            ResponseEvent::FirstAudioSent(at) => {
-                self.clocks.mark(turn_id, Step::FirstAudioSent, at);
+            // Queued for the writer: the turn machine learns the answer is audible. The
+            // waterfall takes the time the writer put it on the socket (`on_audio_written`).
+            ResponseEvent::FirstAudioSent(_queued_at) => {
                 self.apply(Input::ResponseAudioStarted(id)).await;
             }
             ResponseEvent::Failed(stage, error) => {
                 tracing::warn!(response = %id, stage = stage.as_str(), %error, "response stage failed");
+                answer.cut_by_error();
                 let event = error.to_event(stage).for_turn(turn_id).for_response(id);
                 self.browser.send(ServerMessage::Error(event)).await;
             }
             ResponseEvent::Finished { audio_samples } => {
-                let text = self
-                    .conversation
-                    .finish(id)
-                    .map(|answer| answer.text().to_owned())
-                    .unwrap_or_default();
-                self.browser
-                    .send(ServerMessage::ResponseDone {
-                        response_id: id,
-                        text,
-                        interrupted: false,
-                        audio_samples,
-                    })
-                    .await;
+                // Every chunk is queued; `response_done` waits until the writer has written
+                // them all, so it never overtakes the answer's audio.
                 self.response_task = None;
-                self.apply(Input::ResponseEnded(id)).await;
-                self.report_turn(turn_id).await;
+                self.ending = Some((id, audio_samples));
+                self.browser.end_of_audio(id).await;
             }
         }
+    }
+
+    /// The writer has put the last frame of a finished response on the socket: the response
+    /// is done. An answer cut by an upstream error counts as interrupted, and the history keeps
+    /// what was sent of it as audio.
+    async fn on_audio_written(&mut self, written: AudioWritten) {
+        let AudioWritten {
+            response_id: id,
+            first_frame_at,
+        } = written;
+        let Some((ending_id, audio_samples)) = self.ending else {
+            return;
+        };
+        if ending_id != id {
+            return;
+        }
+        self.ending = None;
+        let Some(answer) = self.conversation.answer_mut(id) else {
+            return;
+        };
+        if !answer.is_generating() {
+            // Cancelled meanwhile; its response_done went out then.
+            return;
+        }
+        let turn_id = answer.turn_id();
+        let (text, interrupted) = if answer.was_cut_by_error() {
+            let kept = self
+                .conversation
+                .truncate(id, audio_samples)
+                .unwrap_or_default();
+            (kept, true)
+        } else {
+            let text = self
+                .conversation
+                .finish(id)
+                .map(|answer| answer.text().to_owned())
+                .unwrap_or_default();
+            (text, false)
+        };
+        if let Some(at) = first_frame_at {
+            self.clocks.mark(turn_id, Step::FirstAudioSent, at);
+        }
+        self.browser
+            .send(ServerMessage::ResponseDone {
+                response_id: id,
+                text,
+                interrupted,
+                audio_samples,
+            })
+            .await;
+        self.apply(Input::ResponseEnded(id)).await;
+        self.report_turn(turn_id).await;
     }
 
     /// Logs and sends a turn's waterfall, once, and forgets the turn and older ones.
