@@ -239,8 +239,9 @@ async fn transcripts_are_ordered_by_turn_not_by_arrival() {
     let records = proxy.sim.records();
     assert_eq!(records.chat.len(), 1, "one answer for both parts");
     let messages = records.chat[0].body["messages"].as_array().unwrap().clone();
-    assert_eq!(messages[1]["content"], "First part,");
-    assert_eq!(messages[2]["content"], "and the second part.");
+    // Two user turns in a row read as one message, in turn order.
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[1]["content"], "First part,\nand the second part.");
     proxy.stop().await;
 }
 
@@ -317,6 +318,38 @@ async fn server_vad_ends_turns_when_configured() {
     );
     let _ = SimStage::Chat;
     proxy.stop().await;
+}
+
+#[tokio::test]
+async fn in_the_server_side_modes_a_turn_ends_as_the_shipped_client_sends_it() {
+    for mode in [
+        protocol::TurnDetection::ServerVad,
+        protocol::TurnDetection::SemanticVad,
+    ] {
+        let proxy = TestProxy::start(SimConfig::default(), |config| {
+            config.turn_detection = mode;
+        })
+        .await;
+        let mut browser = proxy.connect().await;
+        proxy.sim.script_transcript("Is anybody there?");
+        proxy.sim.script_reply("Yes, I am here.");
+        // As the page sends it: speech_started, the voiced audio, speech_stopped, and no
+        // silence after it (its VAD stops sending when the voice stops).
+        browser.say(&tone(0.8)).await;
+        browser
+            .wait_for(|m| matches!(m, ServerMessage::ResponseDone { text, .. } if text == "Yes, I am here."))
+            .await;
+        // The upstream ended the turn; the proxy only padded the silence its VAD needs.
+        let records = proxy.sim.records();
+        assert!(
+            !records.realtime[0]
+                .events
+                .iter()
+                .any(|e| e["type"] == "input_audio_buffer.commit"),
+            "{mode:?}"
+        );
+        proxy.stop().await;
+    }
 }
 
 #[tokio::test]

@@ -202,6 +202,51 @@ async fn one_turn_case(engine: Engine) {
 }
 
 #[tokio::test]
+async fn in_server_vad_mode_a_turn_ends_with_the_default_client_settings() {
+    const QUESTION: &str = "How long is the river Nile?";
+    const ANSWER: &str = "The Nile is about six and a half thousand kilometres long.";
+    let _one_at_a_time = ONE_BROWSER_AT_A_TIME.lock().await;
+    let dist = client_dist();
+    // The upstream's VAD ends the turn; the page keeps its default VAD settings, so it sends
+    // audio only while it hears speech.
+    let proxy = TestProxy::start(SimConfig::default(), move |config| {
+        config.client_dir = dist;
+        config.turn_detection = protocol::TurnDetection::ServerVad;
+    })
+    .await;
+    proxy.sim.script_transcript(QUESTION);
+    proxy.sim.script_reply(ANSWER);
+    let mic = microphone(
+        "server-vad",
+        &[Part::Quiet(1.5), Part::Speech(QUESTION), Part::Quiet(8.0)],
+    );
+    let browser = Browser::launch(Engine::Chromium, &mic).await;
+    let page = Page::open(&browser, &proxy.http_url()).await;
+    page.start_talking().await;
+    let state = page
+        .wait_for("the answer to play to its end", |s| {
+            s.response(1)["phase"] == "drained"
+        })
+        .await;
+    let user = state.users.first().expect("the user's turn is shown");
+    assert_eq!((user.text.as_str(), user.r#final), (QUESTION, true));
+    assert_eq!(
+        state.answer(1).and_then(|a| a.heard.as_deref()),
+        Some(ANSWER)
+    );
+    // The upstream ended the turn itself: the proxy never committed.
+    let records = proxy.sim.records();
+    let commits: usize = records
+        .realtime
+        .iter()
+        .map(|c| c.events_of_type("input_audio_buffer.commit").count())
+        .sum();
+    assert_eq!(commits, 0);
+    browser.close().await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn without_a_key_the_page_announces_the_simulator_and_a_turn_is_kept_as_a_screenshot() {
     let _one_at_a_time = ONE_BROWSER_AT_A_TIME.lock().await;
     let dist = client_dist();

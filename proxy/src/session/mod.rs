@@ -66,6 +66,23 @@ const PROTOCOL_ERROR_WINDOW: Duration = Duration::from_secs(10);
 /// the rest counted, so one client cannot fill the log.
 const WARNING_EPISODE_QUIET: Duration = Duration::from_secs(10);
 
+/// Silence appended upstream after the browser's VAD says the user stopped, in the modes where
+/// the upstream ends the turn, in milliseconds. The shipped client streams audio only while
+/// its VAD hears speech (plus a short hangover), so without this the upstream never hears the
+/// silence it waits for and the turn never ends. `server_vad` waits `silence_duration_ms`
+/// (500 ms) of it; `semantic_vad` at most 4 s (eagerness `auto` = medium). The silence is
+/// counted in audio time, so sending it at once costs no wall-clock wait.
+const SERVER_VAD_SILENCE_PAD_MS: usize = 1_000;
+/// See [`SERVER_VAD_SILENCE_PAD_MS`].
+const SEMANTIC_VAD_SILENCE_PAD_MS: usize = 4_500;
+
+/// PCM16 bytes per millisecond at the wire's 24 kHz.
+const BYTES_PER_MS: usize = 48;
+
+/// The silence of the longest pad, made once.
+static SILENCE: [u8; SEMANTIC_VAD_SILENCE_PAD_MS * BYTES_PER_MS] =
+    [0; SEMANTIC_VAD_SILENCE_PAD_MS * BYTES_PER_MS];
+
 /// How long a socket closed for an oversized message stays open after its close frame: time
 /// for the browser to read it before the unread rest of its message makes the kernel reset the
 /// connection (which would discard the close frame on the way).
@@ -404,6 +421,7 @@ impl Session {
             }
             ClientMessage::SpeechStopped => {
                 self.speech_activity();
+                self.pad_silence_for_the_upstream_vad();
                 self.apply(Input::ClientSpeechStopped).await;
             }
             ClientMessage::PlaybackProgress {
@@ -501,6 +519,19 @@ impl Session {
             // The upstream decides turns in these modes; a commit ends this one there.
             self.transcriber.commit();
         }
+    }
+
+    /// In the server-side turn modes, appends the silence the upstream's VAD needs to end the
+    /// turn (see [`SERVER_VAD_SILENCE_PAD_MS`]).
+    fn pad_silence_for_the_upstream_vad(&mut self) {
+        let pad_ms = match self.context.turn_detection {
+            TurnDetection::Client => return,
+            TurnDetection::ServerVad => SERVER_VAD_SILENCE_PAD_MS,
+            TurnDetection::SemanticVad => SEMANTIC_VAD_SILENCE_PAD_MS,
+        };
+        let silence = Bytes::from_static(&SILENCE[..pad_ms * BYTES_PER_MS]);
+        // A full queue is reported by the audio that filled it.
+        let _ = self.transcriber.append(silence);
     }
 
     /// Someone speaks: the session is not idle, and the transcriber stays open for a quiet
