@@ -92,6 +92,13 @@ pub enum Fault {
     /// Realtime: from this turn on the connection is dead without being closed, as a
     /// half-open TCP connection: nothing more is read (so pings go unanswered) or sent.
     Freeze,
+    /// Realtime: the connection drops abruptly (no close frame) once the turn has appended
+    /// `bytes` of audio, before it is committed: a network failure mid-utterance. Chat and
+    /// Speech: [`Fault::server_error`].
+    DropAfterAudio {
+        /// PCM bytes of the turn received first.
+        bytes: usize,
+    },
     /// Answer with this status and a body that is not OpenAI's JSON, as a load balancer or
     /// proxy in front of the service does: an HTML error page, an empty body, plain text. No
     /// OpenAI headers. Realtime: refuse the upgrade with it.
@@ -345,9 +352,10 @@ impl Fault {
                 error.retry_after_ms = *retry_after_ms;
                 Some(error)
             }
-            Self::TranscriptionFailed | Self::Freeze | Self::ErrorAfterUpgrade { .. } => {
-                Self::server_error().http_error()
-            }
+            Self::TranscriptionFailed
+            | Self::Freeze
+            | Self::DropAfterAudio { .. }
+            | Self::ErrorAfterUpgrade { .. } => Self::server_error().http_error(),
             Self::MidStreamError { .. }
             | Self::Drop { .. }
             | Self::Stall { .. }

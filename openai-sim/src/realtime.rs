@@ -261,6 +261,8 @@ struct Connection {
     held_turn: Option<oneshot::Sender<()>>,
     /// [`Fault::Freeze`]: nothing more is read or sent.
     frozen: bool,
+    /// [`Fault::DropAfterAudio`]: the session's audio byte count at which the connection drops.
+    drop_at_audio_bytes: Option<u64>,
     /// When the service ends the session, and how long it lasted by then.
     expires: tokio::time::Instant,
     lifetime: std::time::Duration,
@@ -294,6 +296,7 @@ impl Connection {
             turns_committed: 0,
             held_turn: None,
             frozen: false,
+            drop_at_audio_bytes: None,
             expires: tokio::time::Instant::now() + lifetime,
             lifetime,
         };
@@ -541,6 +544,14 @@ impl Connection {
             self.open_turn().await;
         }
         self.total_bytes += audio.len() as u64;
+        if self
+            .drop_at_audio_bytes
+            .is_some_and(|at| self.total_bytes >= at)
+        {
+            self.drop_at_audio_bytes = None;
+            let _ = self.out.send(Outbound::Abort).await;
+            return;
+        }
         let mut found = Vec::new();
         if let Some(vad) = &mut self.vad {
             vad.push(&audio, &mut found);
@@ -630,6 +641,9 @@ impl Connection {
             Some(Fault::Freeze) => {
                 self.frozen = true;
                 let _ = self.out.send(Outbound::Stall).await;
+            }
+            Some(Fault::DropAfterAudio { bytes }) => {
+                self.drop_at_audio_bytes = Some(self.total_bytes + bytes as u64);
             }
             Some(fault) => turn.arm(fault).await,
             None => {}

@@ -27,6 +27,7 @@ pub(crate) mod metrics;
 pub(crate) mod response;
 mod transcriber_slot;
 pub(crate) mod turn;
+mod turn_audio;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,6 +56,7 @@ use metrics::{Step, TurnClocks, log_waterfall};
 use response::{Pipeline, ResponseEvent};
 use transcriber_slot::{Report, TranscriberSlot};
 use turn::{Action, DropReason, Input, Phase, TurnMachine};
+use turn_audio::TurnAudio;
 
 /// Response events queued for the actor (text deltas, marks); read promptly.
 const RESPONSE_EVENT_QUEUE: usize = 256;
@@ -160,6 +162,7 @@ pub(crate) async fn run(
         backlog: Episode::new(WARNING_EPISODE_QUIET),
         heard_since_ping: true,
         utterance_ms: 0.0,
+        turn_audio: TurnAudio::default(),
         actions: Vec::new(),
     };
     tracing::info!("session started");
@@ -211,6 +214,8 @@ struct Session {
     heard_since_ping: bool,
     /// Audio of the utterance in progress, in milliseconds.
     utterance_ms: f64,
+    /// The audio of turns not yet transcribed, for their retry (client turn detection).
+    turn_audio: TurnAudio,
     actions: Vec<Action>,
 }
 
@@ -278,12 +283,7 @@ impl Session {
                         Report::Nothing => {}
                         Report::Input(input) => self.apply(input).await,
                         Report::Error(event) => self.send_error(event).await,
-                        Report::Lost(event) => {
-                            if let Some(event) = event {
-                                self.send_error(event).await;
-                            }
-                            self.apply(Input::TranscriberLost).await;
-                        }
+                        Report::Lost(event) => self.on_transcriber_lost(event).await,
                     }
                 }
                 Some((id, event)) = response_events.recv() => {
@@ -306,8 +306,15 @@ impl Session {
         match timer {
             Timer::Transcript => {
                 self.deadlines.transcript = None;
-                self.apply(Input::TranscriptTimedOut).await;
-                self.replace_hung_transcriber().await;
+                if self.retries_turns() {
+                    // The transcriber may be hung with its socket open: a fresh one takes the
+                    // turns (a turn that already had its retry times out).
+                    tracing::info!("a transcript is overdue; retrying on a fresh transcriber");
+                    self.retry_on_fresh_transcriber(DropReason::TimedOut).await;
+                } else {
+                    self.apply(Input::TranscriptTimedOut).await;
+                    self.replace_hung_transcriber().await;
+                }
             }
             Timer::QuietClose => {
                 self.deadlines.quiet_close = None;
@@ -396,6 +403,46 @@ impl Session {
         false
     }
 
+    /// Whether lost turns are retried: with the client's turn detection, where the proxy cuts
+    /// the turns and so knows each one's audio. In the server-side modes the upstream cuts
+    /// them, and a lost turn is reported at once.
+    fn retries_turns(&self) -> bool {
+        self.context.turn_detection == TurnDetection::Client
+    }
+
+    /// The transcriber is gone. If it took turns (or audio not yet committed) with it and the
+    /// failure may pass, a fresh one gets them again; otherwise the loss is reported.
+    async fn on_transcriber_lost(&mut self, event: Option<ErrorEvent>) {
+        let something_to_retry =
+            self.machine.has_open_turns() || !self.turn_audio.pending().is_empty();
+        let may_pass = event.as_ref().is_some_and(|e| e.retryable);
+        if self.retries_turns() && something_to_retry && may_pass {
+            tracing::info!("transcriber lost; retrying its turns on a fresh one");
+            self.retry_on_fresh_transcriber(DropReason::LostAgain).await;
+            return;
+        }
+        if let Some(event) = event {
+            self.send_error(event).await;
+        }
+        self.turn_audio.clear_pending();
+        self.apply(Input::TranscriberLost).await;
+    }
+
+    /// Opens a fresh transcriber and gives it every open turn again (committed anew from the
+    /// kept audio, once per turn; a turn that already had its retry is dropped for `reason`),
+    /// then the audio not yet committed, so the user's current utterance goes on.
+    async fn retry_on_fresh_transcriber(&mut self, reason: DropReason) {
+        // The machine forgets the old items through `TranscriberReplaced` below.
+        let _ = self.transcriber.close();
+        self.transcriber.ensure();
+        self.apply(Input::TranscriberReplaced { reason }).await;
+        for frame in self.turn_audio.pending().to_vec() {
+            // A full queue is reported by the next frame from the browser.
+            let _ = self.transcriber.append(frame);
+        }
+        self.refresh_transcript_deadline();
+    }
+
     /// After a turn timed out: the transcriber may be hung with its socket open, so it is
     /// replaced, and the turns still waiting on it are reported as timed out.
     async fn replace_hung_transcriber(&mut self) {
@@ -482,6 +529,9 @@ impl Session {
         }
         self.speech_activity();
         self.machine.handle(Input::ClientAudio, &mut self.actions);
+        if self.retries_turns() {
+            self.turn_audio.push(audio.clone());
+        }
         if self.transcriber.append(audio).is_err()
             && self.backlog.record(std::time::Instant::now()).is_some()
         {
@@ -561,7 +611,16 @@ impl Session {
         match action {
             Action::TurnEnded(turn) => {
                 self.clocks.start(turn, Instant::now());
+                if self.retries_turns() {
+                    self.turn_audio.commit(turn);
+                }
                 self.refresh_transcript_deadline();
+            }
+            Action::Recommit(turn) => {
+                for frame in self.turn_audio.of(turn).to_vec() {
+                    let _ = self.transcriber.append(frame);
+                }
+                self.transcriber.commit();
             }
             Action::Commit => {
                 self.transcriber.commit();
@@ -583,6 +642,7 @@ impl Session {
                     .await;
             }
             Action::TranscriptFinal(turn_id, text) => {
+                self.turn_audio.forget(turn_id);
                 self.clocks
                     .mark(turn_id, Step::TranscriptFinal, Instant::now());
                 self.conversation.add_user(&text);
@@ -592,6 +652,7 @@ impl Session {
                 self.refresh_transcript_deadline();
             }
             Action::TurnDropped(turn_id, reason) => {
+                self.turn_audio.forget(turn_id);
                 self.clocks.forget(turn_id);
                 self.refresh_transcript_deadline();
                 let (code, message) = match reason {
@@ -608,6 +669,10 @@ impl Session {
                     DropReason::TimedOut => (
                         ErrorCode::UpstreamTimeout,
                         "Speech recognition did not answer in time.",
+                    ),
+                    DropReason::LostAgain => (
+                        ErrorCode::SessionLost,
+                        "Speech recognition lost its connection twice; please say that again.",
                     ),
                 };
                 self.send_error(ErrorEvent::new(Stage::Stt, code, message, true).for_turn(turn_id))

@@ -78,6 +78,13 @@ pub(crate) enum Input {
     TranscriptTimedOut,
     /// The transcriber is gone: no open turn will be transcribed.
     TranscriberLost,
+    /// The transcriber is gone (or hung) and a fresh one takes its place: each open turn not
+    /// retried before is committed again on it from the audio the session kept
+    /// ([`Action::Recommit`]); a turn already retried once is dropped for `reason`.
+    TranscriberReplaced {
+        /// Why a turn that already had its retry is dropped.
+        reason: DropReason,
+    },
     /// The first audio of a response went to the browser.
     ResponseAudioStarted(ResponseId),
     /// A response finished generating (or failed).
@@ -91,6 +98,8 @@ pub(crate) enum Action {
     TurnEnded(TurnId),
     /// Send `input_audio_buffer.commit` upstream.
     Commit,
+    /// Append this turn's kept audio to the fresh transcriber and commit it (its retry).
+    Recommit(TurnId),
     /// Tell the browser server VAD heard speech start.
     NotifySpeechStarted(TurnId),
     /// Tell the browser server VAD heard speech end.
@@ -116,8 +125,10 @@ pub(crate) enum DropReason {
     Empty,
     /// No transcript came in time.
     TimedOut,
-    /// The transcriber was lost before the transcript came.
+    /// The transcriber was lost before the transcript came (and the loss was reported).
     Lost,
+    /// The transcriber was lost again on the turn's retry.
+    LostAgain,
 }
 
 /// How a turn's transcription ended, while it waits for earlier turns.
@@ -146,6 +157,8 @@ pub(crate) struct TurnMachine {
     open: BTreeMap<TurnId, Option<Outcome>>,
     /// The latest released transcript that no response has answered yet.
     unanswered: Option<TurnId>,
+    /// Open turns already committed a second time on a fresh transcriber.
+    retried: std::collections::HashSet<TurnId>,
 }
 
 impl TurnMachine {
@@ -162,6 +175,7 @@ impl TurnMachine {
             items: HashMap::new(),
             open: BTreeMap::new(),
             unanswered: None,
+            retried: std::collections::HashSet::new(),
         }
     }
 
@@ -291,6 +305,26 @@ impl TurnMachine {
                     self.resolve(turn, Outcome::Dropped(DropReason::Lost), actions);
                 }
             }
+            Input::TranscriberReplaced { reason } => {
+                self.awaiting_item.clear();
+                self.items.clear();
+                let pending: Vec<TurnId> = self
+                    .open
+                    .iter()
+                    .filter(|(_, outcome)| outcome.is_none())
+                    .map(|(&turn, _)| turn)
+                    .collect();
+                for turn in pending {
+                    if self.retried.insert(turn) {
+                        // Committed again, in turn order: the fresh transcriber's items map
+                        // to these turns in the same order.
+                        self.awaiting_item.push_back(turn);
+                        actions.push(Action::Recommit(turn));
+                    } else {
+                        self.resolve(turn, Outcome::Dropped(reason), actions);
+                    }
+                }
+            }
             Input::ResponseAudioStarted(response) => {
                 if self.phase == Phase::Thinking(response) {
                     self.phase = Phase::Speaking(response);
@@ -353,6 +387,7 @@ impl TurnMachine {
             };
             let turn = *entry.key();
             entry.remove();
+            self.retried.remove(&turn);
             match outcome {
                 Outcome::Text(text) if !text.trim().is_empty() => {
                     actions.push(Action::TranscriptFinal(turn, text));
@@ -391,6 +426,69 @@ impl TurnMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_turn_is_committed_again_once_then_dropped() {
+        let mut m = TurnMachine::new(TurnDetection::Client);
+        let actions = run(
+            &mut m,
+            vec![
+                Input::ClientSpeechStarted,
+                Input::ClientAudio,
+                Input::ClientSpeechStopped,
+                Input::Committed {
+                    item_id: "a".into(),
+                },
+                Input::TranscriberReplaced {
+                    reason: DropReason::LostAgain,
+                },
+            ],
+        );
+        assert!(
+            actions.contains(&Action::Recommit(TurnId(1))),
+            "{actions:?}"
+        );
+        // The fresh transcriber's item is the same turn.
+        let actions = run(
+            &mut m,
+            vec![
+                Input::Committed {
+                    item_id: "b".into(),
+                },
+                Input::TranscriptCompleted {
+                    item_id: "b".into(),
+                    transcript: "hello".into(),
+                },
+            ],
+        );
+        assert!(
+            actions.contains(&Action::TranscriptFinal(TurnId(1), "hello".into())),
+            "{actions:?}"
+        );
+        // A second turn lost twice is dropped the second time.
+        let actions = run(
+            &mut m,
+            vec![
+                Input::ClientSpeechStarted,
+                Input::ClientAudio,
+                Input::ClientSpeechStopped,
+                Input::TranscriberReplaced {
+                    reason: DropReason::LostAgain,
+                },
+                Input::TranscriberReplaced {
+                    reason: DropReason::LostAgain,
+                },
+            ],
+        );
+        assert!(
+            actions.contains(&Action::Recommit(TurnId(2))),
+            "{actions:?}"
+        );
+        assert!(
+            actions.contains(&Action::TurnDropped(TurnId(2), DropReason::LostAgain)),
+            "{actions:?}"
+        );
+    }
 
     fn run(machine: &mut TurnMachine, inputs: Vec<Input>) -> Vec<Action> {
         let mut actions = Vec::new();
