@@ -391,13 +391,16 @@ pub enum ServerMessage {
         /// Text to append.
         delta: String,
     },
-    /// The proxy finished the response: no more text or audio will come for it.
+    /// The proxy finished the response: no more text or audio will come for it. It is sent
+    /// after the response's last audio frame, never before (its `metrics` follow it).
     ResponseDone {
         /// The response.
         response_id: ResponseId,
-        /// All text generated for it.
+        /// All text generated for it; for an answer cut by an upstream error, what was sent of
+        /// it as audio.
         text: String,
-        /// True when it was cancelled (barge-in or cancel) before it was complete.
+        /// True when it was cancelled (barge-in or cancel) or cut by an upstream error before
+        /// it was complete.
         interrupted: bool,
         /// 24 kHz samples of audio sent for it.
         audio_samples: u64,
