@@ -194,8 +194,10 @@ impl UpstreamError {
     }
 }
 
-/// Classifies an error status and OpenAI's JSON error body
-/// (`{"error":{"message","type","param","code"}}`, `docs/openai-wire.md` §2.3 and §4.1).
+/// Classifies an error status and its body: OpenAI's JSON envelope
+/// (`{"error":{"message","type","param","code"}}`, `docs/openai-wire.md` §2.3 and §4.1), and
+/// the shapes OpenAI-compatible servers use instead (`{"error":"…"}`, FastAPI's
+/// `{"detail":"…"}` or `{"detail":[{…,"msg":"…"}]}`, §7), else the first bytes of the body.
 pub fn classify_http_error(
     status: u16,
     body: &[u8],
@@ -211,8 +213,23 @@ pub fn classify_http_error(
             .to_owned()
     };
     let (error_type, error_code) = (field("type"), field("code"));
+    let other_shapes = || {
+        let detail = parsed.as_ref().and_then(|v| v.get("detail"));
+        error
+            .and_then(serde_json::Value::as_str)
+            .or_else(|| detail.and_then(serde_json::Value::as_str))
+            .or_else(|| {
+                detail
+                    .and_then(serde_json::Value::as_array)
+                    .and_then(|items| items.first())
+                    .and_then(|item| item.get("msg"))
+                    .and_then(serde_json::Value::as_str)
+            })
+            .map(str::to_owned)
+    };
     let message = match field("message") {
-        m if m.is_empty() => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+        m if m.is_empty() => other_shapes()
+            .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()),
         m => m,
     };
     let kind = match status {
@@ -446,6 +463,29 @@ mod tests {
             );
             assert_eq!(error.is_retryable(), retryable, "{status} {code}");
         }
+    }
+
+    #[test]
+    fn compatible_servers_error_shapes_are_read() {
+        for (body, expected) in [
+            (
+                &br#"{"error":"model 'x' not found"}"#[..],
+                "model 'x' not found",
+            ),
+            (br#"{"detail":"Not authenticated"}"#, "Not authenticated"),
+            (
+                br#"{"detail":[{"loc":["body","input"],"msg":"field required","type":"missing"}]}"#,
+                "field required",
+            ),
+        ] {
+            let error = classify_http_error(404, body, None);
+            assert!(
+                matches!(&error, UpstreamError::Http { message, kind: HttpErrorKind::BadRequest, .. } if message == expected),
+                "{error:?}"
+            );
+        }
+        let auth = classify_http_error(401, br#"{"detail":"Not authenticated"}"#, None);
+        assert_eq!(auth.code(), ErrorCode::UpstreamAuth);
     }
 
     #[test]
