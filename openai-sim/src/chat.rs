@@ -182,6 +182,7 @@ pub(crate) async fn handle(
     if request.stream {
         let events = meta.events(&tokens, finish_reason, usage);
         let plan = StreamPlan {
+            api: Api::Chat,
             events,
             token_interval: paced(1.0, config.llm_tokens_per_second),
             fault,
@@ -491,29 +492,31 @@ impl Meta {
 
 /// One SSE event; `paced` events wait one token interval after the previous one.
 #[derive(Debug)]
-struct Event {
-    text: String,
-    paced: bool,
+pub(crate) struct Event {
+    pub(crate) text: String,
+    pub(crate) paced: bool,
 }
 
 impl Event {
-    fn now(text: String) -> Self {
+    pub(crate) fn now(text: String) -> Self {
         Self { text, paced: false }
     }
 }
 
+/// An SSE stream to send (Chat Completions, and streamed file transcription).
 #[derive(Debug)]
-struct StreamPlan {
-    events: Vec<Event>,
-    token_interval: Duration,
-    fault: Option<Fault>,
-    split_events: bool,
-    sse: SseStyle,
-    rng: StdRng,
+pub(crate) struct StreamPlan {
+    pub(crate) api: Api,
+    pub(crate) events: Vec<Event>,
+    pub(crate) token_interval: Duration,
+    pub(crate) fault: Option<Fault>,
+    pub(crate) split_events: bool,
+    pub(crate) sse: SseStyle,
+    pub(crate) rng: StdRng,
 }
 
 /// Sends the SSE events at their times, applying the fault.
-async fn stream(sender: BodySender, mut plan: StreamPlan) {
+pub(crate) async fn stream(sender: BodySender, mut plan: StreamPlan) {
     let mut next_at = Instant::now();
     for (sent, event) in plan.events.iter().enumerate() {
         match plan.fault {
@@ -532,11 +535,11 @@ async fn stream(sender: BodySender, mut plan: StreamPlan) {
         if event.paced {
             next_at += plan.token_interval;
             if let Err(end) = sender.sleep_until(next_at).await {
-                return http::log_stream_end(Api::Chat, end);
+                return http::log_stream_end(plan.api, end);
             }
         }
         if let Err(end) = send_event(&sender, &event.text, plan.split_events, &mut plan.rng).await {
-            return http::log_stream_end(Api::Chat, end);
+            return http::log_stream_end(plan.api, end);
         }
     }
     sender.finish(Outcome::Completed).await;
@@ -563,7 +566,7 @@ async fn send_event(
 }
 
 /// Sends a whole non-streaming response, or cuts/holds it on a fault.
-async fn respond_whole(sender: BodySender, json: String, fault: Option<Fault>) {
+pub(crate) async fn respond_whole(sender: BodySender, json: String, fault: Option<Fault>) {
     match fault {
         Some(Fault::MidStreamError { .. } | Fault::Drop { .. }) => sender.abort().await,
         Some(Fault::Stall { .. }) => sender.stall().await,

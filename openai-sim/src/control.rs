@@ -34,7 +34,7 @@ use super::fault::{Fault, SimStage};
 use super::state::Shared;
 
 /// Record fields that hold audio bytes, left out with `?audio=false`.
-const AUDIO_FIELDS: &[&str] = &["audio", "synthesized", "sent"];
+const AUDIO_FIELDS: &[&str] = &["audio", "synthesized", "sent", "file"];
 
 /// The surface's routes, each behind the `control` switch.
 pub(crate) fn router(shared: &Arc<Shared>) -> Router<Arc<Shared>> {
@@ -208,6 +208,7 @@ async fn get_faults(State(shared): State<Arc<Shared>>) -> Response {
         "realtime": pending(SimStage::Realtime),
         "chat": pending(SimStage::Chat),
         "speech": pending(SimStage::Speech),
+        "transcription": pending(SimStage::Transcription),
     }))
     .into_response()
 }
@@ -219,7 +220,7 @@ async fn get_records(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuer
         .any(|pair| pair == "audio=false" || pair == "audio=0");
     let mut records = serde_json::to_value(shared.records()).unwrap_or_default();
     if without_audio {
-        for list in ["realtime", "speech"] {
+        for list in ["realtime", "speech", "transcription"] {
             for record in records[list].as_array_mut().into_iter().flatten() {
                 if let Some(record) = record.as_object_mut() {
                     strip_audio(record);

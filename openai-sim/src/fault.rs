@@ -45,6 +45,8 @@ pub enum SimStage {
     Chat,
     /// `POST /v1/audio/speech` (§3).
     Speech,
+    /// `POST /v1/audio/transcriptions` (§5).
+    Transcription,
 }
 
 /// A failure to inject with [`Simulator::inject`](super::Simulator::inject).
@@ -391,6 +393,7 @@ pub(crate) struct FaultQueues {
     realtime: VecDeque<Fault>,
     chat: VecDeque<Fault>,
     speech: VecDeque<Fault>,
+    transcription: VecDeque<Fault>,
 }
 
 impl FaultQueues {
@@ -414,6 +417,7 @@ impl FaultQueues {
             SimStage::Realtime => &self.realtime,
             SimStage::Chat => &self.chat,
             SimStage::Speech => &self.speech,
+            SimStage::Transcription => &self.transcription,
         }
     }
 
@@ -422,6 +426,7 @@ impl FaultQueues {
             SimStage::Realtime => &mut self.realtime,
             SimStage::Chat => &mut self.chat,
             SimStage::Speech => &mut self.speech,
+            SimStage::Transcription => &mut self.transcription,
         }
     }
 }

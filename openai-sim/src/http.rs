@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::body::{StreamEnd, Tracker};
 use super::error::ApiError;
 use super::fault::Fault;
-use super::record::{ChatRecord, Outcome, SpeechRecord};
+use super::record::{ChatRecord, Outcome, SpeechRecord, TranscriptionRecord};
 use super::state::{Shared, header_text};
 use super::text;
 
@@ -41,6 +41,7 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 pub(crate) enum Api {
     Chat,
     Speech,
+    Transcription,
 }
 
 /// Records an incoming request, then authenticates it and parses its JSON body.
@@ -62,6 +63,9 @@ pub(crate) fn accept(
     let at = match api {
         Api::Chat => shared.add_chat(ChatRecord::new(authorization, recorded)),
         Api::Speech => shared.add_speech(SpeechRecord::new(authorization, recorded)),
+        Api::Transcription => {
+            shared.add_transcription(TranscriptionRecord::new(authorization, recorded))
+        }
     };
     let tracker = Tracker::new(Arc::clone(shared), at);
     if let Err(error) = shared.authorize(bearer(headers)) {

@@ -1,5 +1,5 @@
 //! An OpenAI simulator: a local server speaking the wire protocols of the Realtime
-//! transcription WebSocket, Chat Completions and Speech as described in `docs/openai-wire.md`,
+//! transcription WebSocket, file transcription, Chat Completions and Speech as described in `docs/openai-wire.md`,
 //! with configurable latencies, scripted content, injected faults and records of what it
 //! received. It is the backend of every test, the load-test target, and the product's backend
 //! when no API key is set; other projects use it to test their own voice clients (see the
@@ -30,6 +30,8 @@
 //! * `POST /v1/chat/completions` — Chat Completions, streaming SSE or not (§2), in `chat`.
 //! * `POST /v1/audio/speech` — Speech as chunked raw PCM (or `wav`, or SSE) (§3), in
 //!   `speech` with the audio from `synth`.
+//! * `POST /v1/audio/transcriptions` — file transcription of a multipart upload, JSON or SSE
+//!   (§5), in `transcription`.
 //! * `GET /v1/models`, `GET /v1/models/{id}` — the models served, in `models`; every API
 //!   refuses other models with the service's 404 `model_not_found`.
 //! * `/_sim/…` — the control surface, in `control`, when [`SimConfig::control`] is on.
@@ -62,6 +64,7 @@ mod speech;
 mod state;
 mod synth;
 mod text;
+mod transcription;
 mod turn;
 mod vad;
 
@@ -80,7 +83,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{SimConfig, SseStyle};
 pub use fault::{Fault, SimStage};
-pub use record::{ChatRecord, Outcome, RealtimeRecord, Records, SpeechRecord};
+pub use record::{ChatRecord, Outcome, RealtimeRecord, Records, SpeechRecord, TranscriptionRecord};
 
 use error::ApiError;
 use state::Shared;
@@ -254,6 +257,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/realtime", get(realtime::handle))
         .route("/v1/chat/completions", post(chat::handle))
         .route("/v1/audio/speech", post(speech::handle))
+        .route("/v1/audio/transcriptions", post(transcription::handle))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::retrieve))
         .merge(control::router(&shared))

@@ -23,6 +23,8 @@ pub struct Records {
     pub chat: Vec<ChatRecord>,
     /// Speech requests.
     pub speech: Vec<SpeechRecord>,
+    /// File transcription requests.
+    pub transcription: Vec<TranscriptionRecord>,
 }
 
 impl Records {
@@ -154,6 +156,49 @@ pub struct SpeechRecord {
     pub sent_chunks: Vec<usize>,
 }
 
+/// One file transcription request (`POST /v1/audio/transcriptions`).
+#[derive(Debug, Clone, Serialize)]
+pub struct TranscriptionRecord {
+    /// The `Authorization` header as received.
+    pub authorization: Option<String>,
+    /// The form's text fields (`model`, `language`, `prompt`, `stream`, …) as a JSON object.
+    pub body: Value,
+    /// The file part's name, as the client gave it.
+    pub file_name: Option<String>,
+    /// The file part's `Content-Type`.
+    pub file_content_type: Option<String>,
+    /// The uploaded file, whole.
+    #[serde(serialize_with = "base64_bytes")]
+    pub file: Bytes,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The fault it took, if any.
+    pub fault: Option<Fault>,
+    /// The transcript the simulator planned to send (before any fault).
+    pub transcript: Option<String>,
+    /// Whether it answered with an SSE stream.
+    pub streamed: bool,
+}
+
+impl TranscriptionRecord {
+    pub(crate) fn new(authorization: Option<String>, body: Value) -> Self {
+        Self {
+            authorization,
+            body,
+            file_name: None,
+            file_content_type: None,
+            file: Bytes::new(),
+            status: 200,
+            outcome: Outcome::InProgress,
+            fault: None,
+            transcript: None,
+            streamed: false,
+        }
+    }
+}
+
 impl ChatRecord {
     pub(crate) fn new(authorization: Option<String>, body: Value) -> Self {
         Self {
@@ -194,6 +239,7 @@ pub(crate) enum RecordRef {
     Realtime(Option<Slot>),
     Chat(Option<Slot>),
     Speech(Option<Slot>),
+    Transcription(Option<Slot>),
 }
 
 /// A record's index, and the generation of the records it was added to: after a reset the
@@ -242,6 +288,7 @@ macro_rules! impl_http_record {
 
 impl_http_record!(ChatRecord);
 impl_http_record!(SpeechRecord);
+impl_http_record!(TranscriptionRecord);
 
 impl Records {
     /// The chat or speech record at `index`, for the updates both kinds share.
@@ -253,6 +300,10 @@ impl Records {
                 .map(|record| record as &mut dyn HttpRecord),
             RecordRef::Speech(Some(slot)) => self
                 .speech
+                .get_mut(slot.index)
+                .map(|record| record as &mut dyn HttpRecord),
+            RecordRef::Transcription(Some(slot)) => self
+                .transcription
                 .get_mut(slot.index)
                 .map(|record| record as &mut dyn HttpRecord),
             _ => None,

@@ -18,6 +18,7 @@ use super::error::ApiError;
 use super::fault::{Fault, FaultQueues, SimStage, Taker};
 use super::record::{
     ChatRecord, HttpRecord, RealtimeRecord, RecordRef, Records, Slot, SpeechRecord,
+    TranscriptionRecord,
 };
 
 /// Golden-ratio increment that spreads consecutive request numbers over the seed space.
@@ -188,6 +189,23 @@ impl Shared {
         RecordRef::Speech(self.add(|records| &mut records.speech, record))
     }
 
+    pub(crate) fn add_transcription(&self, record: TranscriptionRecord) -> RecordRef {
+        RecordRef::Transcription(self.add(|records| &mut records.transcription, record))
+    }
+
+    pub(crate) fn update_transcription(
+        &self,
+        at: RecordRef,
+        change: impl FnOnce(&mut TranscriptionRecord),
+    ) {
+        if let RecordRef::Transcription(slot) = at {
+            self.record(|store| {
+                let index = store.index(slot)?;
+                store.records.transcription.get_mut(index).map(change)
+            });
+        }
+    }
+
     /// Appends a record to one list, if recording; returns its slot.
     fn add<T>(&self, list: impl FnOnce(&mut Records) -> &mut Vec<T>, record: T) -> Option<Slot> {
         self.recording().then(|| {
@@ -231,7 +249,7 @@ impl Shared {
 
     /// Updates the parts chat and speech records share.
     pub(crate) fn update_http(&self, at: RecordRef, change: impl FnOnce(&mut dyn HttpRecord)) {
-        if let RecordRef::Chat(slot) | RecordRef::Speech(slot) = at
+        if let RecordRef::Chat(slot) | RecordRef::Speech(slot) | RecordRef::Transcription(slot) = at
             && slot.is_some()
         {
             self.record(|store| {

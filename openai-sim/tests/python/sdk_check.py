@@ -16,7 +16,9 @@ Prints one line per check and exits non-zero if any failed. Needs `openai[realti
 
 import base64
 import json
+import io
 import math
+import wave
 import sys
 import traceback
 import urllib.error
@@ -45,6 +47,8 @@ def main() -> int:
         check_chat_whole,
         check_chat_mid_stream_error,
         check_speech_stream,
+        check_file_transcription,
+        check_file_transcription_stream,
         check_realtime_transcription,
         check_errors,
         check_rate_limit_without_retry_headers,
@@ -202,6 +206,45 @@ def check_speech_stream(client: OpenAI, sim: Sim):
     pcm = b"".join(pieces)
     assert pieces and len(pcm) > RATE_HZ // 10, len(pcm)
     assert len(pcm) % 2 == 0, "whole 16-bit samples once joined"
+
+
+def wav(pcm: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(RATE_HZ)
+        out.writeframes(pcm)
+    return buffer.getvalue()
+
+
+def check_file_transcription(client: OpenAI, sim: Sim):
+    if not sim.control:
+        return True
+    sim.transcript("A file, transcribed.")
+    result = client.audio.transcriptions.create(
+        model="whisper-1", file=("turn.wav", wav(tone(600)), "audio/wav"), language="en"
+    )
+    assert result.text == "A file, transcribed.", result
+
+
+def check_file_transcription_stream(client: OpenAI, sim: Sim):
+    if not sim.control:
+        return True
+    sim.transcript("Streamed word by word.")
+    stream = client.audio.transcriptions.create(
+        model="gpt-4o-mini-transcribe",
+        file=("turn.wav", wav(tone(600)), "audio/wav"),
+        stream=True,
+    )
+    deltas, done = [], None
+    for event in stream:
+        if event.type == "transcript.text.delta":
+            deltas.append(event.delta)
+        elif event.type == "transcript.text.done":
+            done = event.text
+    assert "".join(deltas) == "Streamed word by word.", deltas
+    assert done == "Streamed word by word.", done
 
 
 def tone(ms: int) -> bytes:
