@@ -35,7 +35,7 @@ use super::error::ApiError;
 /// from it, for the beta shape (docs/openai-wire.md §1.8).
 pub(crate) const CLOSE_SESSION_REJECTED: u16 = 4000;
 
-/// One of the three simulated APIs.
+/// One of the four simulated APIs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SimStage {

@@ -281,9 +281,10 @@ async fn control_reset_forgets_scripts_faults_records_and_config_changes() {
     let reset = control_json(&sim, Method::POST, "/reset", None).await;
     assert_eq!(reset, json!({"reset": true}));
     let records = control_json(&sim, Method::GET, "/records", None).await;
-    assert_eq!(records, json!({"realtime": [], "chat": [], "speech": []}));
+    let empty = json!({"realtime": [], "chat": [], "speech": [], "transcription": []});
+    assert_eq!(records, empty);
     let pending = control_json(&sim, Method::GET, "/faults", None).await;
-    assert_eq!(pending, json!({"realtime": [], "chat": [], "speech": []}));
+    assert_eq!(pending, empty);
     assert_eq!(
         sim.config(),
         controlled(),
