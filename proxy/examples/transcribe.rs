@@ -1,8 +1,10 @@
 //! Streams a WAV file (or raw PCM16 LE 24 kHz mono on stdin) through the Realtime
-//! transcription API and prints the partial and final text.
+//! transcription API and prints the partial and final text; with `--file`, uploads it whole to
+//! the file transcription endpoint instead (what `STT_MODE=file` does per turn).
 //!
 //! ```text
 //! cargo run -p proxy --example transcribe -- speech.wav
+//! cargo run -p proxy --example transcribe -- --file speech.wav
 //! sox speech.mp3 -t raw -r 24000 -c 1 -b 16 -e signed - | cargo run -p proxy --example transcribe -- -
 //! ```
 //!
@@ -40,8 +42,11 @@ struct Args {
     #[arg(long)]
     realtime: bool,
     /// Let the server's VAD split the audio into turns instead of one commit at the end.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "file")]
     server_vad: bool,
+    /// Upload the audio whole to `POST /audio/transcriptions` instead of the Realtime API.
+    #[arg(long)]
+    file: bool,
 }
 
 #[tokio::main]
@@ -61,8 +66,13 @@ async fn main() -> anyhow::Result<()> {
     } else {
         TurnDetection::Client
     };
-    let mut handle =
-        Transcriber::new(backend.upstream.clone(), detection).spawn(CancellationToken::new());
+    let transcriber = if args.file {
+        let http = proxy::upstream::http_client(config.limits.upstream_response_timeout);
+        Transcriber::file(backend.upstream.clone(), http)
+    } else {
+        Transcriber::new(backend.upstream.clone(), detection)
+    };
+    let mut handle = transcriber.spawn(CancellationToken::new());
 
     let sender = handle.commands.clone();
     let realtime = args.realtime;
@@ -115,7 +125,9 @@ async fn main() -> anyhow::Result<()> {
             TranscriberEvent::Error { code, message } => {
                 eprintln!("[upstream error {}: {message}]", code.unwrap_or_default());
             }
-            TranscriberEvent::Closed(error) => bail!("transcription failed: {error}"),
+            TranscriberEvent::Closed(error) | TranscriberEvent::TurnFailed { error, .. } => {
+                bail!("transcription failed: {error}")
+            }
             TranscriberEvent::Ready { .. }
             | TranscriberEvent::Committed { .. }
             | TranscriberEvent::SpeechStarted { .. }

@@ -156,6 +156,18 @@ impl From<TurnDetectionArg> for TurnDetection {
     }
 }
 
+/// How speech becomes text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum SttMode {
+    /// OpenAI's Realtime transcription WebSocket: audio streams as the user speaks, and the
+    /// transcript follows the end of the turn quickest.
+    #[default]
+    Realtime,
+    /// `POST /audio/transcriptions` with each turn as a WAV: what every OpenAI-compatible
+    /// speech-to-text server offers. Needs the client's turn detection.
+    File,
+}
+
 /// A duration in whole milliseconds, for the command line's defaults.
 const fn millis(duration: Duration) -> u64 {
     duration.as_millis() as u64
@@ -190,6 +202,10 @@ pub struct Cli {
     /// Transcription model.
     #[arg(long, env = "STT_MODEL", default_value = defaults::STT_MODEL)]
     pub stt_model: String,
+
+    /// How speech becomes text: the Realtime WebSocket, or one file upload per turn.
+    #[arg(long, env = "STT_MODE", value_enum, default_value_t = SttMode::Realtime)]
+    pub stt_mode: SttMode,
 
     /// Language of the user's speech (ISO-639-1, e.g. `en`); improves accuracy and latency.
     #[arg(long, env = "STT_LANGUAGE")]
@@ -372,6 +388,8 @@ pub struct Config {
     pub tts_base_url: Option<String>,
     /// Transcription model.
     pub stt_model: String,
+    /// How speech becomes text.
+    pub stt_mode: SttMode,
     /// Language hint of the user's speech.
     pub stt_language: Option<String>,
     /// Chat model.
@@ -486,6 +504,7 @@ impl Default for Config {
             llm_base_url: None,
             tts_base_url: None,
             stt_model: defaults::STT_MODEL.to_owned(),
+            stt_mode: SttMode::Realtime,
             stt_language: None,
             llm_model: defaults::LLM_MODEL.to_owned(),
             llm_max_completion_tokens: defaults::LLM_MAX_COMPLETION_TOKENS,
@@ -523,6 +542,7 @@ impl TryFrom<Cli> for Config {
             llm_base_url: cli.llm_base_url,
             tts_base_url: cli.tts_base_url,
             stt_model: cli.stt_model,
+            stt_mode: cli.stt_mode,
             stt_language: cli.stt_language,
             llm_model: cli.llm_model,
             llm_max_completion_tokens: cli.llm_max_completion_tokens,
@@ -562,6 +582,9 @@ impl TryFrom<Cli> for Config {
             },
             enable_api: cli.enable_api,
         };
+        if config.stt_mode == SttMode::File && config.turn_detection != TurnDetection::Client {
+            return Err(ConfigError::FileSttNeedsClientTurns);
+        }
         if config.enable_api && config.access_token.is_none() {
             return Err(ConfigError::ApiWithoutToken);
         }
@@ -617,6 +640,9 @@ pub enum ConfigError {
         /// The listen address.
         addr: SocketAddr,
     },
+    /// File transcription with server-side turn detection: a file upload has no VAD.
+    #[error("STT_MODE=file needs TURN_DETECTION=client: the browser's VAD ends each turn")]
+    FileSttNeedsClientTurns,
     /// The one-shot API enabled without an access token: anyone could spend the key on it.
     #[error("ENABLE_API needs an ACCESS_TOKEN: /api/reply and /api/speech spend the API key")]
     ApiWithoutToken,
@@ -637,6 +663,8 @@ pub const MIN_ACCESS_TOKEN_CHARS: usize = 16;
 pub struct Endpoints {
     /// `ws(s)://…/realtime?intent=transcription`
     pub realtime_url: String,
+    /// `http(s)://…/audio/transcriptions`
+    pub transcription_url: String,
     /// `http(s)://…/chat/completions`
     pub chat_url: String,
     /// `http(s)://…/audio/speech`
@@ -651,11 +679,10 @@ impl Endpoints {
 
     /// Derives each endpoint from its own base URL.
     pub fn per_stage(stt_base: &str, llm_base: &str, tts_base: &str) -> Result<Self, ConfigError> {
+        let stt_base = check_http("STT_BASE_URL", stt_base)?;
         Ok(Self {
-            realtime_url: format!(
-                "{}/realtime?intent=transcription",
-                websocket_base(check_http("STT_BASE_URL", stt_base)?)
-            ),
+            realtime_url: format!("{}/realtime?intent=transcription", websocket_base(stt_base)),
+            transcription_url: format!("{stt_base}/audio/transcriptions"),
             chat_url: format!("{}/chat/completions", check_http("LLM_BASE_URL", llm_base)?),
             speech_url: format!("{}/audio/speech", check_http("TTS_BASE_URL", tts_base)?),
         })
@@ -812,6 +839,17 @@ mod tests {
         assert!(Config::try_from(cli_without_environment(&explicit)).is_ok());
         let loopback = ["proxy", "--listen-addr", "[::1]:8000"];
         assert!(Config::try_from(cli_without_environment(&loopback)).is_ok());
+    }
+
+    #[test]
+    fn file_transcription_needs_the_clients_turns() {
+        let file = ["proxy", "--stt-mode", "file"];
+        assert!(Config::try_from(cli_without_environment(&file)).is_ok());
+        let server_vad = [&file[..], &["--turn-detection", "server-vad"]].concat();
+        assert!(matches!(
+            Config::try_from(cli_without_environment(&server_vad)),
+            Err(ConfigError::FileSttNeedsClientTurns)
+        ));
     }
 
     #[test]

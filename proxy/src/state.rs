@@ -232,7 +232,12 @@ impl AppState {
         } = Backend::from_config(&config).await?;
         let http = crate::upstream::http_client(config.limits.upstream_response_timeout);
         let sessions = Arc::new(SessionContext {
-            transcriber: Transcriber::new(upstream.clone(), config.turn_detection),
+            transcriber: match config.stt_mode {
+                crate::config::SttMode::Realtime => {
+                    Transcriber::new(upstream.clone(), config.turn_detection)
+                }
+                crate::config::SttMode::File => Transcriber::file(upstream.clone(), http.clone()),
+            },
             pipeline: Pipeline {
                 responder: Responder::new(http.clone(), upstream.clone()),
                 synthesizer: Synthesizer::new(http.clone(), upstream.clone()),

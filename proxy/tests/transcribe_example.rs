@@ -98,3 +98,29 @@ async fn raw_pcm_on_stdin_is_transcribed() {
     // Unscripted, the simulator says how long the audio was.
     assert!(stdout.contains("1.0 seconds"), "{stdout}");
 }
+
+#[tokio::test]
+async fn a_wav_file_is_transcribed_whole_with_file_mode() {
+    let sim = Simulator::start(SimConfig {
+        api_key: Some(KEY.into()),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    sim.script_transcript("Uploaded in one piece.");
+    let dir = std::env::temp_dir().join(format!("transcribe-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let wav = dir.join("speech.wav");
+    std::fs::write(&wav, Wav::encode_mono(24_000, &tone_pcm())).unwrap();
+
+    let (stdout, stderr) = run_example(&sim, &["--file", wav.to_str().unwrap()], None).await;
+    assert_eq!(stdout.trim(), "Uploaded in one piece.");
+    assert!(
+        stderr.contains("Uploaded"),
+        "the deltas stream first: {stderr}"
+    );
+    let records = sim.records();
+    assert!(records.realtime.is_empty());
+    assert_eq!(&records.transcription[0].file[44..], &tone_pcm()[..]);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -163,6 +163,7 @@ pub(crate) async fn run(
         heard_since_ping: true,
         utterance_ms: 0.0,
         turn_audio: TurnAudio::default(),
+        turn_errors: std::collections::VecDeque::new(),
         actions: Vec::new(),
     };
     tracing::info!("session started");
@@ -216,6 +217,9 @@ struct Session {
     utterance_ms: f64,
     /// The audio of turns not yet transcribed, for their retry (client turn detection).
     turn_audio: TurnAudio,
+    /// Upstream errors of failed turn transcriptions, reported when the machine drops their
+    /// turns (in turn order, as it drops them).
+    turn_errors: std::collections::VecDeque<ErrorEvent>,
     actions: Vec<Action>,
 }
 
@@ -284,6 +288,10 @@ impl Session {
                         Report::Input(input) => self.apply(input).await,
                         Report::Error(event) => self.send_error(event).await,
                         Report::Lost(event) => self.on_transcriber_lost(event).await,
+                        Report::TurnFailed(input, event) => {
+                            self.turn_errors.push_back(event);
+                            self.apply(input).await;
+                        }
                     }
                 }
                 Some((id, event)) = response_events.recv() => {
@@ -674,6 +682,12 @@ impl Session {
                         ErrorCode::SessionLost,
                         "Speech recognition lost its connection twice; please say that again.",
                     ),
+                    DropReason::Upstream => {
+                        if let Some(event) = self.turn_errors.pop_front() {
+                            self.send_error(event.for_turn(turn_id)).await;
+                        }
+                        return;
+                    }
                 };
                 self.send_error(ErrorEvent::new(Stage::Stt, code, message, true).for_turn(turn_id))
                     .await;

@@ -34,6 +34,9 @@ pub(crate) enum Report {
     /// The transcriber is gone: tell the user (unless nothing was lost), then feed the machine
     /// [`Input::TranscriberLost`].
     Lost(Option<ErrorEvent>),
+    /// A turn's transcription failed upstream: feed the machine the input, and report the
+    /// error with the turn it drops.
+    TurnFailed(Input, ErrorEvent),
 }
 
 /// Why audio could not be handed to the transcriber.
@@ -187,6 +190,13 @@ impl TranscriberSlot {
                 Input::TranscriptFailed { item_id }
             }
             TranscriberEvent::CommitEmpty => Input::CommitEmpty,
+            TranscriberEvent::TurnFailed { item_id, error } => {
+                tracing::warn!(%error, "transcription of a turn failed upstream");
+                return Report::TurnFailed(
+                    Input::TranscriptUnavailable { item_id },
+                    error.to_event(Stage::Stt),
+                );
+            }
             TranscriberEvent::Error { code, message } => {
                 tracing::warn!(?code, %message, "transcription error event");
                 if self.ready {

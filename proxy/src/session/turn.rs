@@ -74,6 +74,11 @@ pub(crate) enum Input {
     },
     /// Our last commit held too little audio.
     CommitEmpty,
+    /// An item's transcription request failed upstream (the error is reported with the turn).
+    TranscriptUnavailable {
+        /// The item.
+        item_id: String,
+    },
     /// The transcription of the oldest open turn took too long.
     TranscriptTimedOut,
     /// The transcriber is gone: no open turn will be transcribed.
@@ -129,6 +134,8 @@ pub(crate) enum DropReason {
     Lost,
     /// The transcriber was lost again on the turn's retry.
     LostAgain,
+    /// Its transcription request failed upstream; the session reports the upstream's error.
+    Upstream,
 }
 
 /// How a turn's transcription ended, while it waits for earlier turns.
@@ -277,6 +284,11 @@ impl TurnMachine {
             Input::TranscriptFailed { item_id } => {
                 if let Some(turn) = self.items.remove(&item_id) {
                     self.resolve(turn, Outcome::Dropped(DropReason::Failed), actions);
+                }
+            }
+            Input::TranscriptUnavailable { item_id } => {
+                if let Some(turn) = self.items.remove(&item_id) {
+                    self.resolve(turn, Outcome::Dropped(DropReason::Upstream), actions);
                 }
             }
             Input::CommitEmpty => {

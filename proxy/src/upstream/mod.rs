@@ -1,7 +1,8 @@
 //! Clients of the three upstream services, and what they share: error classification and the
 //! retry policy.
 //!
-//! * [`realtime`] — the transcriber: one Realtime transcription WebSocket per session.
+//! * [`realtime`] — the transcriber: one Realtime transcription WebSocket per session, or
+//!   (`file`) one upload per turn to `POST /audio/transcriptions`.
 //! * [`chat`] — the responder: Chat Completions, streamed.
 //! * [`speech`] — the synthesizer: the Speech API, streamed PCM.
 //!
@@ -9,6 +10,7 @@
 //! can stand in for any of them.
 
 pub mod chat;
+pub(crate) mod file;
 pub mod realtime;
 pub mod speech;
 pub(crate) mod sse;

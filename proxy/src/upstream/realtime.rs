@@ -96,6 +96,14 @@ pub enum TranscriberEvent {
     },
     /// A commit found (almost) no audio; the turn is dropped.
     CommitEmpty,
+    /// An item's transcription request failed upstream (file transcription): the turn is
+    /// dropped and the error reported.
+    TurnFailed {
+        /// The item.
+        item_id: String,
+        /// What failed.
+        error: UpstreamError,
+    },
     /// A recoverable `error` event; the session stays open.
     Error {
         /// The upstream's code.
@@ -118,19 +126,32 @@ pub struct TranscriberHandle {
     _stop_on_drop: DropGuard,
 }
 
-/// Opens transcription sessions.
+/// Opens transcription sessions: Realtime WebSockets, or (with
+/// [`SttMode::File`](crate::config::SttMode::File)) per-turn uploads behind the same handle.
 #[derive(Debug, Clone)]
 pub struct Transcriber {
     config: Arc<UpstreamConfig>,
     turn_detection: TurnDetection,
+    /// Set for file transcription: the client its uploads use.
+    file_http: Option<reqwest::Client>,
 }
 
 impl Transcriber {
-    /// A transcriber for sessions with this turn detection.
+    /// A Realtime transcriber for sessions with this turn detection.
     pub fn new(config: Arc<UpstreamConfig>, turn_detection: TurnDetection) -> Self {
         Self {
             config,
             turn_detection,
+            file_http: None,
+        }
+    }
+
+    /// A file transcriber (`POST /audio/transcriptions` per turn); turns are the client's.
+    pub fn file(config: Arc<UpstreamConfig>, http: reqwest::Client) -> Self {
+        Self {
+            config,
+            turn_detection: TurnDetection::Client,
+            file_http: Some(http),
         }
     }
 
@@ -139,8 +160,25 @@ impl Transcriber {
     pub fn spawn(&self, cancel: CancellationToken) -> TranscriberHandle {
         let (command_tx, command_rx) = mpsc::channel(TRANSCRIBER_COMMAND_QUEUE_FRAMES);
         let (event_tx, event_rx) = mpsc::channel(TRANSCRIBER_EVENT_QUEUE);
-        let this = self.clone();
         let stop = cancel.clone();
+        if let Some(http) = &self.file_http {
+            tokio::spawn(
+                super::file::run(
+                    self.config.clone(),
+                    http.clone(),
+                    command_rx,
+                    event_tx,
+                    cancel,
+                )
+                .in_current_span(),
+            );
+            return TranscriberHandle {
+                commands: command_tx,
+                events: event_rx,
+                _stop_on_drop: stop.drop_guard(),
+            };
+        }
+        let this = self.clone();
         // In the caller's span: its log lines carry the session's id.
         tokio::spawn(
             async move {
