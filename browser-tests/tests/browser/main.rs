@@ -247,6 +247,47 @@ async fn in_server_vad_mode_a_turn_ends_with_the_default_client_settings() {
 }
 
 #[tokio::test]
+async fn with_file_transcription_a_turn_runs_end_to_end() {
+    const QUESTION: &str = "Which planet is the largest?";
+    const ANSWER: &str = "Jupiter is the largest planet.";
+    let _one_at_a_time = ONE_BROWSER_AT_A_TIME.lock().await;
+    let dist = client_dist();
+    let proxy = TestProxy::start(SimConfig::default(), move |config| {
+        config.client_dir = dist;
+        config.stt_mode = proxy::config::SttMode::File;
+    })
+    .await;
+    proxy.sim.script_transcript(QUESTION);
+    proxy.sim.script_reply(ANSWER);
+    let mic = microphone(
+        "file-stt",
+        &[Part::Quiet(1.5), Part::Speech(QUESTION), Part::Quiet(8.0)],
+    );
+    let browser = Browser::launch(Engine::Chromium, &mic).await;
+    let page = Page::open(&browser, &proxy.http_url()).await;
+    page.start_talking().await;
+    let state = page
+        .wait_for("the answer to play to its end", |s| {
+            s.response(1)["phase"] == "drained"
+        })
+        .await;
+    let user = state.users.first().expect("the user's turn is shown");
+    assert_eq!((user.text.as_str(), user.r#final), (QUESTION, true));
+    assert_eq!(
+        state.answer(1).and_then(|a| a.heard.as_deref()),
+        Some(ANSWER)
+    );
+    let records = proxy.sim.records();
+    assert!(
+        records.realtime.is_empty(),
+        "no Realtime socket in file mode"
+    );
+    assert_eq!(records.transcription.len(), 1);
+    browser.close().await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn without_a_key_the_page_announces_the_simulator_and_a_turn_is_kept_as_a_screenshot() {
     let _one_at_a_time = ONE_BROWSER_AT_A_TIME.lock().await;
     let dist = client_dist();
