@@ -201,24 +201,27 @@ async fn one_turn_case(engine: Engine) {
     proxy.stop().await;
 }
 
-#[tokio::test]
-async fn in_server_vad_mode_a_turn_ends_with_the_default_client_settings() {
-    const QUESTION: &str = "How long is the river Nile?";
-    const ANSWER: &str = "The Nile is about six and a half thousand kilometres long.";
+/// One spoken turn in Chromium against a proxy configured by `configure`, with the page's
+/// default settings: the user's words are shown as said and the answer plays to its end.
+/// Returns what the simulator recorded.
+async fn a_chromium_turn_with(
+    name: &str,
+    question: &str,
+    answer: &str,
+    configure: impl FnOnce(&mut proxy::config::Config),
+) -> Records {
     let _one_at_a_time = ONE_BROWSER_AT_A_TIME.lock().await;
     let dist = client_dist();
-    // The upstream's VAD ends the turn; the page keeps its default VAD settings, so it sends
-    // audio only while it hears speech.
     let proxy = TestProxy::start(SimConfig::default(), move |config| {
         config.client_dir = dist;
-        config.turn_detection = protocol::TurnDetection::ServerVad;
+        configure(config);
     })
     .await;
-    proxy.sim.script_transcript(QUESTION);
-    proxy.sim.script_reply(ANSWER);
+    proxy.sim.script_transcript(question);
+    proxy.sim.script_reply(answer);
     let mic = microphone(
-        "server-vad",
-        &[Part::Quiet(1.5), Part::Speech(QUESTION), Part::Quiet(8.0)],
+        name,
+        &[Part::Quiet(1.5), Part::Speech(question), Part::Quiet(8.0)],
     );
     let browser = Browser::launch(Engine::Chromium, &mic).await;
     let page = Page::open(&browser, &proxy.http_url()).await;
@@ -229,62 +232,51 @@ async fn in_server_vad_mode_a_turn_ends_with_the_default_client_settings() {
         })
         .await;
     let user = state.users.first().expect("the user's turn is shown");
-    assert_eq!((user.text.as_str(), user.r#final), (QUESTION, true));
+    assert_eq!((user.text.as_str(), user.r#final), (question, true));
     assert_eq!(
         state.answer(1).and_then(|a| a.heard.as_deref()),
-        Some(ANSWER)
+        Some(answer)
     );
-    // The upstream ended the turn itself: the proxy never committed.
     let records = proxy.sim.records();
+    browser.close().await;
+    proxy.stop().await;
+    records
+}
+
+#[tokio::test]
+async fn in_server_vad_mode_a_turn_ends_with_the_default_client_settings() {
+    // The upstream's VAD ends the turn; the page keeps its default VAD settings, so it sends
+    // audio only while it hears speech.
+    let records = a_chromium_turn_with(
+        "server-vad",
+        "How long is the river Nile?",
+        "The Nile is about six and a half thousand kilometres long.",
+        |config| config.turn_detection = protocol::TurnDetection::ServerVad,
+    )
+    .await;
+    // The upstream ended the turn itself: the proxy never committed.
     let commits: usize = records
         .realtime
         .iter()
         .map(|c| c.events_of_type("input_audio_buffer.commit").count())
         .sum();
     assert_eq!(commits, 0);
-    browser.close().await;
-    proxy.stop().await;
 }
 
 #[tokio::test]
 async fn with_file_transcription_a_turn_runs_end_to_end() {
-    const QUESTION: &str = "Which planet is the largest?";
-    const ANSWER: &str = "Jupiter is the largest planet.";
-    let _one_at_a_time = ONE_BROWSER_AT_A_TIME.lock().await;
-    let dist = client_dist();
-    let proxy = TestProxy::start(SimConfig::default(), move |config| {
-        config.client_dir = dist;
-        config.stt_mode = proxy::config::SttMode::File;
-    })
-    .await;
-    proxy.sim.script_transcript(QUESTION);
-    proxy.sim.script_reply(ANSWER);
-    let mic = microphone(
+    let records = a_chromium_turn_with(
         "file-stt",
-        &[Part::Quiet(1.5), Part::Speech(QUESTION), Part::Quiet(8.0)],
-    );
-    let browser = Browser::launch(Engine::Chromium, &mic).await;
-    let page = Page::open(&browser, &proxy.http_url()).await;
-    page.start_talking().await;
-    let state = page
-        .wait_for("the answer to play to its end", |s| {
-            s.response(1)["phase"] == "drained"
-        })
-        .await;
-    let user = state.users.first().expect("the user's turn is shown");
-    assert_eq!((user.text.as_str(), user.r#final), (QUESTION, true));
-    assert_eq!(
-        state.answer(1).and_then(|a| a.heard.as_deref()),
-        Some(ANSWER)
-    );
-    let records = proxy.sim.records();
+        "Which planet is the largest?",
+        "Jupiter is the largest planet.",
+        |config| config.stt_mode = proxy::config::SttMode::File,
+    )
+    .await;
     assert!(
         records.realtime.is_empty(),
         "no Realtime socket in file mode"
     );
     assert_eq!(records.transcription.len(), 1);
-    browser.close().await;
-    proxy.stop().await;
 }
 
 #[tokio::test]

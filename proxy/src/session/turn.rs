@@ -304,29 +304,13 @@ impl TurnMachine {
                 }
             }
             Input::TranscriberLost => {
-                self.awaiting_item.clear();
-                self.items.clear();
                 self.speaking_turn = None;
-                let pending: Vec<TurnId> = self
-                    .open
-                    .iter()
-                    .filter(|(_, outcome)| outcome.is_none())
-                    .map(|(&turn, _)| turn)
-                    .collect();
-                for turn in pending {
+                for turn in self.forget_transcriber() {
                     self.resolve(turn, Outcome::Dropped(DropReason::Lost), actions);
                 }
             }
             Input::TranscriberReplaced { reason } => {
-                self.awaiting_item.clear();
-                self.items.clear();
-                let pending: Vec<TurnId> = self
-                    .open
-                    .iter()
-                    .filter(|(_, outcome)| outcome.is_none())
-                    .map(|(&turn, _)| turn)
-                    .collect();
-                for turn in pending {
+                for turn in self.forget_transcriber() {
                     if self.retried.insert(turn) {
                         // Committed again, in turn order: the fresh transcriber's items map
                         // to these turns in the same order.
@@ -348,6 +332,18 @@ impl TurnMachine {
                 }
             }
         }
+    }
+
+    /// Forgets the transcriber's items; returns the turns still waiting for a transcript,
+    /// oldest first.
+    fn forget_transcriber(&mut self) -> Vec<TurnId> {
+        self.awaiting_item.clear();
+        self.items.clear();
+        self.open
+            .iter()
+            .filter(|(_, outcome)| outcome.is_none())
+            .map(|(&turn, _)| turn)
+            .collect()
     }
 
     /// The user started speaking: a live response is interrupted (barge-in).
