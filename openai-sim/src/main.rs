@@ -56,6 +56,9 @@ struct Cli {
     /// Speech: seconds of audio per wall-clock second (0 = as fast as possible).
     #[arg(long, env = "SIM_TTS_REALTIME_FACTOR")]
     tts_realtime_factor: Option<f64>,
+    /// Speech: the sample rate of the audio sent, Hz (default 24000).
+    #[arg(long, env = "SIM_SPEECH_SAMPLE_RATE")]
+    speech_sample_rate: Option<u32>,
     /// Behave exactly by the book: no extra fields, unknown events or odd chunk boundaries.
     #[arg(long, env = "SIM_NO_QUIRKS")]
     no_quirks: bool,
@@ -104,6 +107,9 @@ impl Cli {
             tts_realtime_factor: self
                 .tts_realtime_factor
                 .unwrap_or(defaults.tts_realtime_factor),
+            speech_sample_rate_hz: self
+                .speech_sample_rate
+                .unwrap_or(defaults.speech_sample_rate_hz),
             quirks: !self.no_quirks,
             out_of_order: self.out_of_order,
             seed: self.seed.unwrap_or(defaults.seed),

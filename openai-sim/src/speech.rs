@@ -136,10 +136,12 @@ pub(crate) async fn handle(
         return http::reject(tracker, error);
     };
     let audio_ms = synth::duration_ms(pcm.len());
+    let rate_hz = config.speech_sample_rate_hz;
+    let pcm = synth::at_rate(pcm, rate_hz);
     let audio = match format {
         Format::Pcm => Bytes::from(pcm),
         Format::Wav => {
-            let header = synth::wav_header(u32::try_from(pcm.len()).unwrap_or(u32::MAX));
+            let header = synth::wav_header(u32::try_from(pcm.len()).unwrap_or(u32::MAX), rate_hz);
             Bytes::from([header.as_slice(), &pcm].concat())
         }
     };

@@ -89,12 +89,12 @@ pub(crate) fn synthesize(text: &str, voice: &str, speed: f64) -> Vec<u8> {
     pcm
 }
 
-/// The 44-byte RIFF header of a `wav` response holding `data_bytes` of PCM16 mono 24 kHz.
-pub(crate) fn wav_header(data_bytes: u32) -> [u8; 44] {
+/// The 44-byte RIFF header of a `wav` response holding `data_bytes` of PCM16 mono at `rate_hz`.
+pub(crate) fn wav_header(data_bytes: u32, rate_hz: u32) -> [u8; 44] {
     const CHANNELS: u16 = 1;
     const BITS_PER_SAMPLE: u16 = 16;
     let block_align = CHANNELS * BITS_PER_SAMPLE / 8;
-    let byte_rate = SAMPLE_RATE_HZ * u32::from(block_align);
+    let byte_rate = rate_hz * u32::from(block_align);
     let mut header = [0_u8; 44];
     let fields: [&[u8]; 13] = [
         b"RIFF",
@@ -103,7 +103,7 @@ pub(crate) fn wav_header(data_bytes: u32) -> [u8; 44] {
         &16_u32.to_le_bytes(),
         &1_u16.to_le_bytes(), // PCM
         &CHANNELS.to_le_bytes(),
-        &SAMPLE_RATE_HZ.to_le_bytes(),
+        &rate_hz.to_le_bytes(),
         &byte_rate.to_le_bytes(),
         &block_align.to_le_bytes(),
         &BITS_PER_SAMPLE.to_le_bytes(),
@@ -117,6 +117,26 @@ pub(crate) fn wav_header(data_bytes: u32) -> [u8; 44] {
         at += field.len();
     }
     header
+}
+
+/// `pcm` (PCM16 mono 24 kHz) at `rate_hz` instead, as a server that speaks at another rate
+/// sends it; the resampler is the proxy's and the browser's own (`client/audio`).
+pub(crate) fn at_rate(pcm: Vec<u8>, rate_hz: u32) -> Vec<u8> {
+    if rate_hz == SAMPLE_RATE_HZ {
+        return pcm;
+    }
+    let Ok(mut resampler) = audio::resample::Resampler::new(SAMPLE_RATE_HZ, rate_hz) else {
+        return pcm;
+    };
+    let input: Vec<f32> = pcm
+        .chunks_exact(BYTES_PER_SAMPLE)
+        .map(|s| audio::pcm::i16_to_f32(i16::from_le_bytes([s[0], s[1]])))
+        .collect();
+    let mut out = Vec::with_capacity(pcm.len() * rate_hz as usize / SAMPLE_RATE_HZ as usize + 2);
+    resampler.process(&input, |y| {
+        out.extend_from_slice(&audio::pcm::f32_to_i16(y).to_le_bytes());
+    });
+    out
 }
 
 /// Duration of `bytes` of PCM16 mono 24 kHz, in milliseconds.
@@ -301,7 +321,7 @@ mod tests {
 
     #[test]
     fn wav_header_describes_the_data() {
-        let header = wav_header(48_000);
+        let header = wav_header(48_000, SAMPLE_RATE_HZ);
         assert_eq!(&header[..4], b"RIFF");
         assert_eq!(&header[36..40], b"data");
         assert_eq!(

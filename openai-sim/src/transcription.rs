@@ -364,7 +364,7 @@ mod tests {
     #[test]
     fn a_wav_file_has_its_duration_and_junk_has_none() {
         let pcm = vec![0u8; 48_000];
-        let mut file = super::super::synth::wav_header(48_000).to_vec();
+        let mut file = super::super::synth::wav_header(48_000, 24_000).to_vec();
         file.extend_from_slice(&pcm);
         assert_eq!(wav_duration_ms(&file), Some(1000));
         assert_eq!(wav_duration_ms(b"not a wav file at all"), None);

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+
+pub use crate::upstream::speech_format::TtsFormat;
 use protocol::TurnDetection;
 
 /// OpenAI's public API, the default upstream.
@@ -231,6 +233,16 @@ pub struct Cli {
     #[arg(long, env = "TTS_INSTRUCTIONS")]
     pub tts_instructions: Option<String>,
 
+    /// The container to ask the speech server for: `pcm` (OpenAI's) or `wav` (for servers
+    /// whose PCM rate is unknown or that send WAV anyway).
+    #[arg(long, env = "TTS_RESPONSE_FORMAT", value_enum, default_value_t = TtsFormat::Pcm)]
+    pub tts_response_format: TtsFormat,
+
+    /// The sample rate of the speech server's `pcm` replies, in Hz (OpenAI: 24000); other
+    /// rates are resampled to 24 kHz. A WAV reply says its own.
+    #[arg(long, env = "TTS_SAMPLE_RATE", default_value_t = protocol::SAMPLE_RATE_HZ)]
+    pub tts_sample_rate: u32,
+
     /// The system prompt of every conversation.
     #[arg(long, env = "SYSTEM_PROMPT", default_value = DEFAULT_SYSTEM_PROMPT)]
     pub system_prompt: String,
@@ -402,6 +414,10 @@ pub struct Config {
     pub tts_voice: String,
     /// Speech style instructions.
     pub tts_instructions: Option<String>,
+    /// The speech server's reply container.
+    pub tts_response_format: TtsFormat,
+    /// The rate of its `pcm` replies.
+    pub tts_sample_rate: u32,
     /// System prompt of every conversation.
     pub system_prompt: String,
     /// User and assistant messages kept in the history.
@@ -511,6 +527,8 @@ impl Default for Config {
             tts_model: defaults::TTS_MODEL.to_owned(),
             tts_voice: defaults::TTS_VOICE.to_owned(),
             tts_instructions: None,
+            tts_response_format: TtsFormat::Pcm,
+            tts_sample_rate: protocol::SAMPLE_RATE_HZ,
             system_prompt: DEFAULT_SYSTEM_PROMPT.to_owned(),
             history_max_messages: defaults::HISTORY_MAX_MESSAGES,
             turn_detection: TurnDetection::Client,
@@ -549,6 +567,8 @@ impl TryFrom<Cli> for Config {
             tts_model: cli.tts_model,
             tts_voice: cli.tts_voice,
             tts_instructions: cli.tts_instructions,
+            tts_response_format: cli.tts_response_format,
+            tts_sample_rate: cli.tts_sample_rate,
             system_prompt: cli.system_prompt,
             history_max_messages: cli.history_max_messages,
             turn_detection: cli.turn_detection.into(),

@@ -78,6 +78,8 @@ impl Backend {
             tts_model: config.tts_model.clone(),
             tts_voice: config.tts_voice.clone(),
             tts_instructions: config.tts_instructions.clone(),
+            tts_format: config.tts_response_format,
+            tts_sample_rate_hz: config.tts_sample_rate,
             stall_timeout: config.upstream_stall_timeout,
             response_timeout: config.limits.upstream_response_timeout,
             retry_budget: config.limits.upstream_retry_budget,

@@ -13,6 +13,7 @@ pub mod chat;
 pub(crate) mod file;
 pub mod realtime;
 pub mod speech;
+pub mod speech_format;
 pub(crate) mod sse;
 
 use std::time::Duration;
@@ -60,6 +61,10 @@ pub struct UpstreamConfig {
     pub tts_voice: String,
     /// Speech style instructions.
     pub tts_instructions: Option<String>,
+    /// The container the speech server answers in.
+    pub tts_format: speech_format::TtsFormat,
+    /// The rate of a `pcm` speech reply.
+    pub tts_sample_rate_hz: u32,
     /// How long a started stream may stay silent before it counts as stalled
     /// ([`UPSTREAM_STALL_TIMEOUT`] unless a test shortens it).
     pub stall_timeout: Duration,

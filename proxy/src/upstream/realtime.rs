@@ -449,6 +449,8 @@ mod tests {
             tts_model: "t".into(),
             tts_voice: "v".into(),
             tts_instructions: None,
+            tts_format: crate::upstream::speech_format::TtsFormat::Pcm,
+            tts_sample_rate_hz: 24_000,
             stall_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
             retry_budget: Duration::from_secs(2),

@@ -1,14 +1,17 @@
 //! The synthesizer: the Speech API with `response_format: "pcm"`, streamed as chunked raw
-//! PCM16 LE 24 kHz mono (`docs/openai-wire.md` §3.1, §3.2).
+//! PCM16 LE 24 kHz mono (`docs/openai-wire.md` §3.1, §3.2), or what a compatible server sends
+//! instead (PCM at its own rate, or WAV), made into that by
+//! [`speech_format`](super::speech_format).
 //!
-//! Chunk boundaries are arbitrary and may split a sample; [`PcmAligner`] carries the odd byte
+//! Chunk boundaries are arbitrary and may split a sample; the decoder carries the odd byte
 //! over so every chunk handed on holds whole samples.
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde::Serialize;
 
+use super::speech_format::SpeechDecoder;
 use super::{UpstreamConfig, UpstreamError, authorize, send_with_retry};
 
 /// The body of a Speech request.
@@ -43,8 +46,9 @@ impl Synthesizer {
             input: text,
             voice: &self.config.tts_voice,
             instructions: self.config.tts_instructions.as_deref(),
-            response_format: "pcm",
+            response_format: self.config.tts_format.as_str(),
         };
+        let decoder = SpeechDecoder::new(self.config.tts_format, self.config.tts_sample_rate_hz)?;
         let response = send_with_retry(&self.config, || {
             authorize(
                 self.http.post(&self.config.endpoints.speech_url),
@@ -56,7 +60,7 @@ impl Synthesizer {
         .await?;
         Ok(SpeechStream {
             response,
-            aligner: PcmAligner::default(),
+            decoder,
             stall_timeout: self.config.stall_timeout,
         })
     }
@@ -66,7 +70,7 @@ impl Synthesizer {
 #[derive(Debug)]
 pub struct SpeechStream {
     response: reqwest::Response,
-    aligner: PcmAligner,
+    decoder: SpeechDecoder,
     stall_timeout: std::time::Duration,
 }
 
@@ -80,94 +84,18 @@ impl SpeechStream {
                 .map_err(|_| UpstreamError::Timeout)?
                 .map_err(|_| UpstreamError::Truncated)?;
             let Some(chunk) = chunk else {
-                if self.aligner.has_carry() {
-                    tracing::debug!("speech stream ended mid-sample; dropping the odd byte");
-                }
                 return Ok(None);
             };
-            if let Some(whole) = self.aligner.align(chunk) {
+            if let Some(whole) = self.decoder.push(chunk)? {
                 return Ok(Some(whole));
             }
         }
     }
 }
 
-/// Re-cuts a byte stream into whole 16-bit samples, carrying an odd trailing byte into the next
-/// chunk. Even chunks with nothing carried pass through without a copy.
-#[derive(Debug, Default)]
-pub struct PcmAligner {
-    carry: Option<u8>,
-}
-
-impl PcmAligner {
-    /// The whole samples available after `chunk`, or `None` if it completed none.
-    pub fn align(&mut self, chunk: Bytes) -> Option<Bytes> {
-        let aligned = match self.carry.take() {
-            None if chunk.len().is_multiple_of(2) => chunk,
-            None => {
-                self.carry = chunk.last().copied();
-                chunk.slice(..chunk.len() - 1)
-            }
-            Some(first) => {
-                let total = 1 + chunk.len();
-                let whole = total - total % 2;
-                let mut joined = BytesMut::with_capacity(whole);
-                joined.extend_from_slice(&[first]);
-                joined.extend_from_slice(&chunk[..whole - 1]);
-                if total % 2 == 1 {
-                    self.carry = chunk.last().copied();
-                }
-                joined.freeze()
-            }
-        };
-        (!aligned.is_empty()).then_some(aligned)
-    }
-
-    /// Whether half a sample is waiting.
-    pub fn has_carry(&self) -> bool {
-        self.carry.is_some()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn odd_chunks_are_realigned_without_losing_bytes() {
-        let audio: Vec<u8> = (0..=200u8).collect::<Vec<_>>()[..200].to_vec();
-        for cuts in [
-            vec![1, 2, 3, 50, 144],
-            vec![7, 7, 7, 179],
-            vec![200],
-            vec![199, 1],
-        ] {
-            let mut aligner = PcmAligner::default();
-            let mut out = Vec::new();
-            let mut start = 0;
-            for len in cuts {
-                let chunk = Bytes::copy_from_slice(&audio[start..start + len]);
-                start += len;
-                if let Some(whole) = aligner.align(chunk) {
-                    assert_eq!(whole.len() % 2, 0);
-                    out.extend_from_slice(&whole);
-                }
-            }
-            assert_eq!(out, audio);
-            assert!(!aligner.has_carry());
-        }
-    }
-
-    #[test]
-    fn a_single_byte_completes_nothing() {
-        let mut aligner = PcmAligner::default();
-        assert_eq!(aligner.align(Bytes::from_static(&[1])), None);
-        assert!(aligner.has_carry());
-        assert_eq!(
-            aligner.align(Bytes::from_static(&[2])).as_deref(),
-            Some(&[1u8, 2][..])
-        );
-    }
 
     #[test]
     fn the_request_body_has_the_reference_shape() {

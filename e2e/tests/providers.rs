@@ -1,0 +1,70 @@
+//! Speech servers other than OpenAI's: PCM at another rate, and WAV (with its rate in the
+//! header), both made into the 24 kHz PCM the browser plays.
+
+use openai_sim::SimConfig;
+use protocol::{ResponseId, ServerMessage};
+use proxy::config::TtsFormat;
+use voice_agent_e2e::{TestProxy, tone};
+
+/// One turn against a speech server sending at `rate_hz` in `format`; checks the browser got
+/// as much 24 kHz audio as the server sent at its rate, and returns the formats requested.
+async fn turn_at(rate_hz: u32, format: TtsFormat) -> Vec<String> {
+    let proxy = TestProxy::start(
+        SimConfig {
+            speech_sample_rate_hz: rate_hz,
+            ..SimConfig::default()
+        },
+        |config| {
+            config.tts_response_format = format;
+            config.tts_sample_rate = rate_hz;
+        },
+    )
+    .await;
+    let mut browser = proxy.connect().await;
+    proxy
+        .sim
+        .script_reply("One sentence here. And a second one.");
+    browser.say(&tone(0.5)).await;
+    browser
+        .wait_for(|m| matches!(m, ServerMessage::ResponseDone { .. }))
+        .await;
+    let records = proxy.sim.records();
+    let header = if format == TtsFormat::Wav { 44 } else { 0 };
+    let sent_samples: usize = records
+        .speech
+        .iter()
+        .map(|speech| (speech.sent.len() - header) / 2)
+        .sum();
+    let expected = sent_samples as f64 * 24_000.0 / f64::from(rate_hz);
+    let received = browser.audio_of(ResponseId(1)).len() / 2;
+    // The resampler holds back a few samples of each request's end (its filter's delay).
+    let slack = 64.0 * records.speech.len() as f64;
+    assert!(
+        (received as f64 - expected).abs() <= slack,
+        "{rate_hz} Hz {format:?}: received {received} samples at 24 kHz, expected {expected}"
+    );
+    let formats = records
+        .speech
+        .iter()
+        .map(|speech| speech.body["response_format"].as_str().unwrap().to_owned())
+        .collect();
+    proxy.stop().await;
+    formats
+}
+
+#[tokio::test]
+async fn pcm_at_another_rate_is_resampled_to_24khz() {
+    let formats = turn_at(16_000, TtsFormat::Pcm).await;
+    assert!(formats.iter().all(|f| f == "pcm"), "{formats:?}");
+}
+
+#[tokio::test]
+async fn a_streamed_wav_is_read_by_its_header_and_resampled() {
+    let formats = turn_at(22_050, TtsFormat::Wav).await;
+    assert!(formats.iter().all(|f| f == "wav"), "{formats:?}");
+}
+
+#[tokio::test]
+async fn wav_at_24khz_passes_through() {
+    turn_at(24_000, TtsFormat::Wav).await;
+}
