@@ -68,3 +68,32 @@ async fn a_streamed_wav_is_read_by_its_header_and_resampled() {
 async fn wav_at_24khz_passes_through() {
     turn_at(24_000, TtsFormat::Wav).await;
 }
+
+#[tokio::test]
+async fn a_chat_stream_that_ends_without_done_after_its_finish_reason_is_whole() {
+    let proxy = TestProxy::start(
+        SimConfig {
+            chat_done_marker: false,
+            ..SimConfig::default()
+        },
+        |_| {},
+    )
+    .await;
+    let mut browser = proxy.connect().await;
+    proxy.sim.script_reply("Complete without the marker.");
+    browser.say(&tone(0.5)).await;
+    let done = browser
+        .wait_for(|m| matches!(m, ServerMessage::ResponseDone { .. }))
+        .await;
+    assert!(
+        matches!(done, ServerMessage::ResponseDone { interrupted: false, ref text, .. } if text == "Complete without the marker."),
+        "{done:?}"
+    );
+    assert!(
+        !browser
+            .messages()
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Error(_)))
+    );
+    proxy.stop().await;
+}

@@ -175,6 +175,7 @@ pub(crate) async fn handle(
         include_usage: request.include_usage,
         obfuscate: config.quirks && request.include_obfuscation,
         sse: config.sse_style,
+        done_marker: config.chat_done_marker,
     };
     let usage = usage(request.prompt_tokens, tokens.len());
     let mut headers = http::openai_headers(before_headers);
@@ -415,6 +416,8 @@ struct Meta {
     include_usage: bool,
     obfuscate: bool,
     sse: SseStyle,
+    /// End with `data: [DONE]` ([`SimConfig::chat_done_marker`](super::SimConfig)).
+    done_marker: bool,
 }
 
 impl Meta {
@@ -472,7 +475,9 @@ impl Meta {
         if self.include_usage {
             events.push(Event::now(self.chunk(json!([]), Some(usage))));
         }
-        events.push(Event::now(self.sse.frame(None, "[DONE]")));
+        if self.done_marker {
+            events.push(Event::now(self.sse.frame(None, "[DONE]")));
+        }
         events
     }
 
@@ -661,6 +666,7 @@ mod tests {
             include_usage: true,
             obfuscate: false,
             sse: SseStyle::default(),
+            done_marker: true,
         };
         let events = meta.events(&["Hi".into(), ".".into()], "stop", usage(3, 2));
         assert_eq!(events.len(), 6);

@@ -64,6 +64,9 @@ pub struct SimConfig {
     /// Speech: seconds of audio streamed per wall-clock second (4.0 = four times faster than
     /// playback); `0` or infinite = as fast as possible.
     pub tts_realtime_factor: f64,
+    /// Chat: end a stream with `data: [DONE]`, as OpenAI does. Off, the stream ends after its
+    /// last chunk (with `finish_reason`) like some compatible servers'.
+    pub chat_done_marker: bool,
     /// Speech: the sample rate of the audio sent, in Hz. OpenAI's is 24000; compatible servers
     /// speak at their own (22050 and 16000 are common), in `pcm` and in `wav`.
     pub speech_sample_rate_hz: u32,
@@ -192,6 +195,7 @@ impl Default for SimConfig {
             llm_tokens_per_second: DEFAULT_LLM_TOKENS_PER_SECOND,
             tts_first_byte_ms: DEFAULT_TTS_FIRST_BYTE_MS,
             tts_realtime_factor: DEFAULT_TTS_REALTIME_FACTOR,
+            chat_done_marker: true,
             speech_sample_rate_hz: 24_000,
             quirks: true,
             out_of_order: false,

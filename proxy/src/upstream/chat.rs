@@ -88,6 +88,7 @@ impl Responder {
             pending: VecDeque::new(),
             scratch: Vec::new(),
             finished: false,
+            finish_reason_seen: false,
             stall_timeout: self.config.stall_timeout,
         })
     }
@@ -101,12 +102,18 @@ pub struct ChatStream {
     pending: VecDeque<String>,
     scratch: Vec<SseEvent>,
     finished: bool,
+    /// A chunk carried a `finish_reason`: the answer is whole even if no `[DONE]` follows.
+    finish_reason_seen: bool,
     stall_timeout: std::time::Duration,
 }
 
 impl ChatStream {
     /// The next piece of text, `Ok(None)` after `[DONE]`. Dropping the stream closes the
     /// HTTP request, which is how an answer is cancelled.
+    ///
+    /// A body that ends cleanly without `[DONE]` is accepted when a chunk carried a
+    /// `finish_reason` (some OpenAI-compatible servers stop there); one that ends before any
+    /// `finish_reason` was cut off, and is [`UpstreamError::Truncated`].
     pub async fn next_delta(&mut self) -> Result<Option<String>, UpstreamError> {
         loop {
             if let Some(delta) = self.pending.pop_front() {
@@ -131,9 +138,10 @@ impl ChatStream {
                         .map_err(|_| UpstreamError::Truncated)?;
                     if !self.scratch.iter().any(|e| matches!(e, SseEvent::Done)) {
                         self.read_events()?;
-                        if !self.finished {
+                        if !self.finished && !self.finish_reason_seen {
                             return Err(UpstreamError::Truncated);
                         }
+                        self.finished = true;
                         continue;
                     }
                 }
@@ -155,7 +163,9 @@ impl ChatStream {
                     event: Some(name), ..
                 } if name != "message" && name != "error" => {}
                 SseEvent::Data { data, .. } => {
-                    if let Some(delta) = parse_chunk(&data)? {
+                    let chunk = parse_chunk(&data)?;
+                    self.finish_reason_seen |= chunk.finished;
+                    if let Some(delta) = chunk.content {
                         self.pending.push_back(delta);
                     }
                 }
@@ -165,9 +175,18 @@ impl ChatStream {
     }
 }
 
-/// Reads one SSE payload: an error object is an error; otherwise the text of
-/// `choices[0].delta.content`, if any.
-pub fn parse_chunk(data: &str) -> Result<Option<String>, UpstreamError> {
+/// What one completion chunk says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// The text of `choices[0].delta.content`, if any.
+    pub content: Option<String>,
+    /// `choices[0].finish_reason` is set: the answer is complete.
+    pub finished: bool,
+}
+
+/// Reads one SSE payload: an error object is an error; otherwise its text and whether it
+/// ends the answer.
+pub fn parse_chunk(data: &str) -> Result<Chunk, UpstreamError> {
     let value: serde_json::Value =
         serde_json::from_str(data).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
     if let Some(error) = value.get("error").filter(|e| !e.is_null()) {
@@ -177,15 +196,22 @@ pub fn parse_chunk(data: &str) -> Result<Option<String>, UpstreamError> {
             message: text("message").unwrap_or("no message").to_owned(),
         });
     }
-    let content = value
+    let choice = value
         .get("choices")
         .and_then(serde_json::Value::as_array)
-        .and_then(|choices| choices.first())
+        .and_then(|choices| choices.first());
+    let content = choice
         .and_then(|choice| choice.get("delta"))
         .and_then(|delta| delta.get("content"))
         .and_then(serde_json::Value::as_str)
         .filter(|content| !content.is_empty());
-    Ok(content.map(str::to_owned))
+    let finished = choice
+        .and_then(|choice| choice.get("finish_reason"))
+        .is_some_and(|reason| !reason.is_null());
+    Ok(Chunk {
+        content: content.map(str::to_owned),
+        finished,
+    })
 }
 
 #[cfg(test)]
@@ -195,7 +221,13 @@ mod tests {
     #[test]
     fn content_chunks_yield_text() {
         let chunk = r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hello"},"logprobs":null,"finish_reason":null}],"usage":null,"obfuscation":"x"}"#;
-        assert_eq!(parse_chunk(chunk).unwrap().as_deref(), Some("Hello"));
+        assert_eq!(
+            parse_chunk(chunk).unwrap(),
+            Chunk {
+                content: Some("Hello".into()),
+                finished: false
+            }
+        );
     }
 
     #[test]
@@ -206,8 +238,10 @@ mod tests {
             r#"{"choices":[],"usage":{"prompt_tokens":25,"completion_tokens":12,"total_tokens":37}}"#,
             r#"{"choices":[{"index":0,"delta":{"content":null}}]}"#,
         ] {
-            assert_eq!(parse_chunk(chunk).unwrap(), None, "{chunk}");
+            assert_eq!(parse_chunk(chunk).unwrap().content, None, "{chunk}");
         }
+        let finish = r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}"#;
+        assert!(parse_chunk(finish).unwrap().finished);
     }
 
     #[test]
