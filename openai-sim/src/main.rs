@@ -56,6 +56,9 @@ struct Cli {
     /// Speech: seconds of audio per wall-clock second (0 = as fast as possible).
     #[arg(long, env = "SIM_TTS_REALTIME_FACTOR")]
     tts_realtime_factor: Option<f64>,
+    /// Chat: end streams after the last chunk, without `data: [DONE]`.
+    #[arg(long, env = "SIM_NO_CHAT_DONE")]
+    no_chat_done: bool,
     /// Speech: the sample rate of the audio sent, Hz (default 24000).
     #[arg(long, env = "SIM_SPEECH_SAMPLE_RATE")]
     speech_sample_rate: Option<u32>,
@@ -107,6 +110,7 @@ impl Cli {
             tts_realtime_factor: self
                 .tts_realtime_factor
                 .unwrap_or(defaults.tts_realtime_factor),
+            chat_done_marker: !self.no_chat_done,
             speech_sample_rate_hz: self
                 .speech_sample_rate
                 .unwrap_or(defaults.speech_sample_rate_hz),
