@@ -67,6 +67,14 @@ pub struct SimConfig {
     /// Chat: end a stream with `data: [DONE]`, as OpenAI does. Off, the stream ends after its
     /// last chunk (with `finish_reason`) like some compatible servers'.
     pub chat_done_marker: bool,
+    /// Speech: answer `response_format: "pcm"` with a WAV anyway (LocalAI does).
+    pub speech_wav_for_pcm: bool,
+    /// File transcription: honour `stream=true` (OpenAI, speaches, LocalAI); off, every reply
+    /// is plain JSON (Ollama, whisper.cpp).
+    pub transcription_streams: bool,
+    /// The shape of HTTP error bodies: OpenAI's envelope, FastAPI's `{"detail": "…"}`
+    /// (speaches, Kokoro-FastAPI) or `{"error": "…"}` (whisper.cpp).
+    pub error_body: ErrorBody,
     /// Speech: the sample rate of the audio sent, in Hz. OpenAI's is 24000; compatible servers
     /// speak at their own (22050 and 16000 are common), in `pcm` and in `wav`.
     pub speech_sample_rate_hz: u32,
@@ -98,6 +106,19 @@ pub struct SimConfig {
     /// Model ids served besides the built-in list (fine-tunes, new models): every API accepts
     /// them and `GET /v1/models` lists them.
     pub extra_models: Vec<String>,
+}
+
+/// The shape of an HTTP error body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorBody {
+    /// `{"error": {"message", "type", "param", "code"}}`.
+    #[default]
+    OpenAi,
+    /// `{"detail": "<message>"}`, as FastAPI servers answer.
+    Detail,
+    /// `{"error": "<message>"}`.
+    PlainString,
 }
 
 /// How SSE events are framed (Chat Completions and Speech `stream_format: "sse"`). All off by
@@ -184,6 +205,49 @@ impl SimConfig {
     }
 }
 
+/// The OpenAI-compatible servers [`SimConfig::profile`] imitates, with what differs on their
+/// wire (`docs/openai-wire.md` §7).
+pub const PROFILES: &[&str] = &["openai", "speaches", "localai", "vllm", "ollama", "kokoro"];
+
+impl SimConfig {
+    /// This configuration behaving like the named server where it differs from OpenAI:
+    /// speech rate and container, file-transcription streaming, error bodies, `[DONE]`.
+    /// `None` for a name not in [`PROFILES`].
+    pub fn profile(self, name: &str) -> Option<Self> {
+        Some(match name {
+            "openai" => self,
+            // Speech at its model's rate (Piper voices: 22.05 kHz); FastAPI error bodies.
+            "speaches" => Self {
+                speech_sample_rate_hz: 22_050,
+                error_body: ErrorBody::Detail,
+                ..self
+            },
+            // WAV whatever was asked.
+            "localai" => Self {
+                speech_wav_for_pcm: true,
+                ..self
+            },
+            // Speech up to 44.1 kHz; its transcription stream is not OpenAI's, so not asked.
+            "vllm" => Self {
+                speech_sample_rate_hz: 44_100,
+                transcription_streams: false,
+                ..self
+            },
+            // No streamed transcription; chat streams as OpenAI's.
+            "ollama" => Self {
+                transcription_streams: false,
+                ..self
+            },
+            // 24 kHz PCM as OpenAI's; FastAPI error bodies.
+            "kokoro" => Self {
+                error_body: ErrorBody::Detail,
+                ..self
+            },
+            _ => return None,
+        })
+    }
+}
+
 impl Default for SimConfig {
     fn default() -> Self {
         Self {
@@ -196,6 +260,9 @@ impl Default for SimConfig {
             tts_first_byte_ms: DEFAULT_TTS_FIRST_BYTE_MS,
             tts_realtime_factor: DEFAULT_TTS_REALTIME_FACTOR,
             chat_done_marker: true,
+            speech_wav_for_pcm: false,
+            transcription_streams: true,
+            error_body: ErrorBody::OpenAi,
             speech_sample_rate_hz: 24_000,
             quirks: true,
             out_of_order: false,

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::body::{StreamEnd, Tracker};
+use super::config::ErrorBody;
 use super::error::ApiError;
 use super::fault::Fault;
 use super::record::{ChatRecord, Outcome, SpeechRecord, TranscriptionRecord};
@@ -83,7 +84,18 @@ pub(crate) fn reject(mut tracker: Tracker, error: ApiError) -> Response {
         record.set_status(error.status.as_u16())
     });
     tracker.finish(Outcome::Rejected);
-    error.into_response()
+    let shape = tracker.shared().config().error_body;
+    shaped(error, shape)
+}
+
+/// The error's response in the configured body shape (`SimConfig::error_body`).
+fn shaped(error: ApiError, shape: ErrorBody) -> Response {
+    let body = match shape {
+        ErrorBody::OpenAi => return error.into_response(),
+        ErrorBody::Detail => serde_json::json!({ "detail": error.message }),
+        ErrorBody::PlainString => serde_json::json!({ "error": error.message }),
+    };
+    (error.status, axum::Json(body)).into_response()
 }
 
 /// Records the fault a request took; if it is an HTTP fault, answers with its error.
@@ -91,7 +103,11 @@ pub(crate) fn apply_http_fault(tracker: &mut Tracker, fault: &Fault) -> Option<R
     tracker
         .shared()
         .update_http(tracker.at(), |record| record.set_fault(fault.clone()));
-    let response = fault_response(fault)?;
+    let shape = tracker.shared().config().error_body;
+    let response = match fault.http_error() {
+        Some(error) if shape != ErrorBody::OpenAi => shaped(error, shape),
+        _ => fault_response(fault)?,
+    };
     let status = response.status().as_u16();
     tracker
         .shared()

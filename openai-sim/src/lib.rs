@@ -81,7 +81,7 @@ use futures_util::StreamExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-pub use config::{SimConfig, SseStyle};
+pub use config::{ErrorBody, PROFILES, SimConfig, SseStyle};
 pub use fault::{Fault, SimStage};
 pub use record::{ChatRecord, Outcome, RealtimeRecord, Records, SpeechRecord, TranscriptionRecord};
 

@@ -84,12 +84,16 @@ struct Cli {
     /// Model ids to serve besides the built-in ones (repeat, or comma-separated).
     #[arg(long = "extra-model", env = "SIM_EXTRA_MODELS", value_delimiter = ',')]
     extra_models: Vec<String>,
+    /// Behave like an OpenAI-compatible server where it differs from OpenAI: openai,
+    /// speaches, localai, vllm, ollama or kokoro (applied over the other flags).
+    #[arg(long, env = "SIM_PROFILE")]
+    profile: Option<String>,
 }
 
 impl Cli {
-    fn config(&self) -> SimConfig {
+    fn config(&self) -> Result<SimConfig, String> {
         let defaults = SimConfig::default();
-        SimConfig {
+        let config = SimConfig {
             api_key: self.api_key.clone(),
             realtime_handshake_ms: self
                 .realtime_handshake_ms
@@ -129,6 +133,16 @@ impl Cli {
                 defaults.sse_style
             },
             extra_models: self.extra_models.clone(),
+            ..defaults
+        };
+        match &self.profile {
+            None => Ok(config),
+            Some(name) => config.profile(name).ok_or_else(|| {
+                format!(
+                    "unknown profile {name:?}; known: {}",
+                    openai_sim::PROFILES.join(", ")
+                )
+            }),
         }
     }
 }
@@ -142,7 +156,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let config = cli.config();
+    let config = cli.config().map_err(anyhow::Error::msg)?;
     let listener = TcpListener::bind((cli.host, cli.port)).await?;
     let sim = Simulator::start_on(listener, config.clone()).await?;
     tracing::info!(base_url = %sim.base_url(), realtime_url = %sim.realtime_url(), ?config, "OpenAI simulator ready");

@@ -138,6 +138,11 @@ pub(crate) async fn handle(
     let audio_ms = synth::duration_ms(pcm.len());
     let rate_hz = config.speech_sample_rate_hz;
     let pcm = synth::at_rate(pcm, rate_hz);
+    let format = if config.speech_wav_for_pcm {
+        Format::Wav
+    } else {
+        format
+    };
     let audio = match format {
         Format::Pcm => Bytes::from(pcm),
         Format::Wav => {

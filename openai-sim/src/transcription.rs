@@ -112,7 +112,8 @@ pub(crate) async fn handle(
     let transcript = shared
         .pop_transcript()
         .unwrap_or_else(|| text::duration_transcript(request.duration_ms));
-    let streamed = request.stream && request.model != NON_STREAMING_MODEL;
+    let streamed =
+        request.stream && request.model != NON_STREAMING_MODEL && config.transcription_streams;
     shared.update_transcription(at, |record| {
         record.transcript = Some(transcript.clone());
         record.streamed = streamed;

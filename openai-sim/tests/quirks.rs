@@ -316,3 +316,41 @@ async fn a_long_chat_history_above_two_mebibytes_is_accepted() {
         Some("[DONE]")
     );
 }
+
+#[tokio::test]
+async fn profiles_answer_errors_in_their_servers_body_shapes() {
+    for (profile, check) in [
+        ("openai", "error.message"),
+        ("speaches", "detail"),
+        ("kokoro", "detail"),
+    ] {
+        let config = SimConfig::instant().profile(profile).expect("a profile");
+        let sim = start(config).await;
+        sim.inject(SimStage::Speech, Fault::unauthorized());
+        let response = post(&sim, "/audio/speech", &speech_body("Hi.")).await;
+        assert_eq!(response.status(), 401, "{profile}");
+        let body: Value = response.json().await.unwrap();
+        let found = match check {
+            "detail" => body["detail"].as_str(),
+            _ => body["error"]["message"].as_str(),
+        };
+        assert!(found.is_some_and(|m| !m.is_empty()), "{profile}: {body}");
+        // A validation error takes the same shape.
+        let bad = post(&sim, "/audio/speech", &json!({"model": "gpt-4o-mini-tts"})).await;
+        let body: Value = bad.json().await.unwrap();
+        assert_eq!(
+            body.get("detail").is_some(),
+            check == "detail",
+            "{profile}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_localai_profile_answers_pcm_requests_with_wav() {
+    let sim = start(SimConfig::instant().profile("localai").unwrap()).await;
+    let response = post(&sim, "/audio/speech", &speech_body("Hello there.")).await;
+    let bytes = body_bytes(response).await;
+    assert_eq!(&bytes[..4], b"RIFF");
+    assert!(SimConfig::default().profile("nonsense").is_none());
+}

@@ -183,39 +183,24 @@ async fn read_stream(
                 .map_err(|_| UpstreamError::Truncated)?,
         }
         for event in parsed.drain(..) {
-            let SseEvent::Data { data, .. } = event else {
-                continue;
+            let piece = match event {
+                SseEvent::Done => Piece::Done(None),
+                SseEvent::Data { data, .. } => read_event(&data)?,
             };
-            let value: serde_json::Value =
-                serde_json::from_str(&data).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
-            if let Some(error) = value.get("error").filter(|e| !e.is_null()) {
-                let text = |name: &str| error.get(name).and_then(serde_json::Value::as_str);
-                return Err(UpstreamError::MidStream {
-                    code: text("code").or(text("type")).map(str::to_owned),
-                    message: text("message").unwrap_or("no message").to_owned(),
-                });
-            }
-            match value.get("type").and_then(serde_json::Value::as_str) {
-                Some("transcript.text.delta") => {
-                    if let Some(delta) = value.get("delta").and_then(serde_json::Value::as_str) {
-                        deltas.push_str(delta);
-                        let _ = events
-                            .send(TranscriberEvent::Delta {
-                                item_id: item_id.to_owned(),
-                                delta: delta.to_owned(),
-                            })
-                            .await;
-                    }
+            match piece {
+                Piece::Delta(delta) => {
+                    deltas.push_str(&delta);
+                    let _ = events
+                        .send(TranscriberEvent::Delta {
+                            item_id: item_id.to_owned(),
+                            delta,
+                        })
+                        .await;
                 }
-                Some("transcript.text.done") => {
-                    let text = value
-                        .get("text")
-                        .and_then(serde_json::Value::as_str)
-                        .map_or_else(|| deltas.clone(), str::to_owned);
-                    return Ok(text.trim().to_owned());
+                Piece::Done(text) => {
+                    return Ok(text.unwrap_or_else(|| deltas.clone()).trim().to_owned());
                 }
-                // Segments (diarization) and events this version does not know.
-                _ => {}
+                Piece::Nothing => {}
             }
         }
         if ended {
@@ -225,9 +210,71 @@ async fn read_stream(
     }
 }
 
+/// What one event of a transcription stream says.
+#[derive(Debug, PartialEq, Eq)]
+enum Piece {
+    Delta(String),
+    /// The end, with the whole text if the event carries it.
+    Done(Option<String>),
+    Nothing,
+}
+
+/// Reads one event: OpenAI's `transcript.text.delta` / `.done`, or the chat-chunk-shaped
+/// `transcription.chunk` (`choices[0].delta.content`, ended by `[DONE]`) that vLLM streams.
+fn read_event(data: &str) -> Result<Piece, UpstreamError> {
+    let value: serde_json::Value =
+        serde_json::from_str(data).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
+    if let Some(error) = value.get("error").filter(|e| !e.is_null()) {
+        let text = |name: &str| error.get(name).and_then(serde_json::Value::as_str);
+        return Err(UpstreamError::MidStream {
+            code: text("code").or(text("type")).map(str::to_owned),
+            message: text("message").unwrap_or("no message").to_owned(),
+        });
+    }
+    let text_of = |key: &str| value.get(key).and_then(serde_json::Value::as_str);
+    Ok(match text_of("type") {
+        Some("transcript.text.delta") => {
+            text_of("delta").map_or(Piece::Nothing, |delta| Piece::Delta(delta.to_owned()))
+        }
+        Some("transcript.text.done") => Piece::Done(text_of("text").map(str::to_owned)),
+        _ => value
+            .get("choices")
+            .and_then(|choices| choices.get(0))
+            .and_then(|choice| choice.get("delta"))
+            .and_then(|delta| delta.get("content"))
+            .and_then(serde_json::Value::as_str)
+            .filter(|content| !content.is_empty())
+            .map_or(Piece::Nothing, |content| Piece::Delta(content.to_owned())),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn openai_and_vllm_stream_events_are_read() {
+        assert_eq!(
+            read_event(r#"{"type":"transcript.text.delta","delta":"Hi"}"#).unwrap(),
+            Piece::Delta("Hi".into())
+        );
+        assert_eq!(
+            read_event(r#"{"type":"transcript.text.done","text":"Hi there"}"#).unwrap(),
+            Piece::Done(Some("Hi there".into()))
+        );
+        assert_eq!(
+            read_event(
+                r#"{"object":"transcription.chunk","choices":[{"delta":{"content":" there"}}]}"#
+            )
+            .unwrap(),
+            Piece::Delta(" there".into())
+        );
+        assert_eq!(
+            read_event(r#"{"type":"transcript.text.segment","text":"x"}"#).unwrap(),
+            Piece::Nothing
+        );
+        assert!(read_event(r#"{"error":{"message":"boom","type":"server_error"}}"#).is_err());
+    }
 
     #[test]
     fn plain_replies_are_json_or_text() {

@@ -84,7 +84,7 @@ impl SpeechStream {
                 .map_err(|_| UpstreamError::Timeout)?
                 .map_err(|_| UpstreamError::Truncated)?;
             let Some(chunk) = chunk else {
-                return Ok(None);
+                return Ok(self.decoder.finish());
             };
             if let Some(whole) = self.decoder.push(chunk)? {
                 return Ok(Some(whole));

@@ -43,6 +43,9 @@ impl TtsFormat {
 pub(crate) struct SpeechDecoder {
     /// WAV header bytes still being gathered (`None` once the samples start).
     header: Option<Vec<u8>>,
+    /// A `pcm` reply's first bytes, until there are enough to tell a WAV sent instead (some
+    /// servers answer WAV whatever was asked).
+    sniffing: Option<Vec<u8>>,
     channels: usize,
     /// Bytes of a frame split across chunks.
     carry: Vec<u8>,
@@ -58,6 +61,7 @@ impl SpeechDecoder {
     pub(crate) fn new(format: TtsFormat, pcm_rate_hz: u32) -> Result<Self, UpstreamError> {
         let mut decoder = Self {
             header: (format == TtsFormat::Wav).then(Vec::new),
+            sniffing: (format == TtsFormat::Pcm).then(Vec::new),
             channels: 1,
             carry: Vec::new(),
             resampler: None,
@@ -82,6 +86,21 @@ impl SpeechDecoder {
 
     /// The 24 kHz mono PCM16 that `chunk` completes, if any.
     pub(crate) fn push(&mut self, chunk: Bytes) -> Result<Option<Bytes>, UpstreamError> {
+        let chunk = match self.sniffing.take() {
+            None => chunk,
+            Some(mut first) => {
+                first.extend_from_slice(&chunk);
+                if first.len() < 12 {
+                    self.sniffing = Some(first);
+                    return Ok(None);
+                }
+                if &first[..4] == b"RIFF" && &first[8..12] == b"WAVE" {
+                    tracing::debug!("the speech server sent WAV for pcm; reading its header");
+                    self.header = Some(Vec::new());
+                }
+                Bytes::from(first)
+            }
+        };
         let body = match self.header.take() {
             None => chunk,
             Some(mut header) => {
@@ -105,6 +124,13 @@ impl SpeechDecoder {
             }
         };
         Ok(self.samples(body))
+    }
+
+    /// At the end of the reply: what is still held back (a reply shorter than the sniffed
+    /// prefix), converted.
+    pub(crate) fn finish(&mut self) -> Option<Bytes> {
+        let first = self.sniffing.take()?;
+        self.samples(Bytes::from(first))
     }
 
     /// Whole frames of `bytes` (with what was carried), converted.
@@ -259,13 +285,20 @@ mod tests {
     }
 
     #[test]
-    fn a_single_byte_completes_nothing() {
+    fn a_split_sample_is_joined_and_a_short_reply_is_not_lost() {
         let mut decoder = SpeechDecoder::new(TtsFormat::Pcm, 24_000).unwrap();
-        assert_eq!(decoder.push(Bytes::from_static(&[1])).unwrap(), None);
+        let first: Vec<u8> = (1..=13).collect();
         assert_eq!(
-            decoder.push(Bytes::from_static(&[2])).unwrap().as_deref(),
-            Some(&[1u8, 2][..])
+            decoder.push(Bytes::from(first)).unwrap().as_deref(),
+            Some(&(1..=12).collect::<Vec<u8>>()[..])
         );
+        assert_eq!(
+            decoder.push(Bytes::from_static(&[14])).unwrap().as_deref(),
+            Some(&[13u8, 14][..])
+        );
+        let mut short = SpeechDecoder::new(TtsFormat::Pcm, 24_000).unwrap();
+        assert_eq!(short.push(Bytes::from_static(&[1, 2, 3, 4])).unwrap(), None);
+        assert_eq!(short.finish().as_deref(), Some(&[1u8, 2, 3, 4][..]));
     }
 
     #[test]
@@ -283,6 +316,19 @@ mod tests {
             .max()
             .unwrap();
         assert!((7_000..=8_500).contains(&peak), "the level is kept: {peak}");
+    }
+
+    #[test]
+    fn a_wav_sent_for_pcm_is_recognised() {
+        let mut reply = wav_header(1, 22_050, false);
+        reply.extend_from_slice(&tone(22_050, 0.5, 1));
+        let mut decoder = SpeechDecoder::new(TtsFormat::Pcm, 24_000).unwrap();
+        let out = decode(&mut decoder, &reply, 5);
+        assert!(
+            (11_900..=12_000).contains(&(out.len() / 2)),
+            "{}",
+            out.len()
+        );
     }
 
     #[test]
