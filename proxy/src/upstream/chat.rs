@@ -187,15 +187,7 @@ pub struct Chunk {
 /// Reads one SSE payload: an error object is an error; otherwise its text and whether it
 /// ends the answer.
 pub fn parse_chunk(data: &str) -> Result<Chunk, UpstreamError> {
-    let value: serde_json::Value =
-        serde_json::from_str(data).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
-    if let Some(error) = value.get("error").filter(|e| !e.is_null()) {
-        let text = |name: &str| error.get(name).and_then(serde_json::Value::as_str);
-        return Err(UpstreamError::MidStream {
-            code: text("code").or(text("type")).map(str::to_owned),
-            message: text("message").unwrap_or("no message").to_owned(),
-        });
-    }
+    let value = super::sse::json_payload(data)?;
     let choice = value
         .get("choices")
         .and_then(serde_json::Value::as_array)

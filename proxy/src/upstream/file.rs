@@ -222,15 +222,7 @@ enum Piece {
 /// Reads one event: OpenAI's `transcript.text.delta` / `.done`, or the chat-chunk-shaped
 /// `transcription.chunk` (`choices[0].delta.content`, ended by `[DONE]`) that vLLM streams.
 fn read_event(data: &str) -> Result<Piece, UpstreamError> {
-    let value: serde_json::Value =
-        serde_json::from_str(data).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
-    if let Some(error) = value.get("error").filter(|e| !e.is_null()) {
-        let text = |name: &str| error.get(name).and_then(serde_json::Value::as_str);
-        return Err(UpstreamError::MidStream {
-            code: text("code").or(text("type")).map(str::to_owned),
-            message: text("message").unwrap_or("no message").to_owned(),
-        });
-    }
+    let value = super::sse::json_payload(data)?;
     let text_of = |key: &str| value.get(key).and_then(serde_json::Value::as_str);
     Ok(match text_of("type") {
         Some("transcript.text.delta") => {

@@ -103,6 +103,21 @@ impl fmt::Display for SseError {
 
 impl std::error::Error for SseError {}
 
+/// Reads one SSE payload as JSON: an `{"error": {…}}` payload (OpenAI's mid-stream error) is
+/// [`UpstreamError::MidStream`], anything that is not JSON is [`UpstreamError::Malformed`].
+pub(crate) fn json_payload(data: &str) -> Result<serde_json::Value, super::UpstreamError> {
+    let value: serde_json::Value =
+        serde_json::from_str(data).map_err(|e| super::UpstreamError::Malformed(e.to_string()))?;
+    if let Some(error) = value.get("error").filter(|e| !e.is_null()) {
+        let text = |name: &str| error.get(name).and_then(serde_json::Value::as_str);
+        return Err(super::UpstreamError::MidStream {
+            code: text("code").or(text("type")).map(str::to_owned),
+            message: text("message").unwrap_or("no message").to_owned(),
+        });
+    }
+    Ok(value)
+}
+
 /// Incremental `text/event-stream` parser: feed body chunks, collect complete events.
 ///
 /// After an error the parser is reset to its initial state; the stream it was reading should
