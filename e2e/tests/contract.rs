@@ -1,4 +1,5 @@
-//! The protocol's ordering promises, checked frame by frame over many turns: no audio of a
+//! The protocol's ordering promises, checked frame by frame over many turns and on every
+//! pipeline (Realtime or file transcription, speech-to-speech): no audio of a
 //! response follows its `response_done`, `metrics` follows `response_done`, and the audio
 //! before `response_done` is exactly as long as it says.
 //!
@@ -8,6 +9,7 @@
 
 use openai_sim::SimConfig;
 use protocol::{ResponseId, ServerMessage};
+use proxy::config::{Config, PipelineKind, SttMode};
 use voice_agent_e2e::{Browser, Received, TestProxy, tone};
 
 /// Checks the order of everything `browser` received for `response_id`.
@@ -56,17 +58,18 @@ fn check_order(browser: &Browser, response_id: ResponseId) {
     );
 }
 
-#[tokio::test]
-async fn no_audio_follows_its_response_done_over_many_turns() {
+/// Three turns per seed, four seeds, against a proxy configured by `configure`: the order
+/// holds for every response.
+async fn order_holds_over_many_turns(configure: fn(&mut Config)) {
     for seed in 1..=4 {
-        // A fresh chunking of the chat and speech streams per seed.
+        // A fresh chunking of the upstream streams per seed.
         let proxy = TestProxy::start(
             SimConfig {
                 seed,
                 tts_realtime_factor: 8.0,
                 ..SimConfig::default()
             },
-            |_| {},
+            configure,
         )
         .await;
         let mut browser = proxy.connect_with_receive_buffer(4096).await;
@@ -84,6 +87,21 @@ async fn no_audio_follows_its_response_done_over_many_turns() {
         }
         proxy.stop().await;
     }
+}
+
+#[tokio::test]
+async fn no_audio_follows_its_response_done_over_many_turns() {
+    order_holds_over_many_turns(|_| {}).await;
+}
+
+#[tokio::test]
+async fn with_file_transcription_no_audio_follows_its_response_done() {
+    order_holds_over_many_turns(|config| config.stt_mode = SttMode::File).await;
+}
+
+#[tokio::test]
+async fn speech_to_speech_no_audio_follows_its_response_done() {
+    order_holds_over_many_turns(|config| config.pipeline = PipelineKind::SpeechToSpeech).await;
 }
 
 /// The `response_done` of `response_id` among what `browser` received.

@@ -28,6 +28,10 @@ const DEFAULT_LLM_TOKENS_PER_SECOND: f64 = 90.0;
 const DEFAULT_TTS_FIRST_BYTE_MS: u64 = 200;
 /// Default speech synthesis speed: seconds of audio produced per wall-clock second.
 const DEFAULT_TTS_REALTIME_FACTOR: f64 = 4.0;
+/// Default response start → first audio delta of a Realtime conversation: what the cascade's
+/// defaults give (first chat token, then first speech byte), so both paths start from the
+/// same latency.
+const DEFAULT_REALTIME_FIRST_AUDIO_MS: u64 = DEFAULT_LLM_FIRST_TOKEN_MS + DEFAULT_TTS_FIRST_BYTE_MS;
 /// Default seed of the generator that picks chunk boundaries, so runs are reproducible.
 const DEFAULT_SEED: u64 = 0x5eed_0a1e;
 
@@ -55,6 +59,10 @@ pub struct SimConfig {
     pub stt_first_delta_ms: u64,
     /// Realtime: time between two transcription deltas of a turn, in ms.
     pub stt_delta_interval_ms: u64,
+    /// Realtime conversation: `response.created` → first `response.output_audio.delta` (or
+    /// first text delta of a text response), in ms. The audio then streams at
+    /// `tts_realtime_factor`, the transcript at `llm_tokens_per_second` for text responses.
+    pub realtime_first_audio_ms: u64,
     /// Chat: request → first token (the response headers wait for it too), in ms.
     pub llm_first_token_ms: u64,
     /// Chat: tokens streamed per second after the first; `0` or infinite = as fast as possible.
@@ -196,6 +204,7 @@ impl SimConfig {
         Self {
             stt_first_delta_ms: 0,
             stt_delta_interval_ms: 0,
+            realtime_first_audio_ms: 0,
             llm_first_token_ms: 0,
             llm_tokens_per_second: 0.0,
             tts_first_byte_ms: 0,
@@ -255,6 +264,7 @@ impl Default for SimConfig {
             realtime_handshake_ms: 0,
             stt_first_delta_ms: DEFAULT_STT_FIRST_DELTA_MS,
             stt_delta_interval_ms: DEFAULT_STT_DELTA_INTERVAL_MS,
+            realtime_first_audio_ms: DEFAULT_REALTIME_FIRST_AUDIO_MS,
             llm_first_token_ms: DEFAULT_LLM_FIRST_TOKEN_MS,
             llm_tokens_per_second: DEFAULT_LLM_TOKENS_PER_SECOND,
             tts_first_byte_ms: DEFAULT_TTS_FIRST_BYTE_MS,
@@ -282,6 +292,7 @@ impl fmt::Debug for SimConfig {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("stt_first_delta_ms", &self.stt_first_delta_ms)
             .field("stt_delta_interval_ms", &self.stt_delta_interval_ms)
+            .field("realtime_first_audio_ms", &self.realtime_first_audio_ms)
             .field("llm_first_token_ms", &self.llm_first_token_ms)
             .field("llm_tokens_per_second", &self.llm_tokens_per_second)
             .field("tts_first_byte_ms", &self.tts_first_byte_ms)

@@ -8,12 +8,20 @@
 //! * **Realtime**: a connection fault ([`Fault::Http`], [`Fault::RawHttp`],
 //!   [`Fault::ErrorAfterUpgrade`]) is taken by the next connection attempt (after the auth
 //!   check): the first two refuse its upgrade, the last accepts it and then refuses the
-//!   session. Every other fault is taken by the next *turn*: a turn
+//!   session. In a transcription session every other fault is taken by the next *turn*: a turn
 //!   opens with the first audio appended after the previous commit (or at connect), and if it
 //!   holds no fault when it is committed it tries again then. `after: N` counts the server
 //!   events of that turn (`speech_started`, `speech_stopped`, `committed`, item events, deltas,
 //!   `completed`) sent after the fault was taken, so `Drop { after: 0 }` taken at the first
 //!   append drops the socket while the user is still speaking.
+//! * **Realtime conversation sessions** (`?model=…`, see `conversation`) route the other
+//!   faults by kind, each to the part of the session it concerns:
+//!   [`Fault::DropAfterAudio`] is taken by the user turn at its first append,
+//!   [`Fault::TranscriptionFailed`] by the input transcription of a committed turn (only
+//!   while `audio.input.transcription` is on), and every other one ([`Fault::MidStreamError`],
+//!   [`Fault::Drop`], [`Fault::Stall`], [`Fault::Freeze`]) by the next *response* when it
+//!   starts. There `after: N` counts that response's server events, from `response.created`
+//!   on.
 //!
 //! A fault that does not apply to a stage ([`Fault::TranscriptionFailed`],
 //! [`Fault::Freeze`] or [`Fault::ErrorAfterUpgrade`] on Chat or Speech) acts like
@@ -39,7 +47,7 @@ pub(crate) const CLOSE_SESSION_REJECTED: u16 = 4000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SimStage {
-    /// `GET /v1/realtime` (transcription WebSocket, §1).
+    /// `GET /v1/realtime` (transcription WebSocket, §1, and conversations, §6).
     Realtime,
     /// `POST /v1/chat/completions` (§2).
     Chat,
@@ -69,8 +77,9 @@ pub enum Fault {
     },
     /// Chat: `data: {"error":{...}}` (type `server_error`) after `after` SSE events, then the
     /// body ends without `[DONE]`. Realtime: an `error` event (`server_error`) after `after`
-    /// events of the turn, which then sends nothing more; the session stays open. Speech (raw
-    /// audio has no error framing): the body is aborted after `after` bytes.
+    /// events of the turn, which then sends nothing more; the session stays open (in a
+    /// conversation the response then ends with a `response.done` of status `failed`). Speech
+    /// (raw audio has no error framing): the body is aborted after `after` bytes.
     MidStreamError {
         /// SSE events, Realtime turn events, or speech bytes sent first.
         after: usize,
@@ -385,6 +394,16 @@ pub(crate) enum Taker {
     Connection,
     /// A Realtime turn: takes the first fault that is not a connection fault.
     Turn,
+    /// A conversation's user turn, at its first append: takes only
+    /// [`Fault::DropAfterAudio`].
+    InputAudio,
+    /// A conversation's input transcription of a committed turn: takes only
+    /// [`Fault::TranscriptionFailed`].
+    InputTranscription,
+    /// A conversation response, when it starts: takes the first fault that none of the
+    /// others takes ([`Fault::MidStreamError`], [`Fault::Drop`], [`Fault::Stall`],
+    /// [`Fault::Freeze`]).
+    Response,
 }
 
 /// The three FIFO queues.
@@ -407,6 +426,15 @@ impl FaultQueues {
             Taker::Request => true,
             Taker::Connection => fault.is_connection_fault(),
             Taker::Turn => !fault.is_connection_fault(),
+            Taker::InputAudio => matches!(fault, Fault::DropAfterAudio { .. }),
+            Taker::InputTranscription => *fault == Fault::TranscriptionFailed,
+            Taker::Response => {
+                !fault.is_connection_fault()
+                    && !matches!(
+                        fault,
+                        Fault::DropAfterAudio { .. } | Fault::TranscriptionFailed
+                    )
+            }
         })?;
         queue.remove(index)
     }
@@ -450,6 +478,27 @@ mod tests {
             Some(Fault::TranscriptionFailed)
         );
         assert_eq!(queues.take(SimStage::Chat, Taker::Request), None);
+    }
+
+    #[test]
+    fn conversation_parts_take_the_faults_that_concern_them() {
+        let mut queues = FaultQueues::default();
+        queues.push(SimStage::Realtime, Fault::TranscriptionFailed);
+        queues.push(SimStage::Realtime, Fault::DropAfterAudio { bytes: 10 });
+        queues.push(SimStage::Realtime, Fault::Stall { after: 1 });
+        assert_eq!(
+            queues.take(SimStage::Realtime, Taker::Response),
+            Some(Fault::Stall { after: 1 })
+        );
+        assert_eq!(queues.take(SimStage::Realtime, Taker::Response), None);
+        assert_eq!(
+            queues.take(SimStage::Realtime, Taker::InputAudio),
+            Some(Fault::DropAfterAudio { bytes: 10 })
+        );
+        assert_eq!(
+            queues.take(SimStage::Realtime, Taker::InputTranscription),
+            Some(Fault::TranscriptionFailed)
+        );
     }
 
     #[test]

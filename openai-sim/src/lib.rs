@@ -1,5 +1,6 @@
 //! An OpenAI simulator: a local server speaking the wire protocols of the Realtime
-//! transcription WebSocket, file transcription, Chat Completions and Speech as described in `docs/openai-wire.md`,
+//! WebSocket (transcription and speech-to-speech conversation sessions), file transcription,
+//! Chat Completions and Speech as described in `docs/openai-wire.md`,
 //! with configurable latencies, scripted content, injected faults and records of what it
 //! received. It is the backend of every test, the load-test target, and the product's backend
 //! when no API key is set; other projects use it to test their own voice clients (see the
@@ -27,6 +28,10 @@
 //!
 //! * `GET /v1/realtime?intent=transcription` — Realtime transcription WebSocket, GA shape
 //!   (§1), in `realtime` with `session`, `turn` and `vad`.
+//! * `GET /v1/realtime?model=…` — Realtime conversation (speech to speech), GA shape (§6):
+//!   session configuration, committed or VAD-detected user turns, responses streaming
+//!   synthesized audio with its transcript, cancel, barge-in, truncate, items; in
+//!   `conversation` (handshake and dispatch in `realtime`).
 //! * `POST /v1/chat/completions` — Chat Completions, streaming SSE or not (§2), in `chat`.
 //! * `POST /v1/audio/speech` — Speech as chunked raw PCM (or `wav`, or SSE) (§3), in
 //!   `speech` with the audio from `synth`.
@@ -53,6 +58,7 @@ mod body;
 mod chat;
 mod config;
 mod control;
+mod conversation;
 mod error;
 mod fault;
 mod http;
@@ -83,7 +89,10 @@ use tokio::task::JoinHandle;
 
 pub use config::{ErrorBody, PROFILES, SimConfig, SseStyle};
 pub use fault::{Fault, SimStage};
-pub use record::{ChatRecord, Outcome, RealtimeRecord, Records, SpeechRecord, TranscriptionRecord};
+pub use record::{
+    ChatRecord, ConversationItemRecord, Outcome, RealtimeRecord, Records, ResponseRecord,
+    SpeechRecord, TranscriptionRecord, TruncationRecord,
+};
 
 use error::ApiError;
 use state::Shared;
@@ -142,7 +151,8 @@ impl Simulator {
         format!("http://{}/v1", self.addr)
     }
 
-    /// `ws://127.0.0.1:PORT/v1/realtime` (add `?intent=transcription`).
+    /// `ws://127.0.0.1:PORT/v1/realtime` (add `?intent=transcription`, or `?model=gpt-realtime`
+    /// for a conversation).
     pub fn realtime_url(&self) -> String {
         format!("ws://{}/v1/realtime", self.addr)
     }
@@ -153,20 +163,22 @@ impl Simulator {
     }
 
     /// Queues the transcript of a future turn: the next committed Realtime turn (on any
-    /// connection) is transcribed to it. Unscripted turns say how long the user spoke.
+    /// connection; in a conversation session only while its input transcription is on), or
+    /// the next file transcription, whichever comes first, is transcribed to it. Unscripted
+    /// turns say how long the user spoke.
     pub fn script_transcript(&self, text: impl Into<String>) {
         let _queued = self.shared.push_transcript(text.into());
     }
 
-    /// Queues the reply of a future chat completion. Unscripted completions echo the last
-    /// user message.
+    /// Queues the reply of a future chat completion or Realtime conversation response
+    /// (whichever comes first). Unscripted replies echo the last user message.
     pub fn script_reply(&self, text: impl Into<String>) {
         let _queued = self.shared.push_reply(text.into());
     }
 
     /// Queues a fault for `stage`; see [`Fault`] and the rules in the `fault` module docs
     /// (Chat/Speech: the next valid request; Realtime: HTTP faults the next connection,
-    /// others the next turn).
+    /// others the next turn, or in a conversation session the next response).
     pub fn inject(&self, stage: SimStage, fault: Fault) {
         let _queued = self.shared.inject(stage, fault);
     }

@@ -23,7 +23,7 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(
     version,
-    about = "OpenAI simulator: Realtime transcription, Chat Completions and Speech"
+    about = "OpenAI simulator: Realtime transcription and conversations, Chat Completions and Speech"
 )]
 struct Cli {
     /// Address to listen on.
@@ -44,6 +44,9 @@ struct Cli {
     /// Realtime: time between transcription deltas, ms.
     #[arg(long, env = "SIM_STT_DELTA_INTERVAL_MS")]
     stt_delta_interval_ms: Option<u64>,
+    /// Realtime conversation: response start → first audio delta, ms.
+    #[arg(long, env = "SIM_REALTIME_FIRST_AUDIO_MS")]
+    realtime_first_audio_ms: Option<u64>,
     /// Chat: time to first token, ms.
     #[arg(long, env = "SIM_LLM_FIRST_TOKEN_MS")]
     llm_first_token_ms: Option<u64>,
@@ -104,6 +107,9 @@ impl Cli {
             stt_delta_interval_ms: self
                 .stt_delta_interval_ms
                 .unwrap_or(defaults.stt_delta_interval_ms),
+            realtime_first_audio_ms: self
+                .realtime_first_audio_ms
+                .unwrap_or(defaults.realtime_first_audio_ms),
             llm_first_token_ms: self
                 .llm_first_token_ms
                 .unwrap_or(defaults.llm_first_token_ms),

@@ -1,26 +1,34 @@
-//! `GET /v1/realtime`: the Realtime transcription WebSocket, GA shape (docs/openai-wire.md §1).
+//! `GET /v1/realtime`: the Realtime WebSocket, GA shape. Transcription sessions
+//! (docs/openai-wire.md §1) live here; conversation sessions (§6) are opened here and run by
+//! [`conversation`].
 //!
 //! * **Handshake** (§1.1, §1.2): `Authorization: Bearer` (or the browser subprotocol
 //!   `openai-insecure-api-key.<key>`) is checked before the upgrade (401 JSON error), then an
 //!   injected connection fault may refuse the upgrade ([`Fault::Http`], [`Fault::RawHttp`])
 //!   or the session ([`Fault::ErrorAfterUpgrade`]). `?intent=transcription` without `model`
-//!   opens a transcription session; `?model=…` or no `intent` opens a conversation session,
-//!   which rejects a transcription `session.update` with the error the reference quotes. A
+//!   opens a transcription session; `?model=…` or no `intent` opens a conversation session. A
 //!   refused session gets the upgrade, one `error` event instead of `session.created`, and a
 //!   close with code 4000: the `OpenAI-Beta: realtime=v1` header (`beta_api_shape_disabled`,
 //!   §0 and the reports cited there), a `?model=` nobody serves (`model_not_found`) or a
 //!   transcription model there ("not supported in realtime mode").
-//! * **Session** (§1.3–§1.7): `session.created` first; `session.update` → `session.updated`
-//!   or an `error` (the session stays open); `transcription_session.update` → error
-//!   `beta_api_shape_disabled`; `input_audio_buffer.append` (no ack), `.commit` (error
-//!   `input_audio_buffer_commit_empty` under 100 ms), `.clear` → `cleared`. A transcription
-//!   model nobody serves is an `error` with code `model_not_found` (the session stays open,
-//!   unchanged). With
-//!   `turn_detection` set, [`vad`](super::vad) finds speech in the audio and commits turns
-//!   itself. Each committed turn is transcribed by [`turn`].
-//! * **Quirks** (when on): `conversation.item.created` (beta-era name) besides `.added`,
-//!   `conversation.item.done`, a made-up future event type once per turn, `obfuscation` on
-//!   deltas, odd delta boundaries.
+//! * **Transcription session** (§1.3–§1.7): `session.created` first; `session.update` →
+//!   `session.updated` or an `error` (the session stays open); `input_audio_buffer.append`
+//!   (no ack), `.commit` (error `input_audio_buffer_commit_empty` under 100 ms), `.clear` →
+//!   `cleared`. A transcription model nobody serves is an `error` with code
+//!   `model_not_found` (the session stays open, unchanged). With `turn_detection` set,
+//!   [`vad`](super::vad) finds speech in the audio and commits turns itself. Each committed
+//!   turn is transcribed by [`turn`]. Conversation events (`response.create`,
+//!   `conversation.item.*`, ...) are refused with `unsupported_value`.
+//! * **Conversation session**: this loop decodes and records `input_audio_buffer.append`
+//!   and records every event, then hands the session's events to [`Conversation`]; the few
+//!   it does not implement (`conversation.item.retrieve`, the WebRTC-only
+//!   `output_audio_buffer.clear`) get `unsupported_value`.
+//! * **Both**: `transcription_session.update` → error `beta_api_shape_disabled`; pings are
+//!   counted; binary frames and non-JSON text get an `error`; the session expires after
+//!   `realtime_session_max` (an `error`, then a close, §1.8); a shutdown closes with 1001.
+//! * **Quirks** (when on, transcription sessions): `conversation.item.created` (beta-era
+//!   name) besides `.added`, `conversation.item.done`, a made-up future event type once per
+//!   turn, `obfuscation` on deltas, odd delta boundaries.
 //!
 //! A connection is a reader loop (this session's state, driven by client frames) and a writer
 //! task that owns the socket's sending half and obeys [`Outbound`] (faults included).
@@ -39,11 +47,12 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::conversation::{self, Conversation};
 use super::error::ApiError;
 use super::fault::{CLOSE_SESSION_REJECTED, Fault, SimStage, Taker};
 use super::models::{self, ModelKind};
 use super::record::{RealtimeRecord, RecordRef};
-use super::session::{self, TranscriptionSession};
+use super::session::TranscriptionSession;
 use super::state::{Shared, header_text};
 use super::synth::BYTES_PER_SAMPLE;
 use super::text;
@@ -59,7 +68,7 @@ const MAX_APPEND_BYTES: usize = 15 * 1024 * 1024;
 /// Shortest committable buffer (§1.5: "Expected at least 100ms").
 const MIN_COMMIT_MS: u64 = 100;
 /// PCM16 bytes per millisecond at 24 kHz mono.
-const BYTES_PER_MS: u64 = 48;
+pub(crate) const BYTES_PER_MS: u64 = 48;
 /// Close code when the simulator shuts down ("going away").
 const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code after a `session_expired` error (the real one is unconfirmed, §1.8).
@@ -89,7 +98,7 @@ const CLIENT_EVENT_TYPES: &[&str] = &[
 ];
 
 /// Base64 as clients send it; padding optional.
-const BASE64: GeneralPurpose = GeneralPurpose::new(
+pub(crate) const BASE64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
@@ -266,6 +275,8 @@ struct Connection {
     /// When the service ends the session, and how long it lasted by then.
     expires: tokio::time::Instant,
     lifetime: std::time::Duration,
+    /// The conversation session's own state; `None` unless [`Kind::Conversation`].
+    conversation: Option<Conversation>,
 }
 
 impl Connection {
@@ -280,6 +291,18 @@ impl Connection {
             .turn_detection
             .vad_params()
             .map(|params| Vad::new(params, 0));
+        let conversation = match &kind {
+            Kind::Conversation { model } => Some(Conversation::new(
+                Arc::clone(&shared),
+                at,
+                out.clone(),
+                done.clone(),
+                &session.id,
+                model.as_deref(),
+                lifetime,
+            )),
+            _ => None,
+        };
         let mut connection = Self {
             shared,
             at,
@@ -299,6 +322,7 @@ impl Connection {
             drop_at_audio_bytes: None,
             expires: tokio::time::Instant::now() + lifetime,
             lifetime,
+            conversation,
         };
         connection.start().await;
         connection.read_loop(stream).await;
@@ -314,12 +338,10 @@ impl Connection {
         let id = self.session.id.clone();
         self.shared
             .update_realtime(self.at, |record| record.session_id = Some(id.clone()));
-        let session = match &self.kind {
-            Kind::Transcription => self.session.to_json(),
-            Kind::Conversation { model } => {
-                session::conversation_session_json(&id, model.as_deref())
-            }
-            Kind::Rejected { error, close_code } => {
+        let session = match (&self.kind, &self.conversation) {
+            (Kind::Conversation { .. }, Some(conversation)) => conversation.session_json(),
+            (Kind::Transcription | Kind::Conversation { .. }, _) => self.session.to_json(),
+            (Kind::Rejected { error, close_code }, _) => {
                 let reason = error.code.clone().unwrap_or_else(|| error.kind.clone());
                 let code = *close_code;
                 self.send(error.realtime_event(None)).await;
@@ -361,11 +383,13 @@ impl Connection {
         let done = self.done.clone();
         let mut expired = false;
         loop {
+            let frozen =
+                self.frozen || self.conversation.as_ref().is_some_and(Conversation::frozen);
             let message = tokio::select! {
-                message = stream.next(), if !self.frozen => message,
+                message = stream.next(), if !frozen => message,
                 () = done.cancelled() => break,
                 () = shutdown.cancelled() => break,
-                () = tokio::time::sleep_until(self.expires), if !expired && !self.frozen => {
+                () = tokio::time::sleep_until(self.expires), if !expired && !frozen => {
                     expired = true;
                     self.expire().await;
                     continue;
@@ -417,6 +441,12 @@ impl Connection {
             return;
         }
         self.record_event(|| event.clone());
+        if let Some(conversation) = &mut self.conversation
+            && conversation::handles(kind)
+        {
+            conversation.on_event(kind, &event, event_id).await;
+            return;
+        }
         match (&self.kind, kind) {
             (_, "") => {
                 let error = ApiError::invalid_request(
@@ -437,19 +467,16 @@ impl Connection {
             (Kind::Transcription, "session.update") => self.session_update(&event, event_id).await,
             (Kind::Transcription, "input_audio_buffer.commit") => self.commit(event_id).await,
             (Kind::Transcription, "input_audio_buffer.clear") => self.clear().await,
-            (Kind::Conversation { .. }, "session.update")
-                if event["session"]["type"] == "transcription" =>
-            {
-                self.send_error(session::transcription_update_in_conversation(), event_id)
-                    .await;
-            }
             (_, known) if CLIENT_EVENT_TYPES.contains(&known) => {
                 let error = ApiError::unsupported_by_simulator(
                     "type",
-                    format!(
-                        "The OpenAI simulator implements only transcription sessions; '{known}' \
-                         is not supported here."
-                    ),
+                    match self.kind {
+                        Kind::Transcription => format!(
+                            "'{known}' is not supported in a transcription session: it creates \
+                             no responses and keeps no conversation."
+                        ),
+                        _ => format!("The OpenAI simulator does not implement '{known}'."),
+                    },
                 );
                 self.send_error(error, event_id).await;
             }
@@ -537,6 +564,10 @@ impl Connection {
             record.audio_bytes += audio.len();
             record.audio.extend_from_slice(&audio);
         });
+        if let Some(conversation) = &mut self.conversation {
+            conversation.append(&audio).await;
+            return;
+        }
         if self.kind != Kind::Transcription || audio.is_empty() {
             return;
         }
@@ -599,17 +630,7 @@ impl Connection {
     /// A client `input_audio_buffer.commit`.
     async fn commit(&mut self, event_id: Option<&str>) {
         let buffered = self.total_bytes - self.buffer_start;
-        if buffered / BYTES_PER_MS < MIN_COMMIT_MS {
-            // Byte counts of a buffer under 100 ms are tiny: exact in f64.
-            let ms = buffered as f64 / BYTES_PER_MS as f64;
-            let error = ApiError::invalid_request(
-                format!(
-                    "Error committing input audio buffer: buffer too small. Expected at least \
-                     {MIN_COMMIT_MS}ms of audio, but buffer only has {ms:.2}ms of audio."
-                ),
-                None,
-                Some("input_audio_buffer_commit_empty"),
-            );
+        if let Err(error) = check_commit(buffered) {
             self.send_error(error, event_id).await;
             return;
         }
@@ -744,6 +765,7 @@ impl Connection {
             first_delta: std::time::Duration::from_millis(config.stt_first_delta_ms),
             delta_interval: std::time::Duration::from_millis(config.stt_delta_interval_ms),
             quirks: config.quirks,
+            item_done: config.quirks,
             logprobs: self.session.wants_logprobs(),
             seed: self.shared.next_seed(),
             hold,
@@ -769,6 +791,24 @@ impl Connection {
     async fn send_error(&self, error: ApiError, client_event_id: Option<&str>) {
         self.send(error.realtime_event(client_event_id)).await;
     }
+}
+
+/// Whether a buffer of `buffered` bytes can be committed: the service's
+/// `input_audio_buffer_commit_empty` under [`MIN_COMMIT_MS`] (§1.5).
+pub(crate) fn check_commit(buffered: u64) -> Result<(), ApiError> {
+    if buffered / BYTES_PER_MS >= MIN_COMMIT_MS {
+        return Ok(());
+    }
+    // Byte counts of a buffer under 100 ms are tiny: exact in f64.
+    let ms = buffered as f64 / BYTES_PER_MS as f64;
+    Err(ApiError::invalid_request(
+        format!(
+            "Error committing input audio buffer: buffer too small. Expected at least \
+             {MIN_COMMIT_MS}ms of audio, but buffer only has {ms:.2}ms of audio."
+        ),
+        None,
+        Some("input_audio_buffer_commit_empty"),
+    ))
 }
 
 /// Owns the socket's sending half: writes events, applies Abort/Stall, closes.

@@ -71,6 +71,67 @@ pub struct RealtimeRecord {
     pub pings: usize,
     /// The connection has ended (either side, or a fault).
     pub closed: bool,
+    /// Conversation sessions: every response, in the order they started (by `response.create`
+    /// or by server VAD).
+    pub responses: Vec<ResponseRecord>,
+    /// Conversation sessions: every successful `conversation.item.truncate`, in order (the
+    /// refused ones are only among `events`).
+    pub truncations: Vec<TruncationRecord>,
+    /// Conversation sessions: the conversation as the simulated model knows it now, in order
+    /// (items deleted by the client are gone; a truncated item has lost its text).
+    pub conversation: Vec<ConversationItemRecord>,
+}
+
+/// One response of a Realtime conversation session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ResponseRecord {
+    /// The `resp_…` id.
+    pub id: String,
+    /// The `item_…` id of its assistant message.
+    pub item_id: String,
+    /// The whole reply the simulator planned to say (scripted, or the echo).
+    pub reply: String,
+    /// The part of the reply's transcript sent in deltas so far.
+    pub transcript_sent: String,
+    /// Milliseconds of audio handed to the socket in `response.output_audio.delta`s (at
+    /// 24 kHz PCM16: bytes / 48). A few of them may still have been queued when a cancel came.
+    pub audio_ms_sent: u64,
+    /// The `status` of the `response.done` sent: `"completed"`, `"cancelled"` or `"failed"`;
+    /// `"in_progress"` while it runs, and for good when a fault (`Drop`, `Stall`) cut it off
+    /// before its `response.done`.
+    pub status: String,
+    /// `status_details.reason` of a cancelled response: `"client_cancelled"` or
+    /// `"turn_detected"`.
+    pub status_reason: Option<String>,
+    /// The fault it took, if any.
+    pub fault: Option<Fault>,
+}
+
+/// A successful `conversation.item.truncate`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TruncationRecord {
+    /// The assistant item truncated.
+    pub item_id: String,
+    /// Always 0 (the only content part that can be truncated).
+    pub content_index: u64,
+    /// Where its audio now ends, in ms from the start of the item's audio.
+    pub audio_end_ms: u64,
+}
+
+/// One item of a Realtime conversation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ConversationItemRecord {
+    /// The `item_…` id (or the client's own id for `conversation.item.create`).
+    pub id: String,
+    /// `"user"`, `"assistant"` or `"system"`.
+    pub role: String,
+    /// Its text as the model knows it: typed text, the transcript of user audio (while input
+    /// transcription is on), the transcript the assistant has spoken. `None` when there is
+    /// none, or after a truncate dropped it.
+    pub text: Option<String>,
+    /// Milliseconds of audio: the user's committed audio, or the assistant audio sent (after
+    /// a truncate, its `audio_end_ms`). `None` for text-only items.
+    pub audio_ms: Option<u64>,
 }
 
 impl RealtimeRecord {

@@ -1,6 +1,8 @@
 //! Realtime session configuration: the GA transcription session object that `session.created`
 //! and `session.updated` carry (docs/openai-wire.md §1.6) and the validation of a GA
-//! `session.update` with `session.type: "transcription"` (§1.3).
+//! `session.update` with `session.type: "transcription"` (§1.3). The validators of the parts
+//! both session types share (audio format, input transcription, noise reduction, turn
+//! detection) are used by the conversation session too (`conversation::config`).
 //!
 //! Updates are partial ("only fields present are changed", `null` clears `turn_detection`)
 //! and atomic: an invalid update changes nothing. Validation is strict where the GA schema
@@ -21,8 +23,6 @@ use super::vad::{self, VadParams};
 const SESSION_LIFETIME_SECS: u64 = REALTIME_SESSION_MAX.as_secs();
 /// Transcription model of a new session (the reference's `session.created` example).
 const DEFAULT_TRANSCRIPTION_MODEL: &str = "gpt-4o-mini-transcribe";
-/// Conversation model of a `?model=`-less conversation session.
-const DEFAULT_CONVERSATION_MODEL: &str = "gpt-realtime";
 /// The only `include` value (§1.3).
 const INCLUDE_LOGPROBS: &str = "item.input_audio_transcription.logprobs";
 /// Keys of a GA transcription `session`.
@@ -93,7 +93,8 @@ impl TurnDetection {
         }
     }
 
-    fn to_json(&self) -> Value {
+    /// The `turn_detection` object of the session JSON (without the conversation-only flags).
+    pub(crate) fn to_json(&self) -> Value {
         match self {
             Self::Manual => Value::Null,
             Self::ServerVad {
@@ -242,7 +243,7 @@ impl TranscriptionSession {
     ) -> Result<(), ApiError> {
         check_keys(input, "session.audio.input", INPUT_KEYS)?;
         if let Some(format) = input.get("format") {
-            validate_format(format)?;
+            validate_format(format, "session.audio.input.format")?;
         }
         if let Some(transcription) = input.get("transcription") {
             self.apply_transcription(transcription, config)?;
@@ -261,68 +262,7 @@ impl TranscriptionSession {
         transcription: &Value,
         config: &SimConfig,
     ) -> Result<(), ApiError> {
-        const PATH: &str = "session.audio.input.transcription";
-        const MODEL: &str = "session.audio.input.transcription.model";
-        let fields = object(transcription, PATH)?;
-        check_keys(fields, PATH, TRANSCRIPTION_KEYS)?;
-        for key in ["model", "language", "prompt", "delay"] {
-            match fields.get(key) {
-                None | Some(Value::String(_)) => {}
-                Some(Value::Null) if key != "model" => {}
-                Some(other) => {
-                    return Err(ApiError::invalid_type(
-                        &format!("{PATH}.{key}"),
-                        "a string",
-                        other,
-                    ));
-                }
-            }
-        }
-        if let Some(Value::String(model)) = fields.get("model") {
-            // Unlike the HTTP 404, the event names the field: a session update has many.
-            models::check(config, model, ModelKind::Transcription, MODEL).map_err(|error| {
-                match error.param {
-                    None => error.with_param(Some(MODEL)),
-                    Some(_) => error,
-                }
-            })?;
-        }
-        if let Some(Value::String(delay)) = fields.get("delay") {
-            const DELAYS: &[&str] = &["minimal", "low", "medium", "high", "xhigh"];
-            if !DELAYS.contains(&delay.as_str()) {
-                return Err(ApiError::invalid_value(
-                    &format!("{PATH}.delay"),
-                    delay,
-                    DELAYS,
-                ));
-            }
-        }
-        for key in ["languages", "keywords"] {
-            if let Some(value) = fields.get(key) {
-                validate_string_list(value, &format!("{PATH}.{key}"))?;
-            }
-        }
-        if fields.get("language").is_some_and(|v| !v.is_null()) && fields.contains_key("languages")
-        {
-            return Err(ApiError::invalid_request(
-                "Only one of 'language' and 'languages' may be set.",
-                Some(&format!("{PATH}.languages")),
-                Some("invalid_value"),
-            ));
-        }
-        if let Some(Value::Array(keywords)) = fields.get("keywords") {
-            let bad = keywords
-                .iter()
-                .filter_map(Value::as_str)
-                .any(|keyword| keyword.contains(['<', '>', '\r', '\n']));
-            if bad {
-                return Err(ApiError::invalid_request(
-                    "Invalid 'keywords': each keyword must be a single line without '<' or '>'.",
-                    Some(&format!("{PATH}.keywords")),
-                    Some("invalid_value"),
-                ));
-            }
-        }
+        let fields = validate_transcription(transcription, config)?;
         for (key, value) in fields {
             self.transcription.insert(key.clone(), value.clone());
         }
@@ -330,34 +270,74 @@ impl TranscriptionSession {
     }
 }
 
-/// The `session` object of a conversation session (`?model=` or no `intent`), which this
-/// simulator opens only to reject what a transcription client sends to it.
-pub(crate) fn conversation_session_json(id: &str, model: Option<&str>) -> Value {
-    json!({
-        "type": "realtime",
-        "object": "realtime.session",
-        "id": id,
-        "model": model.unwrap_or(DEFAULT_CONVERSATION_MODEL),
-        "expires_at": crate::text::unix_now_s() + SESSION_LIFETIME_SECS,
-        "output_modalities": ["audio"],
-        "audio": {
-            "input": {
-                "format": { "type": "audio/pcm", "rate": 24_000 },
-                "transcription": null,
-                "noise_reduction": null,
-                "turn_detection": {
-                    "type": "server_vad",
-                    "threshold": vad::DEFAULT_THRESHOLD,
-                    "prefix_padding_ms": vad::DEFAULT_PREFIX_PADDING_MS,
-                    "silence_duration_ms": 200,
-                    "create_response": true,
-                    "interrupt_response": true,
-                }
+/// Checks an `audio.input.transcription` object (its model must be one the simulator serves
+/// as a transcription model); returns its fields.
+pub(crate) fn validate_transcription<'a>(
+    transcription: &'a Value,
+    config: &SimConfig,
+) -> Result<&'a Map<String, Value>, ApiError> {
+    const PATH: &str = "session.audio.input.transcription";
+    const MODEL: &str = "session.audio.input.transcription.model";
+    let fields = object(transcription, PATH)?;
+    check_keys(fields, PATH, TRANSCRIPTION_KEYS)?;
+    for key in ["model", "language", "prompt", "delay"] {
+        match fields.get(key) {
+            None | Some(Value::String(_)) => {}
+            Some(Value::Null) if key != "model" => {}
+            Some(other) => {
+                return Err(ApiError::invalid_type(
+                    &format!("{PATH}.{key}"),
+                    "a string",
+                    other,
+                ));
+            }
+        }
+    }
+    if let Some(Value::String(model)) = fields.get("model") {
+        // Unlike the HTTP 404, the event names the field: a session update has many.
+        models::check(config, model, ModelKind::Transcription, MODEL).map_err(
+            |error| match error.param {
+                None => error.with_param(Some(MODEL)),
+                Some(_) => error,
             },
-            "output": { "format": { "type": "audio/pcm", "rate": 24_000 }, "voice": "marin", "speed": 1.0 }
-        },
-        "include": null,
-    })
+        )?;
+    }
+    if let Some(Value::String(delay)) = fields.get("delay") {
+        const DELAYS: &[&str] = &["minimal", "low", "medium", "high", "xhigh"];
+        if !DELAYS.contains(&delay.as_str()) {
+            return Err(ApiError::invalid_value(
+                &format!("{PATH}.delay"),
+                delay,
+                DELAYS,
+            ));
+        }
+    }
+    for key in ["languages", "keywords"] {
+        if let Some(value) = fields.get(key) {
+            validate_string_list(value, &format!("{PATH}.{key}"))?;
+        }
+    }
+    if fields.get("language").is_some_and(|v| !v.is_null()) && fields.contains_key("languages") {
+        return Err(ApiError::invalid_request(
+            "Only one of 'language' and 'languages' may be set.",
+            Some(&format!("{PATH}.languages")),
+            Some("invalid_value"),
+        ));
+    }
+    if let Some(Value::Array(keywords)) = fields.get("keywords") {
+        let bad = keywords
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|keyword| keyword.contains(['<', '>', '\r', '\n']));
+        if bad {
+            return Err(ApiError::invalid_request(
+                "Invalid 'keywords': each keyword must be a single line without '<' or '>'.",
+                Some(&format!("{PATH}.keywords")),
+                Some("invalid_value"),
+            ));
+        }
+    }
+    Ok(fields)
 }
 
 /// The error a conversation session gives a transcription `session.update` (the wording of
@@ -370,44 +350,50 @@ pub(crate) fn transcription_update_in_conversation() -> ApiError {
     )
 }
 
-fn object<'a>(value: &'a Value, param: &str) -> Result<&'a Map<String, Value>, ApiError> {
+pub(crate) fn object<'a>(
+    value: &'a Value,
+    param: &str,
+) -> Result<&'a Map<String, Value>, ApiError> {
     value
         .as_object()
         .ok_or_else(|| ApiError::invalid_type(param, "an object", value))
 }
 
-fn check_keys(fields: &Map<String, Value>, path: &str, known: &[&str]) -> Result<(), ApiError> {
+/// `unknown_parameter` for the first key of `fields` not in `known`, named `path.key`.
+pub(crate) fn check_keys(
+    fields: &Map<String, Value>,
+    path: &str,
+    known: &[&str],
+) -> Result<(), ApiError> {
     match fields.keys().find(|key| !known.contains(&key.as_str())) {
         Some(unknown) => Err(ApiError::unknown_parameter(&format!("{path}.{unknown}"))),
         None => Ok(()),
     }
 }
 
-fn validate_format(format: &Value) -> Result<(), ApiError> {
-    const PATH: &str = "session.audio.input.format";
-    let fields = object(format, PATH)?;
-    check_keys(fields, PATH, &["type", "rate"])?;
+/// Checks an audio `format` at `path` (`session.audio.input.format`, ...): PCM at 24 kHz.
+pub(crate) fn validate_format(format: &Value, path: &str) -> Result<(), ApiError> {
+    let fields = object(format, path)?;
+    check_keys(fields, path, &["type", "rate"])?;
     match fields.get("type") {
-        None => return Err(ApiError::missing(&format!("{PATH}.type"))),
+        None => return Err(ApiError::missing(&format!("{path}.type"))),
         Some(Value::String(kind)) if kind == "audio/pcm" => {}
         Some(Value::String(kind)) if kind == "audio/pcmu" || kind == "audio/pcma" => {
             return Err(ApiError::unsupported_by_simulator(
-                &format!("{PATH}.type"),
-                format!(
-                    "The OpenAI simulator supports only 'audio/pcm' input audio, not '{kind}'."
-                ),
+                &format!("{path}.type"),
+                format!("The OpenAI simulator supports only 'audio/pcm' audio, not '{kind}'."),
             ));
         }
         Some(Value::String(kind)) => {
             return Err(ApiError::invalid_value(
-                &format!("{PATH}.type"),
+                &format!("{path}.type"),
                 kind,
                 &["audio/pcm", "audio/pcmu", "audio/pcma"],
             ));
         }
         Some(other) => {
             return Err(ApiError::invalid_type(
-                &format!("{PATH}.type"),
+                &format!("{path}.type"),
                 "a string",
                 other,
             ));
@@ -417,14 +403,14 @@ fn validate_format(format: &Value) -> Result<(), ApiError> {
         None => Ok(()),
         Some(rate) if rate.as_u64() == Some(24_000) => Ok(()),
         Some(rate) => Err(ApiError::invalid_value(
-            &format!("{PATH}.rate"),
+            &format!("{path}.rate"),
             &rate.to_string(),
             &["24000"],
         )),
     }
 }
 
-fn validate_noise_reduction(noise: &Value) -> Result<Value, ApiError> {
+pub(crate) fn validate_noise_reduction(noise: &Value) -> Result<Value, ApiError> {
     const PATH: &str = "session.audio.input.noise_reduction";
     if noise.is_null() {
         return Ok(Value::Null);
@@ -449,7 +435,7 @@ fn validate_noise_reduction(noise: &Value) -> Result<Value, ApiError> {
     }
 }
 
-fn parse_turn_detection(detection: &Value) -> Result<TurnDetection, ApiError> {
+pub(crate) fn parse_turn_detection(detection: &Value) -> Result<TurnDetection, ApiError> {
     const PATH: &str = "session.audio.input.turn_detection";
     if detection.is_null() {
         return Ok(TurnDetection::Manual);
@@ -541,7 +527,7 @@ fn milliseconds(
     }
 }
 
-fn validate_include(include: &Value) -> Result<Value, ApiError> {
+pub(crate) fn validate_include(include: &Value) -> Result<Value, ApiError> {
     if include.is_null() {
         return Ok(Value::Null);
     }

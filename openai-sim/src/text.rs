@@ -1,5 +1,5 @@
 //! Text helpers shared by the three APIs: OpenAI-style ids (`event_…`, `item_…`, `sess_…`,
-//! `chatcmpl-…`, `req_…`), the `obfuscation` padding, splitting text into word-sized
+//! `resp_…`, `conv_…`, `chatcmpl-…`, `req_…`), the `obfuscation` padding, splitting text into word-sized
 //! transcription deltas and word-ish chat tokens (with odd split points as a quirk), the
 //! unscripted echo reply, and rough token counts for `usage` objects.
 //!
@@ -29,7 +29,6 @@ fn random_chars(len: usize) -> String {
         .collect()
 }
 
-/// `event_…` (server event id).
 /// Now, in Unix seconds (the `created` and `expires_at` fields).
 pub(crate) fn unix_now_s() -> u64 {
     std::time::SystemTime::now()
@@ -37,6 +36,7 @@ pub(crate) fn unix_now_s() -> u64 {
         .map_or(0, |elapsed| elapsed.as_secs())
 }
 
+/// `event_…` (server event id).
 pub(crate) fn event_id() -> String {
     format!("event_{}", random_chars(ID_RANDOM_CHARS))
 }
@@ -44,6 +44,16 @@ pub(crate) fn event_id() -> String {
 /// `item_…` (conversation item id).
 pub(crate) fn item_id() -> String {
     format!("item_{}", random_chars(ID_RANDOM_CHARS))
+}
+
+/// `resp_…` (Realtime response id).
+pub(crate) fn response_id() -> String {
+    format!("resp_{}", random_chars(ID_RANDOM_CHARS))
+}
+
+/// `conv_…` (Realtime conversation id).
+pub(crate) fn conversation_id() -> String {
+    format!("conv_{}", random_chars(ID_RANDOM_CHARS))
 }
 
 /// `sess_…` (Realtime session id).
@@ -224,5 +234,7 @@ mod tests {
         assert_eq!(event_id().len(), "event_".len() + ID_RANDOM_CHARS);
         assert!(request_id().starts_with("req_"));
         assert!(completion_id().starts_with("chatcmpl-"));
+        assert_eq!(response_id().len(), "resp_".len() + ID_RANDOM_CHARS);
+        assert!(conversation_id().starts_with("conv_"));
     }
 }

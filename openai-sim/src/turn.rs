@@ -1,5 +1,6 @@
 //! One user turn of a Realtime transcription session: the events it sends and the fault it
-//! carries (docs/openai-wire.md §1.6 event shapes, §1.7 sequence).
+//! carries (docs/openai-wire.md §1.6 event shapes, §1.7 sequence). A conversation session
+//! transcribes its committed turns with the same [`run`] when input transcription is on.
 //!
 //! A [`TurnEmitter`] sends the turn's events into the connection's outbound queue and applies
 //! the turn's fault when its count of sent events reaches `after` (see
@@ -119,6 +120,9 @@ pub(crate) struct TurnPlan {
     pub(crate) first_delta: Duration,
     pub(crate) delta_interval: Duration,
     pub(crate) quirks: bool,
+    /// Quirk of transcription sessions: a `conversation.item.done` with the transcript after
+    /// `completed` (a conversation session sends its `item.done` at the commit instead).
+    pub(crate) item_done: bool,
     pub(crate) logprobs: bool,
     pub(crate) seed: u64,
     /// `out_of_order`: wait for this before sending `completed`.
@@ -179,7 +183,7 @@ async fn transcribe(emitter: &mut TurnEmitter, mut plan: TurnPlan) {
     if let Some(release) = plan.release.take() {
         let _ = release.send(());
     }
-    if plan.quirks {
+    if plan.item_done {
         emitter
             .emit(json!({
                 "type": "conversation.item.done",
@@ -302,6 +306,7 @@ mod tests {
             first_delta: Duration::ZERO,
             delta_interval: Duration::ZERO,
             quirks: false,
+            item_done: false,
             logprobs: false,
             seed: 1,
             hold: None,

@@ -190,7 +190,8 @@ impl Default for AudioFormat {
 pub enum Stage {
     /// Speech-to-text (the Realtime transcription session).
     Stt,
-    /// The language model (Chat Completions).
+    /// The language model (Chat Completions, or the speech-to-speech pipeline's Realtime
+    /// model).
     Llm,
     /// Text-to-speech (the Speech API).
     Tts,
@@ -309,7 +310,8 @@ impl ErrorEvent {
 /// stopped speaking to each later step. A step that did not happen is `None`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Waterfall {
-    /// `input_audio_buffer.commit` sent upstream (client turn detection only).
+    /// `input_audio_buffer.commit` sent upstream (client turn detection only; in
+    /// speech-to-speech with its `response.create`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit_sent_ms: Option<f64>,
     /// The final transcript arrived.
@@ -327,7 +329,8 @@ pub struct Waterfall {
     /// The first Speech request was sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tts_request_ms: Option<f64>,
-    /// The first byte of synthesized audio arrived.
+    /// The first byte of synthesized audio arrived (speech-to-speech: the model's first audio
+    /// delta).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tts_first_byte_ms: Option<f64>,
     /// The first audio frame was sent to the browser.

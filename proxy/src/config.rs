@@ -73,6 +73,10 @@ pub mod defaults {
     pub const TTS_MODEL: &str = "gpt-4o-mini-tts";
     /// Speech voice.
     pub const TTS_VOICE: &str = "coral";
+    /// Speech-to-speech model: OpenAI's GA Realtime model.
+    pub const REALTIME_MODEL: &str = "gpt-realtime";
+    /// Speech-to-speech voice: one of the two OpenAI recommends for its Realtime models.
+    pub const REALTIME_VOICE: &str = "marin";
     /// User and assistant messages kept in the history: a dozen exchanges, enough context for
     /// a conversation, small enough to keep the first token quick.
     pub const HISTORY_MAX_MESSAGES: usize = 24;
@@ -170,6 +174,18 @@ pub enum SttMode {
     File,
 }
 
+/// Which pipeline turns the user's speech into a spoken answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum PipelineKind {
+    /// Speech-to-text, then Chat Completions, then Speech, sentence by sentence: any
+    /// OpenAI-compatible server can serve each stage.
+    #[default]
+    Chained,
+    /// One OpenAI Realtime conversation session per browser session: the model hears the
+    /// audio and speaks its answer itself.
+    SpeechToSpeech,
+}
+
 /// A duration in whole milliseconds, for the command line's defaults.
 const fn millis(duration: Duration) -> u64 {
     duration.as_millis() as u64
@@ -242,6 +258,20 @@ pub struct Cli {
     /// rates are resampled to 24 kHz. A WAV reply says its own.
     #[arg(long, env = "TTS_SAMPLE_RATE", default_value_t = protocol::SAMPLE_RATE_HZ)]
     pub tts_sample_rate: u32,
+
+    /// Which pipeline answers: `chained` (speech-to-text → chat → speech) or
+    /// `speech-to-speech` (one Realtime conversation session per browser session, at
+    /// OPENAI_BASE_URL or LLM_BASE_URL).
+    #[arg(long, env = "PIPELINE", value_enum, default_value_t = PipelineKind::Chained)]
+    pub pipeline: PipelineKind,
+
+    /// The Realtime model of the speech-to-speech pipeline.
+    #[arg(long, env = "REALTIME_MODEL", default_value = defaults::REALTIME_MODEL)]
+    pub realtime_model: String,
+
+    /// The voice of the speech-to-speech pipeline.
+    #[arg(long, env = "REALTIME_VOICE", default_value = defaults::REALTIME_VOICE)]
+    pub realtime_voice: String,
 
     /// The system prompt of every conversation.
     #[arg(long, env = "SYSTEM_PROMPT", default_value = DEFAULT_SYSTEM_PROMPT)]
@@ -418,6 +448,12 @@ pub struct Config {
     pub tts_response_format: TtsFormat,
     /// The rate of its `pcm` replies.
     pub tts_sample_rate: u32,
+    /// Which pipeline answers.
+    pub pipeline: PipelineKind,
+    /// The speech-to-speech model.
+    pub realtime_model: String,
+    /// The speech-to-speech voice.
+    pub realtime_voice: String,
     /// System prompt of every conversation.
     pub system_prompt: String,
     /// User and assistant messages kept in the history.
@@ -529,6 +565,9 @@ impl Default for Config {
             tts_instructions: None,
             tts_response_format: TtsFormat::Pcm,
             tts_sample_rate: protocol::SAMPLE_RATE_HZ,
+            pipeline: PipelineKind::Chained,
+            realtime_model: defaults::REALTIME_MODEL.to_owned(),
+            realtime_voice: defaults::REALTIME_VOICE.to_owned(),
             system_prompt: DEFAULT_SYSTEM_PROMPT.to_owned(),
             history_max_messages: defaults::HISTORY_MAX_MESSAGES,
             turn_detection: TurnDetection::Client,
@@ -569,6 +608,9 @@ impl TryFrom<Cli> for Config {
             tts_instructions: cli.tts_instructions,
             tts_response_format: cli.tts_response_format,
             tts_sample_rate: cli.tts_sample_rate,
+            pipeline: cli.pipeline,
+            realtime_model: cli.realtime_model,
+            realtime_voice: cli.realtime_voice,
             system_prompt: cli.system_prompt,
             history_max_messages: cli.history_max_messages,
             turn_detection: cli.turn_detection.into(),
@@ -602,6 +644,9 @@ impl TryFrom<Cli> for Config {
             },
             enable_api: cli.enable_api,
         };
+        if config.stt_mode == SttMode::File && config.pipeline == PipelineKind::SpeechToSpeech {
+            return Err(ConfigError::FileSttWithSpeechToSpeech);
+        }
         if config.stt_mode == SttMode::File && config.turn_detection != TurnDetection::Client {
             return Err(ConfigError::FileSttNeedsClientTurns);
         }
@@ -663,6 +708,11 @@ pub enum ConfigError {
     /// File transcription with server-side turn detection: a file upload has no VAD.
     #[error("STT_MODE=file needs TURN_DETECTION=client: the browser's VAD ends each turn")]
     FileSttNeedsClientTurns,
+    /// File transcription asked of the speech-to-speech pipeline, which hears the audio itself.
+    #[error(
+        "STT_MODE=file works with PIPELINE=chained only: the Realtime model hears the audio itself"
+    )]
+    FileSttWithSpeechToSpeech,
     /// The one-shot API enabled without an access token: anyone could spend the key on it.
     #[error("ENABLE_API needs an ACCESS_TOKEN: /api/reply and /api/speech spend the API key")]
     ApiWithoutToken,
@@ -685,6 +735,9 @@ pub struct Endpoints {
     pub realtime_url: String,
     /// `http(s)://…/audio/transcriptions`
     pub transcription_url: String,
+    /// `ws(s)://…/realtime`, the speech-to-speech session (`?model=` is added per session),
+    /// at the language model's base URL.
+    pub conversation_url: String,
     /// `http(s)://…/chat/completions`
     pub chat_url: String,
     /// `http(s)://…/audio/speech`
@@ -703,6 +756,10 @@ impl Endpoints {
         Ok(Self {
             realtime_url: format!("{}/realtime?intent=transcription", websocket_base(stt_base)),
             transcription_url: format!("{stt_base}/audio/transcriptions"),
+            conversation_url: format!(
+                "{}/realtime",
+                websocket_base(check_http("LLM_BASE_URL", llm_base)?)
+            ),
             chat_url: format!("{}/chat/completions", check_http("LLM_BASE_URL", llm_base)?),
             speech_url: format!("{}/audio/speech", check_http("TTS_BASE_URL", tts_base)?),
         })

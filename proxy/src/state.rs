@@ -80,6 +80,8 @@ impl Backend {
             tts_instructions: config.tts_instructions.clone(),
             tts_format: config.tts_response_format,
             tts_sample_rate_hz: config.tts_sample_rate,
+            realtime_model: config.realtime_model.clone(),
+            realtime_voice: config.realtime_voice.clone(),
             stall_timeout: config.upstream_stall_timeout,
             response_timeout: config.limits.upstream_response_timeout,
             retry_budget: config.limits.upstream_retry_budget,
@@ -193,15 +195,15 @@ impl AdmittedSession {
     pub(crate) async fn run(self, socket: WebSocket) {
         let inner = self.inner.clone();
         let span = tracing::info_span!("session", id = %self.id);
-        let session = crate::session::run(
-            socket,
-            inner.sessions.clone(),
-            self.id.clone(),
-            inner.shutdown.clone(),
-        );
+        let context = inner.sessions.clone();
+        let (id, shutdown) = (self.id.clone(), inner.shutdown.clone());
         let tracked = inner.tasks.track_future(
             async move {
-                session.await;
+                if context.agent.is_some() {
+                    crate::session::speech_to_speech::run(socket, context, id, shutdown).await;
+                } else {
+                    crate::session::run(socket, context, id, shutdown).await;
+                }
                 // Frees the place.
                 drop(self);
                 tracing::info!("session ended");
@@ -244,6 +246,13 @@ impl AppState {
                 responder: Responder::new(http.clone(), upstream.clone()),
                 synthesizer: Synthesizer::new(http.clone(), upstream.clone()),
             },
+            agent: (config.pipeline == crate::config::PipelineKind::SpeechToSpeech).then(|| {
+                crate::upstream::conversation::Agent::new(
+                    upstream.clone(),
+                    config.turn_detection,
+                    config.system_prompt.clone(),
+                )
+            }),
             system_prompt: config.system_prompt.clone(),
             history_max_messages: config.history_max_messages,
             turn_detection: config.turn_detection,

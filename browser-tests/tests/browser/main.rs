@@ -280,6 +280,32 @@ async fn with_file_transcription_a_turn_runs_end_to_end() {
 }
 
 #[tokio::test]
+async fn speech_to_speech_a_turn_runs_end_to_end_with_the_page_unchanged() {
+    let records = a_chromium_turn_with(
+        "speech-to-speech",
+        "What is the capital of France?",
+        "Paris is the capital of France.",
+        |config| config.pipeline = proxy::config::PipelineKind::SpeechToSpeech,
+    )
+    .await;
+    assert!(
+        records.chat.is_empty() && records.speech.is_empty(),
+        "one Realtime conversation does it all"
+    );
+    let session = records.realtime.first().expect("a Realtime session");
+    assert!(
+        session
+            .query
+            .as_deref()
+            .unwrap_or_default()
+            .contains("model="),
+        "{:?}",
+        session.query
+    );
+    assert_eq!(session.events_of_type("response.create").count(), 1);
+}
+
+#[tokio::test]
 async fn without_a_key_the_page_announces_the_simulator_and_a_turn_is_kept_as_a_screenshot() {
     let _one_at_a_time = ONE_BROWSER_AT_A_TIME.lock().await;
     let dist = client_dist();

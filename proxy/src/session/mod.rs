@@ -9,7 +9,9 @@
 //!   browser ping); [`audio_budget`] — audio accepted at most at a multiple of real time;
 //! * [`turn`] — the pure turn state machine; [`history`] — the conversation and each answer's
 //!   record; [`response`] — one answer's LLM → sentences → TTS pipeline; [`metrics`] — the
-//!   latency waterfall of each turn.
+//!   latency waterfall of each turn;
+//! * [`shell`] — what every session actor has (browser link, timers, budgets, warnings);
+//!   [`speech_to_speech`] — the other pipeline's actor, one Realtime conversation upstream.
 //!
 //! The actor reads browser frames, transcriber events and response events in one `select!`,
 //! feeds them to the [`turn::TurnMachine`] and carries out the actions it returns. Every
@@ -25,6 +27,8 @@ mod deadlines;
 pub(crate) mod history;
 pub(crate) mod metrics;
 pub(crate) mod response;
+mod shell;
+pub(crate) mod speech_to_speech;
 mod transcriber_slot;
 pub(crate) mod turn;
 mod turn_audio;
@@ -46,14 +50,15 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument as _;
 
 use crate::config::Limits;
-use crate::limits::{Episode, TokenBucket};
+use crate::limits::Episode;
 use crate::upstream::realtime::Transcriber;
-use audio_budget::{AudioBudget, AudioVerdict, audio_ms};
+use audio_budget::audio_ms;
 use browser::{AudioWritten, BrowserLink, Incoming};
-use deadlines::{Deadlines, Timer};
+use deadlines::Timer;
 use history::Conversation;
 use metrics::{Step, TurnClocks, log_waterfall};
 use response::{Pipeline, ResponseEvent};
+use shell::{Admitted, Shell};
 use transcriber_slot::{Report, TranscriberSlot};
 use turn::{Action, DropReason, Input, Phase, TurnMachine};
 use turn_audio::TurnAudio;
@@ -61,12 +66,8 @@ use turn_audio::TurnAudio;
 /// Response events queued for the actor (text deltas, marks); read promptly.
 const RESPONSE_EVENT_QUEUE: usize = 256;
 
-/// The window over which protocol errors are counted before the session is closed.
-const PROTOCOL_ERROR_WINDOW: Duration = Duration::from_secs(10);
-
-/// Warnings of one session closer together than this are one episode: the first is logged,
-/// the rest counted, so one client cannot fill the log.
-const WARNING_EPISODE_QUIET: Duration = Duration::from_secs(10);
+/// Transcriber backlog reports closer together than this are one episode, reported once.
+const BACKLOG_EPISODE_QUIET: Duration = Duration::from_secs(10);
 
 /// Silence appended upstream after the browser's VAD says the user stopped, in the modes where
 /// the upstream ends the turn, in milliseconds. The shipped client streams audio only while
@@ -85,6 +86,17 @@ const BYTES_PER_MS: usize = 48;
 static SILENCE: [u8; SEMANTIC_VAD_SILENCE_PAD_MS * BYTES_PER_MS] =
     [0; SEMANTIC_VAD_SILENCE_PAD_MS * BYTES_PER_MS];
 
+/// The silence to append upstream when the browser's VAD says the user stopped, in the
+/// modes where the upstream ends the turn (see [`SERVER_VAD_SILENCE_PAD_MS`]).
+fn silence_pad(turn_detection: TurnDetection) -> Option<Bytes> {
+    let pad_ms = match turn_detection {
+        TurnDetection::Client => return None,
+        TurnDetection::ServerVad => SERVER_VAD_SILENCE_PAD_MS,
+        TurnDetection::SemanticVad => SEMANTIC_VAD_SILENCE_PAD_MS,
+    };
+    Some(Bytes::from_static(&SILENCE[..pad_ms * BYTES_PER_MS]))
+}
+
 /// How long a socket closed for an oversized message stays open after its close frame: time
 /// for the browser to read it before the unread rest of its message makes the kernel reset the
 /// connection (which would discard the close frame on the way).
@@ -97,6 +109,9 @@ pub(crate) struct SessionContext {
     pub transcriber: Transcriber,
     /// LLM and TTS.
     pub pipeline: Pipeline,
+    /// The speech-to-speech upstream, when that pipeline is chosen: sessions then run in
+    /// [`speech_to_speech`].
+    pub agent: Option<crate::upstream::conversation::Agent>,
     /// The system prompt of each conversation.
     pub system_prompt: String,
     /// History bound, in messages.
@@ -125,21 +140,7 @@ pub(crate) async fn run(
     let (browser, audio_written) = BrowserLink::open(sink, context.browser_send_timeout);
     let (events_tx, events_rx) = mpsc::channel(RESPONSE_EVENT_QUEUE);
     let cancel = shutdown.child_token();
-    let limits = &context.limits;
-    let now = tokio::time::Instant::now();
-    let deadlines = Deadlines::new(
-        now,
-        limits.session_idle_timeout,
-        limits.max_session_length,
-        limits.browser_ping_interval,
-    );
-    let audio_budget = AudioBudget::new(limits.audio_rate_limit, now.into_std());
-    let max_errors = f64::from(limits.max_protocol_errors.max(1));
-    let protocol_errors = TokenBucket::new(
-        max_errors,
-        max_errors / PROTOCOL_ERROR_WINDOW.as_secs_f64(),
-        now.into_std(),
-    );
+    let shell = Shell::new(browser, audio_written, context.limits.clone());
     let mut session = Session {
         machine: TurnMachine::new(context.turn_detection),
         conversation: Conversation::new(
@@ -149,18 +150,12 @@ pub(crate) async fn run(
         transcriber: TranscriberSlot::new(context.transcriber.clone(), cancel.clone()),
         context,
         id: session_id,
-        browser,
-        audio_written,
+        shell,
         ending: None,
         response_task: None,
         response_events: events_tx,
         clocks: TurnClocks::default(),
-        deadlines,
-        audio_budget,
-        protocol_errors,
-        warnings: Episode::new(WARNING_EPISODE_QUIET),
-        backlog: Episode::new(WARNING_EPISODE_QUIET),
-        heard_since_ping: true,
+        backlog: Episode::new(BACKLOG_EPISODE_QUIET),
         utterance_ms: 0.0,
         turn_audio: TurnAudio::default(),
         turn_errors: std::collections::VecDeque::new(),
@@ -171,8 +166,8 @@ pub(crate) async fn run(
     let mut frames = stream;
     let ending = session.run(&mut frames, events_rx, &shutdown).await;
     cancel.cancel();
-    let Session { browser, .. } = session;
-    browser.finish().await;
+    let Session { shell, .. } = session;
+    shell.browser.finish().await;
     if ending == Ending::Oversized {
         tokio::time::sleep(OVERSIZE_CLOSE_LINGER).await;
     }
@@ -193,9 +188,7 @@ struct Session {
     id: String,
     machine: TurnMachine,
     conversation: Conversation,
-    browser: BrowserLink,
-    /// The writer's reports that a response's audio is all on the socket.
-    audio_written: mpsc::Receiver<AudioWritten>,
+    shell: Shell,
     /// The response whose task has finished and whose audio the writer is still writing, with
     /// its length in samples.
     ending: Option<(ResponseId, u64)>,
@@ -203,16 +196,8 @@ struct Session {
     response_task: Option<AbortOnDropHandle<()>>,
     response_events: mpsc::Sender<(ResponseId, ResponseEvent)>,
     clocks: TurnClocks,
-    deadlines: Deadlines,
-    audio_budget: AudioBudget,
-    /// Protocol errors allowed before the session is closed (refilled over the window).
-    protocol_errors: TokenBucket,
-    /// Warnings logged: one per episode.
-    warnings: Episode,
     /// Frames the transcriber could not take: reported once per episode.
     backlog: Episode,
-    /// Whether any frame came from the browser since the last ping.
-    heard_since_ping: bool,
     /// Audio of the utterance in progress, in milliseconds.
     utterance_ms: f64,
     /// The audio of turns not yet transcribed, for their retry (client turn detection).
@@ -225,7 +210,8 @@ struct Session {
 
 impl Session {
     async fn start(&mut self) {
-        self.browser
+        self.shell
+            .browser
             .send(ServerMessage::SessionReady {
                 protocol_version: PROTOCOL_VERSION,
                 session_id: self.id.clone(),
@@ -247,13 +233,13 @@ impl Session {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => {
-                    self.browser.close(close_code::AWAY, "server shutting down").await;
+                    self.shell.browser.close(close_code::AWAY, "server shutting down").await;
                     return Ending::Done;
                 }
                 // The writer gave up on a browser that stopped reading.
-                () = self.browser.gone() => return Ending::Done,
+                () = self.shell.browser.gone() => return Ending::Done,
                 frame = frames.next() => {
-                    self.heard_since_ping = true;
+                    self.shell.heard();
                     match browser::decode(frame) {
                         Incoming::Message(message) => self.on_client_message(message).await,
                         Incoming::Audio(audio) => {
@@ -262,7 +248,7 @@ impl Session {
                             }
                         }
                         Incoming::Invalid(event) => {
-                            if !self.on_protocol_error(event).await {
+                            if !self.shell.on_protocol_error(event).await {
                                 return Ending::Done;
                             }
                         }
@@ -272,7 +258,7 @@ impl Session {
                             let Some((code, reason)) = close else {
                                 return Ending::Done;
                             };
-                            self.browser.close(code, reason).await;
+                            self.shell.browser.close(code, reason).await;
                             return if code == close_code::SIZE {
                                 Ending::Oversized
                             } else {
@@ -286,7 +272,7 @@ impl Session {
                     match self.transcriber.on_event(event, idle) {
                         Report::Nothing => {}
                         Report::Input(input) => self.apply(input).await,
-                        Report::Error(event) => self.send_error(event).await,
+                        Report::Error(event) => self.shell.send_error(event).await,
                         Report::Lost(event) => self.on_transcriber_lost(event).await,
                         Report::TurnFailed(input, event) => {
                             self.turn_errors.push_back(event);
@@ -295,11 +281,11 @@ impl Session {
                     }
                 }
                 Some((id, event)) = response_events.recv() => {
-                    self.deadlines.active(tokio::time::Instant::now());
+                    self.shell.deadlines.active(tokio::time::Instant::now());
                     self.on_response(id, event).await;
                 }
-                Some(written) = self.audio_written.recv() => self.on_audio_written(written).await,
-                timer = self.deadlines.fired() => {
+                Some(written) = self.shell.audio_written.recv() => self.on_audio_written(written).await,
+                timer = self.shell.deadlines.fired() => {
                     if !self.on_timer(timer).await {
                         return Ending::Done;
                     }
@@ -313,7 +299,7 @@ impl Session {
         let now = tokio::time::Instant::now();
         match timer {
             Timer::Transcript => {
-                self.deadlines.transcript = None;
+                self.shell.deadlines.transcript = None;
                 if self.retries_turns() {
                     // The transcriber may be hung with its socket open: a fresh one takes the
                     // turns (a turn that already had its retry times out).
@@ -325,10 +311,10 @@ impl Session {
                 }
             }
             Timer::QuietClose => {
-                self.deadlines.quiet_close = None;
+                self.shell.deadlines.quiet_close = None;
                 if !self.transcriber_idle() {
                     // A turn still waits for its transcript: look again a quiet period on.
-                    self.deadlines.quiet_close =
+                    self.shell.deadlines.quiet_close =
                         Some(now + self.context.limits.transcriber_quiet_close);
                 } else if self.transcriber.is_open() {
                     tracing::info!("nobody spoke for a while; closing the transcription socket");
@@ -336,79 +322,11 @@ impl Session {
                     self.apply(input).await;
                 }
             }
-            Timer::Idle => {
-                let minutes = self
-                    .context
-                    .limits
-                    .session_idle_timeout
-                    .as_secs()
-                    .div_ceil(60);
-                tracing::info!("closing an idle session");
-                let reason = format!(
-                    "Session closed after {minutes} minute{} without speech.",
-                    if minutes == 1 { "" } else { "s" }
-                );
-                self.browser.close(close_code::NORMAL, reason).await;
-                return false;
-            }
-            Timer::End => {
-                tracing::info!("closing a session at its maximum length");
-                self.browser
-                    .close(close_code::NORMAL, "Session reached its maximum length.")
-                    .await;
-                return false;
-            }
-            Timer::Ping => {
-                if !self.heard_since_ping {
-                    // Not even a pong for a whole interval: the browser is gone (a closed
-                    // laptop, a dropped network). No close handshake with nobody.
-                    tracing::info!("browser did not answer the ping; ending its session");
-                    return false;
-                }
-                self.heard_since_ping = false;
-                self.browser.ping();
-                self.deadlines.pinged(now);
+            Timer::Idle | Timer::End | Timer::Ping => {
+                return self.shell.on_session_timer(timer).await;
             }
         }
         true
-    }
-
-    /// Tells the browser about an error and logs it, once per episode of warnings.
-    async fn send_error(&mut self, event: ErrorEvent) {
-        self.warn(&event);
-        self.browser.send(ServerMessage::Error(event)).await;
-    }
-
-    /// Logs an error event as a warning, unless this session is in an episode of them.
-    fn warn(&mut self, event: &ErrorEvent) {
-        if let Some(previous) = self.warnings.record(std::time::Instant::now()) {
-            tracing::warn!(
-                stage = event.stage.as_str(),
-                code = ?event.code,
-                previous_episode_warnings = previous,
-                "{}",
-                event.message
-            );
-        } else {
-            tracing::debug!(stage = event.stage.as_str(), code = ?event.code, "{}", event.message);
-        }
-    }
-
-    /// A frame the contract does not allow: reported, and counted; `false` (too many in the
-    /// window) closes the session with 1008.
-    async fn on_protocol_error(&mut self, event: ErrorEvent) -> bool {
-        if self
-            .protocol_errors
-            .try_take(1.0, std::time::Instant::now())
-        {
-            self.send_error(event).await;
-            return true;
-        }
-        tracing::warn!("too many protocol errors; closing the session");
-        self.browser
-            .close(close_code::POLICY, "Too many invalid messages.")
-            .await;
-        false
     }
 
     /// Whether lost turns are retried: with the client's turn detection, where the proxy cuts
@@ -430,7 +348,7 @@ impl Session {
             return;
         }
         if let Some(event) = event {
-            self.send_error(event).await;
+            self.shell.send_error(event).await;
         }
         self.turn_audio.clear_pending();
         self.apply(Input::TranscriberLost).await;
@@ -498,7 +416,8 @@ impl Session {
                 // The answer may have finished generating while it was still playing: the
                 // history keeps what was heard either way.
                 if let Some(heard_text) = self.conversation.truncate(response_id, played_samples) {
-                    self.browser
+                    self.shell
+                        .browser
                         .send(ServerMessage::ResponseTruncated {
                             response_id,
                             heard_text,
@@ -513,28 +432,11 @@ impl Session {
     /// closes the session with 1008.
     async fn on_browser_audio(&mut self, audio: Bytes) -> bool {
         let frame_ms = audio_ms(audio.len());
-        match self.audio_budget.admit(frame_ms, std::time::Instant::now()) {
-            AudioVerdict::Accept => {}
-            AudioVerdict::Drop { report } => {
-                if report {
-                    self.send_error(ErrorEvent::new(
-                        Stage::Proxy,
-                        ErrorCode::AudioTooFast,
-                        "Audio is arriving faster than real time; the excess was dropped.",
-                        false,
-                    ))
-                    .await;
-                }
-                return true;
-            }
-            AudioVerdict::Flood => {
-                tracing::warn!("audio flood; closing the session");
-                self.browser
-                    .close(close_code::POLICY, "Audio sent faster than real time.")
-                    .await;
-                return false;
-            }
-        }
+        let audio = match self.shell.admit_audio(audio).await {
+            Admitted::Relay(audio) => audio,
+            Admitted::Dropped => return true,
+            Admitted::Closed => return false,
+        };
         self.speech_activity();
         self.machine.handle(Input::ClientAudio, &mut self.actions);
         if self.retries_turns() {
@@ -544,13 +446,14 @@ impl Session {
             && self.backlog.record(std::time::Instant::now()).is_some()
         {
             // Once per episode: a slow upstream drops many frames in a row.
-            self.send_error(ErrorEvent::new(
-                Stage::Stt,
-                ErrorCode::UpstreamTimeout,
-                "Speech recognition is not keeping up; some audio was lost.",
-                true,
-            ))
-            .await;
+            self.shell
+                .send_error(ErrorEvent::new(
+                    Stage::Stt,
+                    ErrorCode::UpstreamTimeout,
+                    "Speech recognition is not keeping up; some audio was lost.",
+                    true,
+                ))
+                .await;
         }
         self.utterance_ms += frame_ms;
         let max_ms = self.context.limits.max_utterance.as_secs_f64() * 1000.0;
@@ -564,13 +467,14 @@ impl Session {
     async fn end_long_utterance(&mut self) {
         self.utterance_ms = 0.0;
         let seconds = self.context.limits.max_utterance.as_secs();
-        self.send_error(ErrorEvent::new(
-            Stage::Proxy,
-            ErrorCode::UtteranceTooLong,
-            format!("You spoke for over {seconds} seconds; I'll answer what I heard so far."),
-            true,
-        ))
-        .await;
+        self.shell
+            .send_error(ErrorEvent::new(
+                Stage::Proxy,
+                ErrorCode::UtteranceTooLong,
+                format!("You spoke for over {seconds} seconds; I'll answer what I heard so far."),
+                true,
+            ))
+            .await;
         if self.context.turn_detection == TurnDetection::Client {
             self.apply(Input::ClientSpeechStopped).await;
         } else {
@@ -582,22 +486,18 @@ impl Session {
     /// In the server-side turn modes, appends the silence the upstream's VAD needs to end the
     /// turn (see [`SERVER_VAD_SILENCE_PAD_MS`]).
     fn pad_silence_for_the_upstream_vad(&mut self) {
-        let pad_ms = match self.context.turn_detection {
-            TurnDetection::Client => return,
-            TurnDetection::ServerVad => SERVER_VAD_SILENCE_PAD_MS,
-            TurnDetection::SemanticVad => SEMANTIC_VAD_SILENCE_PAD_MS,
-        };
-        let silence = Bytes::from_static(&SILENCE[..pad_ms * BYTES_PER_MS]);
-        // A full queue is reported by the audio that filled it.
-        let _ = self.transcriber.append(silence);
+        if let Some(silence) = silence_pad(self.context.turn_detection) {
+            // A full queue is reported by the audio that filled it.
+            let _ = self.transcriber.append(silence);
+        }
     }
 
     /// Someone speaks: the session is not idle, and the transcriber stays open for a quiet
     /// period more.
     fn speech_activity(&mut self) {
         let now = tokio::time::Instant::now();
-        self.deadlines.active(now);
-        self.deadlines.quiet_close = Some(now + self.context.limits.transcriber_quiet_close);
+        self.shell.deadlines.active(now);
+        self.shell.deadlines.quiet_close = Some(now + self.context.limits.transcriber_quiet_close);
     }
 
     /// Whether the transcriber has nothing in hand: no turn waits for it, and no one speaks.
@@ -635,17 +535,20 @@ impl Session {
                 self.clocks.mark_latest(Step::CommitSent, Instant::now());
             }
             Action::NotifySpeechStarted(turn_id) => {
-                self.browser
+                self.shell
+                    .browser
                     .send(ServerMessage::SpeechStarted { turn_id })
                     .await;
             }
             Action::NotifySpeechStopped(turn_id) => {
-                self.browser
+                self.shell
+                    .browser
                     .send(ServerMessage::SpeechStopped { turn_id })
                     .await;
             }
             Action::TranscriptDelta(turn_id, delta) => {
-                self.browser
+                self.shell
+                    .browser
                     .send(ServerMessage::TranscriptDelta { turn_id, delta })
                     .await;
             }
@@ -654,7 +557,8 @@ impl Session {
                 self.clocks
                     .mark(turn_id, Step::TranscriptFinal, Instant::now());
                 self.conversation.add_user(&text);
-                self.browser
+                self.shell
+                    .browser
                     .send(ServerMessage::TranscriptFinal { turn_id, text })
                     .await;
                 self.refresh_transcript_deadline();
@@ -684,12 +588,13 @@ impl Session {
                     ),
                     DropReason::Upstream => {
                         if let Some(event) = self.turn_errors.pop_front() {
-                            self.send_error(event.for_turn(turn_id)).await;
+                            self.shell.send_error(event.for_turn(turn_id)).await;
                         }
                         return;
                     }
                 };
-                self.send_error(ErrorEvent::new(Stage::Stt, code, message, true).for_turn(turn_id))
+                self.shell
+                    .send_error(ErrorEvent::new(Stage::Stt, code, message, true).for_turn(turn_id))
                     .await;
             }
             Action::StartResponse(response_id, turn_id) => {
@@ -701,10 +606,11 @@ impl Session {
 
     async fn start_response(&mut self, response_id: ResponseId, turn_id: TurnId) {
         self.clocks.set_response(turn_id, response_id);
-        self.browser.set_live(response_id);
+        self.shell.browser.set_live(response_id);
         let messages = self.conversation.messages();
         self.conversation.begin_answer(response_id, turn_id);
-        self.browser
+        self.shell
+            .browser
             .send(ServerMessage::ResponseStarted {
                 response_id,
                 turn_id,
@@ -714,7 +620,7 @@ impl Session {
             response_id,
             messages,
             self.response_events.clone(),
-            self.browser.audio_sender(),
+            self.shell.browser.audio_sender(),
         );
         self.response_task = Some(AbortOnDropHandle::new(tokio::spawn(task.in_current_span())));
     }
@@ -723,7 +629,7 @@ impl Session {
     /// close, and the history keeps what was heard of it.
     async fn cancel_response(&mut self, response_id: ResponseId) {
         // Before anything else: the writer drops this response's audio from now on.
-        self.browser.stop_audio_of(response_id);
+        self.shell.browser.stop_audio_of(response_id);
         self.response_task = None;
         let Some(answer) = self.conversation.interrupt(response_id) else {
             return;
@@ -736,7 +642,7 @@ impl Session {
         };
         let turn_id = answer.turn_id();
         tracing::info!(response = %response_id, "response interrupted");
-        self.browser.send(done).await;
+        self.shell.browser.send(done).await;
         self.report_turn(turn_id).await;
     }
 
@@ -757,7 +663,8 @@ impl Session {
             ResponseEvent::TtsFirstByte(at) => self.clocks.mark(turn_id, Step::TtsFirstByte, at),
             ResponseEvent::TextDelta(delta) => {
                 answer.push_text(&delta);
-                self.browser
+                self.shell
+                    .browser
                     .send(ServerMessage::ResponseTextDelta {
                         response_id: id,
                         delta,
@@ -777,14 +684,14 @@ impl Session {
                 tracing::warn!(response = %id, stage = stage.as_str(), %error, "response stage failed");
                 answer.cut_by_error();
                 let event = error.to_event(stage).for_turn(turn_id).for_response(id);
-                self.browser.send(ServerMessage::Error(event)).await;
+                self.shell.browser.send(ServerMessage::Error(event)).await;
             }
             ResponseEvent::Finished { audio_samples } => {
                 // Every chunk is queued; `response_done` waits until the writer has written
                 // them all, so it never overtakes the answer's audio.
                 self.response_task = None;
                 self.ending = Some((id, audio_samples));
-                self.browser.end_of_audio(id).await;
+                self.shell.browser.end_of_audio(id).await;
             }
         }
     }
@@ -829,7 +736,8 @@ impl Session {
         if let Some(at) = first_frame_at {
             self.clocks.mark(turn_id, Step::FirstAudioSent, at);
         }
-        self.browser
+        self.shell
+            .browser
             .send(ServerMessage::ResponseDone {
                 response_id: id,
                 text,
@@ -845,7 +753,8 @@ impl Session {
     async fn report_turn(&mut self, turn_id: TurnId) {
         if let Some((response_id, waterfall)) = self.clocks.report(turn_id) {
             log_waterfall(turn_id, response_id, &waterfall);
-            self.browser
+            self.shell
+                .browser
                 .send(ServerMessage::Metrics {
                     turn_id,
                     response_id,
@@ -857,7 +766,7 @@ impl Session {
 
     /// Keeps a deadline on the oldest turn still waiting for its transcript.
     fn refresh_transcript_deadline(&mut self) {
-        self.deadlines.transcript = self
+        self.shell.deadlines.transcript = self
             .machine
             .has_open_turns()
             .then(|| tokio::time::Instant::now() + self.context.transcript_timeout);

@@ -5,11 +5,14 @@
 //!   (`file`) one upload per turn to `POST /audio/transcriptions`.
 //! * [`chat`] — the responder: Chat Completions, streamed.
 //! * [`speech`] — the synthesizer: the Speech API, streamed PCM.
+//! * [`conversation`] — the speech-to-speech pipeline's one upstream: a Realtime
+//!   conversation WebSocket per session, sharing the transcriber's socket code.
 //!
 //! The session talks to these three roles, never to raw HTTP, so another provider or pipeline
 //! can stand in for any of them.
 
 pub mod chat;
+pub mod conversation;
 pub(crate) mod file;
 pub mod realtime;
 pub mod speech;
@@ -65,6 +68,10 @@ pub struct UpstreamConfig {
     pub tts_format: speech_format::TtsFormat,
     /// The rate of a `pcm` speech reply.
     pub tts_sample_rate_hz: u32,
+    /// Speech-to-speech model.
+    pub realtime_model: String,
+    /// Speech-to-speech voice.
+    pub realtime_voice: String,
     /// How long a started stream may stay silent before it counts as stalled
     /// ([`UPSTREAM_STALL_TIMEOUT`] unless a test shortens it).
     pub stall_timeout: Duration,
@@ -73,6 +80,31 @@ pub struct UpstreamConfig {
     pub response_timeout: Duration,
     /// How long all attempts of one request and the backoff between them may take together.
     pub retry_budget: Duration,
+}
+
+#[cfg(test)]
+impl UpstreamConfig {
+    /// A configuration for unit tests: these endpoints, no key, one-second timeouts.
+    pub(crate) fn for_tests(endpoints: Endpoints) -> Self {
+        Self {
+            endpoints,
+            api_key: None,
+            stt_model: "gpt-4o-mini-transcribe".into(),
+            stt_language: Some("en".into()),
+            llm_model: "m".into(),
+            llm_max_completion_tokens: 10,
+            tts_model: "t".into(),
+            tts_voice: "v".into(),
+            tts_instructions: None,
+            tts_format: speech_format::TtsFormat::Pcm,
+            tts_sample_rate_hz: 24_000,
+            realtime_model: "gpt-realtime".into(),
+            realtime_voice: "marin".into(),
+            stall_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+            retry_budget: Duration::from_secs(2),
+        }
+    }
 }
 
 /// The kind of an upstream HTTP error, read from the status and OpenAI's error body.

@@ -27,7 +27,7 @@ use super::{UpstreamConfig, UpstreamError, classify_http_error, parse_retry_afte
 pub const TRANSCRIBER_COMMAND_QUEUE_FRAMES: usize = 256;
 
 /// The upstream WebSocket.
-type UpstreamSocket =
+pub(super) type UpstreamSocket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Events buffered towards the session; they are small and the session reads them promptly.
@@ -198,121 +198,172 @@ impl Transcriber {
     /// Connects, configures, then relays until either side ends.
     async fn run(
         &self,
-        mut commands: mpsc::Receiver<TranscriberCommand>,
+        commands: mpsc::Receiver<TranscriberCommand>,
         events: &mpsc::Sender<TranscriberEvent>,
         cancel: &CancellationToken,
     ) -> Result<(), UpstreamError> {
+        let url = &self.config.endpoints.realtime_url;
         let socket = tokio::select! {
-            socket = self.connect_with_retry() => socket?,
+            socket = connect_with_retry("transcription connect", &self.config, url) => socket?,
             () = cancel.cancelled() => return Ok(()),
         };
-        let (mut sink, mut stream) = socket.split();
-        sink.send(Message::text(
-            session_update(&self.config, self.turn_detection).to_string(),
-        ))
+        let mut append_text = String::new();
+        let encode = move |command| match command {
+            TranscriberCommand::Append(pcm) => {
+                append_event(&pcm, &mut append_text);
+                std::mem::take(&mut append_text)
+            }
+            TranscriberCommand::Commit => json!({"type": "input_audio_buffer.commit"}).to_string(),
+            TranscriberCommand::Clear => json!({"type": "input_audio_buffer.clear"}).to_string(),
+        };
+        let first = session_update(&self.config, self.turn_detection);
+        relay(
+            &self.config,
+            socket,
+            first,
+            commands,
+            events,
+            cancel,
+            encode,
+            parse_server_event,
+        )
+        .await
+    }
+}
+
+/// What one server event means to a socket's reader.
+#[derive(Debug, PartialEq)]
+pub(super) enum Parsed<E> {
+    /// Something the session needs to know.
+    Event(E),
+    /// The session cannot go on.
+    Fatal(UpstreamError),
+    /// Nothing that matters (unknown types included: OpenAI adds them over time).
+    Ignored,
+}
+
+/// Opens a Realtime socket at `url`, retrying transient handshake failures within the budget.
+pub(super) async fn connect_with_retry(
+    what: &'static str,
+    config: &UpstreamConfig,
+    url: &str,
+) -> Result<UpstreamSocket, UpstreamError> {
+    super::with_retry(what, config, || connect_once(config, url)).await
+}
+
+async fn connect_once(config: &UpstreamConfig, url: &str) -> Result<UpstreamSocket, UpstreamError> {
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| UpstreamError::Connect(e.to_string()))?;
+    if let Some(key) = &config.api_key {
+        let mut value = format!("Bearer {}", key.expose())
+            .parse::<tungstenite::http::HeaderValue>()
+            .map_err(|_| UpstreamError::Connect("unusable API key".into()))?;
+        value.set_sensitive(true);
+        request.headers_mut().insert("authorization", value);
+    }
+    // No Nagle delay on appends and commits.
+    let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
+    match tokio::time::timeout(config.response_timeout, connect).await {
+        Err(_) => Err(UpstreamError::Timeout),
+        Ok(Ok((socket, _response))) => Ok(socket),
+        Ok(Err(tungstenite::Error::Http(response))) => {
+            let status = response.status().as_u16();
+            let retry_after = parse_retry_after(response.headers());
+            let body = response.body().as_deref().unwrap_or_default();
+            Err(classify_http_error(status, body, retry_after))
+        }
+        Ok(Err(error)) => Err(UpstreamError::Connect(error.to_string())),
+    }
+}
+
+/// Sends `first` (the `session.update`), then relays: each command `encode`d as one text
+/// frame, each server frame `parse`d into an event for the session. Pings the upstream a few
+/// times per stall timeout and gives up on a socket that answers nothing, not even pongs, for
+/// the whole stall timeout. Ends when the session drops its command sender, when `cancel`
+/// fires (closing politely either way), or when the socket fails.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn relay<C, E>(
+    config: &UpstreamConfig,
+    socket: UpstreamSocket,
+    first: Value,
+    mut commands: mpsc::Receiver<C>,
+    events: &mpsc::Sender<E>,
+    cancel: &CancellationToken,
+    mut encode: impl FnMut(C) -> String,
+    parse: impl Fn(&str) -> Parsed<E>,
+) -> Result<(), UpstreamError> {
+    let (mut sink, mut stream) = socket.split();
+    sink.send(Message::text(first.to_string()))
         .await
         .map_err(|e| UpstreamError::Connect(e.to_string()))?;
-        let mut append_text = String::new();
-        // Keepalive: a ping every third of the stall timeout keeps idle middleboxes from
-        // dropping the socket, and a socket that answers nothing (not even pongs) for the whole
-        // stall timeout is dead, even if it was never closed.
-        let ping_every = (self.config.stall_timeout / KEEPALIVE_PINGS_PER_STALL_TIMEOUT)
-            .max(std::time::Duration::from_millis(1));
-        let mut pings =
-            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-        pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_heard = tokio::time::Instant::now();
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => {
+    // Keepalive: a ping every third of the stall timeout keeps idle middleboxes from
+    // dropping the socket.
+    let ping_every = (config.stall_timeout / KEEPALIVE_PINGS_PER_STALL_TIMEOUT)
+        .max(std::time::Duration::from_millis(1));
+    let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => {
+                let _ = sink.send(Message::Close(None)).await;
+                return Ok(());
+            }
+            _ = pings.tick() => {
+                if last_heard.elapsed() >= config.stall_timeout {
+                    tracing::warn!("Realtime socket silent, even to pings: giving it up");
+                    return Err(UpstreamError::Timeout);
+                }
+                sink.send(Message::Ping(Bytes::new())).await.map_err(|_| UpstreamError::Truncated)?;
+            }
+            command = commands.recv() => {
+                let Some(command) = command else {
+                    // The session is gone: close politely.
                     let _ = sink.send(Message::Close(None)).await;
                     return Ok(());
-                }
-                _ = pings.tick() => {
-                    if last_heard.elapsed() >= self.config.stall_timeout {
-                        tracing::warn!("transcription socket silent, even to pings: giving it up");
-                        return Err(UpstreamError::Timeout);
+                };
+                sink.send(Message::text(encode(command))).await.map_err(|_| UpstreamError::Truncated)?;
+            }
+            message = stream.next() => {
+                last_heard = tokio::time::Instant::now();
+                let text = match message {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Close(frame))) => {
+                        tracing::warn!(?frame, "Realtime socket closed by upstream");
+                        return Err(UpstreamError::Truncated);
                     }
-                    sink.send(Message::Ping(Bytes::new())).await.map_err(|_| UpstreamError::Truncated)?;
-                }
-                command = commands.recv() => {
-                    let Some(command) = command else {
-                        // The session is gone: close politely.
-                        let _ = sink.send(Message::Close(None)).await;
-                        return Ok(());
-                    };
-                    let text = match command {
-                        TranscriberCommand::Append(pcm) => {
-                            append_event(&pcm, &mut append_text);
-                            std::mem::take(&mut append_text)
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => return Err(UpstreamError::Truncated),
+                };
+                match parse(&text) {
+                    Parsed::Event(event) => {
+                        if events.send(event).await.is_err() {
+                            return Ok(());
                         }
-                        TranscriberCommand::Commit => json!({"type": "input_audio_buffer.commit"}).to_string(),
-                        TranscriberCommand::Clear => json!({"type": "input_audio_buffer.clear"}).to_string(),
-                    };
-                    sink.send(Message::text(text)).await.map_err(|_| UpstreamError::Truncated)?;
-                }
-                message = stream.next() => {
-                    last_heard = tokio::time::Instant::now();
-                    let text = match message {
-                        Some(Ok(Message::Text(text))) => text,
-                        Some(Ok(Message::Close(frame))) => {
-                            tracing::warn!(?frame, "transcription socket closed by upstream");
-                            return Err(UpstreamError::Truncated);
-                        }
-                        Some(Ok(_)) => continue,
-                        Some(Err(_)) | None => return Err(UpstreamError::Truncated),
-                    };
-                    match parse_server_event(&text) {
-                        ServerEvent::Event(event) => {
-                            if events.send(event).await.is_err() {
-                                return Ok(());
-                            }
-                        }
-                        ServerEvent::Fatal(error) => return Err(error),
-                        ServerEvent::Ignored => {}
                     }
+                    Parsed::Fatal(error) => return Err(error),
+                    Parsed::Ignored => {}
                 }
             }
         }
     }
+}
 
-    /// Opens the socket, retrying transient handshake failures.
-    async fn connect_with_retry(&self) -> Result<UpstreamSocket, UpstreamError> {
-        super::with_retry("transcription connect", &self.config, || {
-            self.connect_once()
-        })
-        .await
-    }
-
-    async fn connect_once(&self) -> Result<UpstreamSocket, UpstreamError> {
-        let mut request = self
-            .config
-            .endpoints
-            .realtime_url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| UpstreamError::Connect(e.to_string()))?;
-        if let Some(key) = &self.config.api_key {
-            let mut value = format!("Bearer {}", key.expose())
-                .parse::<tungstenite::http::HeaderValue>()
-                .map_err(|_| UpstreamError::Connect("unusable API key".into()))?;
-            value.set_sensitive(true);
-            request.headers_mut().insert("authorization", value);
-        }
-        // No Nagle delay on appends and commits.
-        let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
-        match tokio::time::timeout(self.config.response_timeout, connect).await {
-            Err(_) => Err(UpstreamError::Timeout),
-            Ok(Ok((socket, _response))) => Ok(socket),
-            Ok(Err(tungstenite::Error::Http(response))) => {
-                let status = response.status().as_u16();
-                let retry_after = parse_retry_after(response.headers());
-                let body = response.body().as_deref().unwrap_or_default();
-                Err(classify_http_error(status, body, retry_after))
-            }
-            Ok(Err(error)) => Err(UpstreamError::Connect(error.to_string())),
-        }
-    }
+/// The `error` events after which a Realtime session cannot work at all (wrong shape, model
+/// or credentials), as the error to end it with.
+pub(super) fn fatal_session_error(code: Option<&str>, message: &str) -> Option<UpstreamError> {
+    let kind = match code? {
+        "invalid_api_key" => super::HttpErrorKind::Auth,
+        "beta_api_shape_disabled" | "model_not_found" => super::HttpErrorKind::BadRequest,
+        _ => return None,
+    };
+    Some(UpstreamError::Http {
+        status: 400,
+        kind,
+        message: message.to_owned(),
+        retry_after: None,
+    })
 }
 
 /// The `session.update` that configures a transcription session (`docs/openai-wire.md` §1.3).
@@ -358,13 +409,8 @@ pub fn append_event(pcm: &[u8], out: &mut String) {
     out.push_str(TAIL);
 }
 
-/// What one server event means to us.
-#[derive(Debug, PartialEq)]
-enum ServerEvent {
-    Event(TranscriberEvent),
-    Fatal(UpstreamError),
-    Ignored,
-}
+/// What a transcription server event means to the session.
+type ServerEvent = Parsed<TranscriberEvent>;
 
 /// Reads one server event, tolerating unknown types and missing optional fields.
 fn parse_server_event(text: &str) -> ServerEvent {
@@ -408,22 +454,12 @@ fn parse_server_event(text: &str) -> ServerEvent {
             let error = value.get("error").cloned().unwrap_or_default();
             let code = string(&error, "code");
             let message = string(&error, "message").unwrap_or_default();
-            match code.as_deref() {
-                Some("input_audio_buffer_commit_empty") => TranscriberEvent::CommitEmpty,
-                // The session cannot work at all: wrong shape, model or credentials.
-                Some("beta_api_shape_disabled" | "invalid_api_key" | "model_not_found") => {
-                    return ServerEvent::Fatal(UpstreamError::Http {
-                        status: 400,
-                        kind: if code.as_deref() == Some("invalid_api_key") {
-                            super::HttpErrorKind::Auth
-                        } else {
-                            super::HttpErrorKind::BadRequest
-                        },
-                        message,
-                        retry_after: None,
-                    });
-                }
-                _ => TranscriberEvent::Error { code, message },
+            if code.as_deref() == Some("input_audio_buffer_commit_empty") {
+                TranscriberEvent::CommitEmpty
+            } else if let Some(fatal) = fatal_session_error(code.as_deref(), &message) {
+                return ServerEvent::Fatal(fatal);
+            } else {
+                TranscriberEvent::Error { code, message }
             }
         }
         // session.created, conversation.item.*, rate_limits.updated and anything new.
@@ -436,25 +472,9 @@ fn parse_server_event(text: &str) -> ServerEvent {
 mod tests {
     use super::*;
     use crate::config::Endpoints;
-    use std::time::Duration;
 
     fn config() -> UpstreamConfig {
-        UpstreamConfig {
-            endpoints: Endpoints::from_base("http://127.0.0.1:1/v1").unwrap(),
-            api_key: None,
-            stt_model: "gpt-4o-mini-transcribe".into(),
-            stt_language: Some("en".into()),
-            llm_model: "m".into(),
-            llm_max_completion_tokens: 10,
-            tts_model: "t".into(),
-            tts_voice: "v".into(),
-            tts_instructions: None,
-            tts_format: crate::upstream::speech_format::TtsFormat::Pcm,
-            tts_sample_rate_hz: 24_000,
-            stall_timeout: Duration::from_secs(1),
-            response_timeout: Duration::from_secs(1),
-            retry_budget: Duration::from_secs(2),
-        }
+        UpstreamConfig::for_tests(Endpoints::from_base("http://127.0.0.1:1/v1").unwrap())
     }
 
     #[test]
