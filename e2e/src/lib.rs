@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use openai_sim::{SimConfig, Simulator};
-use protocol::{ClientMessage, ResponseId, ServerMessage};
+use protocol::{ClientMessage, ErrorEvent, ResponseId, ServerMessage};
 use proxy::config::{Config, Secret};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -360,6 +360,45 @@ impl Browser {
             .collect()
     }
 
+    /// The error events received so far, oldest first.
+    pub fn errors(&self) -> Vec<ErrorEvent> {
+        self.messages()
+            .into_iter()
+            .filter_map(|m| match m {
+                ServerMessage::Error(event) => Some(event.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Reads frames until an error event matches `pred`, and returns it.
+    pub async fn wait_for_error(&mut self, pred: impl Fn(&ErrorEvent) -> bool) -> ErrorEvent {
+        match self
+            .wait_for(|m| matches!(m, ServerMessage::Error(e) if pred(e)))
+            .await
+        {
+            ServerMessage::Error(event) => event,
+            _ => unreachable!("the predicate matches errors only"),
+        }
+    }
+
+    /// The `response_done` of `response_id`, if it arrived.
+    pub fn response_done(&self, response_id: ResponseId) -> Option<ResponseDone> {
+        self.messages().into_iter().find_map(|m| match m {
+            ServerMessage::ResponseDone {
+                response_id: id,
+                text,
+                interrupted,
+                audio_samples,
+            } if *id == response_id => Some(ResponseDone {
+                text: text.clone(),
+                interrupted: *interrupted,
+                audio_samples: *audio_samples,
+            }),
+            _ => None,
+        })
+    }
+
     /// All audio bytes received for a response, in order.
     pub fn audio_of(&self, response_id: ResponseId) -> Vec<u8> {
         self.received
@@ -375,6 +414,17 @@ impl Browser {
             .copied()
             .collect()
     }
+}
+
+/// What a `response_done` said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseDone {
+    /// The response's text.
+    pub text: String,
+    /// Whether it was cut short.
+    pub interrupted: bool,
+    /// 24 kHz samples of audio sent for it.
+    pub audio_samples: u64,
 }
 
 /// `seconds` of a 220 Hz tone at about -12 dBFS: audible "speech" for the simulator's VAD and

@@ -104,21 +104,12 @@ async fn speech_to_speech_no_audio_follows_its_response_done() {
     order_holds_over_many_turns(|config| config.pipeline = PipelineKind::SpeechToSpeech).await;
 }
 
-/// The `response_done` of `response_id` among what `browser` received.
+/// The `response_done` of `response_id`: its text and whether it was interrupted.
 fn response_done(browser: &Browser, response_id: ResponseId) -> (String, bool) {
-    browser
-        .messages()
-        .iter()
-        .find_map(|m| match m {
-            ServerMessage::ResponseDone {
-                response_id: id,
-                text,
-                interrupted,
-                ..
-            } if *id == response_id => Some((text.clone(), *interrupted)),
-            _ => None,
-        })
-        .expect("response_done arrived")
+    let done = browser
+        .response_done(response_id)
+        .expect("response_done arrived");
+    (done.text, done.interrupted)
 }
 
 #[tokio::test]

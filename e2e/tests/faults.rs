@@ -9,26 +9,15 @@ use voice_agent_e2e::{Browser, TestProxy, tone};
 /// request may leave a scripted line for the next one.
 async fn turn_with_error(_proxy: &TestProxy, browser: &mut Browser, stage: Stage) -> ErrorEvent {
     browser.say(&tone(0.5)).await;
-    let error = browser
-        .wait_for(|m| matches!(m, ServerMessage::Error(e) if e.stage == stage))
-        .await;
-    let ServerMessage::Error(event) = error else {
-        unreachable!()
-    };
-    event
+    browser.wait_for_error(|e| e.stage == stage).await
 }
 
 /// The error events the browser got so far (of `stage` only, if given).
 fn errors_seen(browser: &Browser, stage: Option<Stage>) -> Vec<ErrorEvent> {
     browser
-        .messages()
+        .errors()
         .into_iter()
-        .filter_map(|m| match m {
-            ServerMessage::Error(e) if stage.is_none_or(|stage| e.stage == stage) => {
-                Some(e.clone())
-            }
-            _ => None,
-        })
+        .filter(|e| stage.is_none_or(|stage| e.stage == stage))
         .collect()
 }
 

@@ -89,12 +89,7 @@ async fn a_chat_stream_that_ends_without_done_after_its_finish_reason_is_whole()
         matches!(done, ServerMessage::ResponseDone { interrupted: false, ref text, .. } if text == "Complete without the marker."),
         "{done:?}"
     );
-    assert!(
-        !browser
-            .messages()
-            .iter()
-            .any(|m| matches!(m, ServerMessage::Error(_)))
-    );
+    assert!(browser.errors().is_empty(), "{:?}", browser.errors());
     proxy.stop().await;
 }
 
@@ -135,12 +130,7 @@ async fn a_conversation_runs_against_every_provider_profile() {
             matches!(done, ServerMessage::ResponseDone { interrupted: false, ref text, .. } if text == "Hello to you."),
             "{profile}: {done:?}"
         );
-        let errors: Vec<_> = browser
-            .messages()
-            .into_iter()
-            .filter(|m| matches!(m, ServerMessage::Error(_)))
-            .cloned()
-            .collect();
+        let errors = browser.errors();
         assert!(errors.is_empty(), "{profile}: {errors:?}");
         // As much 24 kHz audio as the server sent at its own rate.
         let records = proxy.sim.records();

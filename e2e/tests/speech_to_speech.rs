@@ -5,7 +5,7 @@
 use openai_sim::{Fault, SimConfig, SimStage};
 use protocol::{ClientMessage, ErrorCode, ResponseId, ServerMessage, Stage, TurnDetection};
 use proxy::config::{Config, PipelineKind};
-use voice_agent_e2e::{Browser, Received, TestProxy, tone};
+use voice_agent_e2e::{Browser, Received, ResponseDone, TestProxy, tone};
 
 fn speech_to_speech(config: &mut Config) {
     config.pipeline = PipelineKind::SpeechToSpeech;
@@ -18,32 +18,11 @@ async fn answered(browser: &mut Browser, response_id: ResponseId) {
         .await;
 }
 
-/// The `response_done` of `response_id`: its text and whether it was interrupted.
-fn response_done(browser: &Browser, response_id: ResponseId) -> (String, bool, u64) {
+/// The `response_done` of `response_id`, which must have arrived.
+fn response_done(browser: &Browser, response_id: ResponseId) -> ResponseDone {
     browser
-        .messages()
-        .iter()
-        .find_map(|m| match m {
-            ServerMessage::ResponseDone {
-                response_id: id,
-                text,
-                interrupted,
-                audio_samples,
-            } if *id == response_id => Some((text.clone(), *interrupted, *audio_samples)),
-            _ => None,
-        })
+        .response_done(response_id)
         .expect("response_done arrived")
-}
-
-fn errors(browser: &Browser) -> Vec<protocol::ErrorEvent> {
-    browser
-        .messages()
-        .iter()
-        .filter_map(|m| match m {
-            ServerMessage::Error(event) => Some(event.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -64,7 +43,11 @@ async fn a_three_turn_conversation_runs_on_one_realtime_session() {
         browser.say(&tone(0.5)).await;
         let response_id = ResponseId(n as u32 + 1);
         answered(&mut browser, response_id).await;
-        let (text, interrupted, samples) = response_done(&browser, response_id);
+        let ResponseDone {
+            text,
+            interrupted,
+            audio_samples: samples,
+        } = response_done(&browser, response_id);
         assert_eq!(text, *answer);
         assert!(!interrupted);
         assert_eq!(
@@ -89,7 +72,7 @@ async fn a_three_turn_conversation_runs_on_one_realtime_session() {
         transcripts[..2] == [turns[0].0, turns[1].0],
         "{transcripts:?}"
     );
-    assert!(errors(&browser).is_empty(), "{:?}", errors(&browser));
+    assert!(browser.errors().is_empty(), "{:?}", browser.errors());
 
     let records = proxy.sim.records();
     assert!(records.chat.is_empty() && records.speech.is_empty());
@@ -150,8 +133,9 @@ async fn barge_in_cancels_upstream_and_truncates_the_answer_at_what_was_played()
     browser
         .wait_for(|m| matches!(m, ServerMessage::ResponseDone { response_id, .. } if *response_id == ResponseId(1)))
         .await;
-    let (_, interrupted, sent_samples) = response_done(&browser, ResponseId(1));
-    assert!(interrupted);
+    let cut = response_done(&browser, ResponseId(1));
+    assert!(cut.interrupted);
+    let sent_samples = cut.audio_samples;
     // The browser played half a second of it.
     assert!(sent_samples > 12_000, "{sent_samples}");
     let played_samples = 12_000;
@@ -194,7 +178,7 @@ async fn barge_in_cancels_upstream_and_truncates_the_answer_at_what_was_played()
     browser.send(ClientMessage::SpeechStopped).await;
     answered(&mut browser, ResponseId(2)).await;
     assert_eq!(
-        response_done(&browser, ResponseId(2)).0,
+        response_done(&browser, ResponseId(2)).text,
         "Sure, what would you like?"
     );
     proxy.stop().await;
@@ -218,7 +202,7 @@ async fn with_server_vad_the_upstream_ends_turns_and_answers_on_its_own() {
         .await;
     answered(&mut browser, ResponseId(1)).await;
     assert_eq!(
-        response_done(&browser, ResponseId(1)).0,
+        response_done(&browser, ResponseId(1)).text,
         "Hello! How can I help?"
     );
     let records = proxy.sim.records();
@@ -237,12 +221,7 @@ async fn rejected_credentials_are_reported_as_the_language_models() {
     proxy.sim.inject(SimStage::Realtime, Fault::unauthorized());
     let mut browser = proxy.connect().await;
     browser.say(&tone(0.5)).await;
-    let error = browser
-        .wait_for(|m| matches!(m, ServerMessage::Error(_)))
-        .await;
-    let ServerMessage::Error(event) = error else {
-        unreachable!()
-    };
+    let event = browser.wait_for_error(|_| true).await;
     assert_eq!(
         (event.stage, event.code),
         (Stage::Llm, ErrorCode::UpstreamAuth)
@@ -278,13 +257,14 @@ async fn a_failed_answer_is_interrupted_and_a_lost_session_is_replaced_with_the_
     browser
         .wait_for(|m| matches!(m, ServerMessage::ResponseDone { response_id, .. } if *response_id == ResponseId(2)))
         .await;
-    assert!(response_done(&browser, ResponseId(2)).1);
+    assert!(response_done(&browser, ResponseId(2)).interrupted);
     assert!(
-        errors(&browser)
+        browser
+            .errors()
             .iter()
             .any(|e| e.response_id == Some(ResponseId(2))),
         "{:?}",
-        errors(&browser)
+        browser.errors()
     );
 
     // The connection drops mid-answer: reported, and the answer is interrupted.
@@ -298,14 +278,14 @@ async fn a_failed_answer_is_interrupted_and_a_lost_session_is_replaced_with_the_
     browser
         .wait_for(|m| matches!(m, ServerMessage::ResponseDone { response_id, .. } if *response_id == ResponseId(3)))
         .await;
-    assert!(response_done(&browser, ResponseId(3)).1);
+    assert!(response_done(&browser, ResponseId(3)).interrupted);
 
     // The next turn opens a fresh session, which is given the conversation so far.
     proxy.sim.script_reply("Your name is Ada.");
     browser.say(&tone(0.5)).await;
     answered(&mut browser, ResponseId(4)).await;
     assert_eq!(
-        response_done(&browser, ResponseId(4)).0,
+        response_done(&browser, ResponseId(4)).text,
         "Your name is Ada."
     );
     let records = proxy.sim.records();

@@ -156,7 +156,6 @@ pub(crate) async fn run(
         response_events: events_tx,
         clocks: TurnClocks::default(),
         backlog: Episode::new(BACKLOG_EPISODE_QUIET),
-        utterance_ms: 0.0,
         turn_audio: TurnAudio::default(),
         turn_errors: std::collections::VecDeque::new(),
         actions: Vec::new(),
@@ -198,8 +197,6 @@ struct Session {
     clocks: TurnClocks,
     /// Frames the transcriber could not take: reported once per episode.
     backlog: Episode,
-    /// Audio of the utterance in progress, in milliseconds.
-    utterance_ms: f64,
     /// The audio of turns not yet transcribed, for their retry (client turn detection).
     turn_audio: TurnAudio,
     /// Upstream errors of failed turn transcriptions, reported when the machine drops their
@@ -387,7 +384,7 @@ impl Session {
                 if let Some(input) = self.transcriber.close_if_expiring(idle) {
                     self.apply(input).await;
                 }
-                self.utterance_ms = 0.0;
+                self.shell.utterance_started();
                 self.speech_activity();
                 self.transcriber.ensure();
                 self.apply(Input::ClientSpeechStarted).await;
@@ -455,9 +452,7 @@ impl Session {
                 ))
                 .await;
         }
-        self.utterance_ms += frame_ms;
-        let max_ms = self.context.limits.max_utterance.as_secs_f64() * 1000.0;
-        if self.utterance_ms > max_ms && self.machine.phase() == Phase::UserSpeaking {
+        if self.shell.utterance_too_long(frame_ms) && self.machine.phase() == Phase::UserSpeaking {
             self.end_long_utterance().await;
         }
         true
@@ -465,16 +460,7 @@ impl Session {
 
     /// Ends an utterance at the longest length allowed, as if the user had paused, and says so.
     async fn end_long_utterance(&mut self) {
-        self.utterance_ms = 0.0;
-        let seconds = self.context.limits.max_utterance.as_secs();
-        self.shell
-            .send_error(ErrorEvent::new(
-                Stage::Proxy,
-                ErrorCode::UtteranceTooLong,
-                format!("You spoke for over {seconds} seconds; I'll answer what I heard so far."),
-                true,
-            ))
-            .await;
+        self.shell.end_long_utterance().await;
         if self.context.turn_detection == TurnDetection::Client {
             self.apply(Input::ClientSpeechStopped).await;
         } else {
@@ -574,10 +560,7 @@ impl Session {
                         ErrorCode::TranscriptionFailed,
                         "Sorry, I couldn't make out what you said.",
                     ),
-                    DropReason::Empty => (
-                        ErrorCode::AudioTooShort,
-                        "I didn't catch anything; please speak a little longer.",
-                    ),
+                    DropReason::Empty => (ErrorCode::AudioTooShort, shell::AUDIO_TOO_SHORT_MESSAGE),
                     DropReason::TimedOut => (
                         ErrorCode::UpstreamTimeout,
                         "Speech recognition did not answer in time.",

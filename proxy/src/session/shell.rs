@@ -23,6 +23,20 @@ const PROTOCOL_ERROR_WINDOW: Duration = Duration::from_secs(10);
 /// the rest counted, so one client cannot fill the log.
 const WARNING_EPISODE_QUIET: Duration = Duration::from_secs(10);
 
+/// What the user hears of a turn with (almost) no audio, in either pipeline.
+pub(crate) const AUDIO_TOO_SHORT_MESSAGE: &str =
+    "I didn't catch anything; please speak a little longer.";
+
+/// The error of a turn with (almost) no audio.
+pub(crate) fn audio_too_short() -> ErrorEvent {
+    ErrorEvent::new(
+        Stage::Stt,
+        ErrorCode::AudioTooShort,
+        AUDIO_TOO_SHORT_MESSAGE,
+        true,
+    )
+}
+
 /// What became of a frame of microphone audio.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Admitted {
@@ -50,6 +64,8 @@ pub(crate) struct Shell {
     warnings: Episode,
     /// Whether any frame came from the browser since the last ping.
     heard_since_ping: bool,
+    /// Audio of the utterance in progress, in milliseconds.
+    utterance_ms: f64,
     /// Timeouts and spend limits.
     pub(crate) limits: Limits,
 }
@@ -83,6 +99,7 @@ impl Shell {
             protocol_errors,
             warnings: Episode::new(WARNING_EPISODE_QUIET),
             heard_since_ping: true,
+            utterance_ms: 0.0,
             limits,
         }
     }
@@ -158,6 +175,32 @@ impl Shell {
                 Admitted::Closed
             }
         }
+    }
+
+    /// A new utterance begins.
+    pub(crate) fn utterance_started(&mut self) {
+        self.utterance_ms = 0.0;
+    }
+
+    /// Counts a relayed frame of `frame_ms` into the utterance; `true` once the utterance is
+    /// longer than `MAX_UTTERANCE_S`.
+    pub(crate) fn utterance_too_long(&mut self, frame_ms: f64) -> bool {
+        self.utterance_ms += frame_ms;
+        self.utterance_ms > self.limits.max_utterance.as_secs_f64() * 1000.0
+    }
+
+    /// Tells the user their utterance is ended at the longest length allowed (the caller ends
+    /// the turn, as if they had paused), and starts counting afresh.
+    pub(crate) async fn end_long_utterance(&mut self) {
+        self.utterance_ms = 0.0;
+        let seconds = self.limits.max_utterance.as_secs();
+        self.send_error(ErrorEvent::new(
+            Stage::Proxy,
+            ErrorCode::UtteranceTooLong,
+            format!("You spoke for over {seconds} seconds; I'll answer what I heard so far."),
+            true,
+        ))
+        .await;
     }
 
     /// Handles the timers every session has (idle, maximum length, ping); `false` ends the

@@ -40,9 +40,10 @@ use super::deadlines::Timer;
 use super::history::{SpokenSegment, heard_text};
 use super::metrics::{Step, TurnClocks, log_waterfall};
 use super::response::AudioOut;
-use super::shell::{Admitted, Shell};
+use super::shell::{Admitted, Shell, audio_too_short};
 use super::silence_pad;
 use crate::upstream::conversation::{AgentCommand, AgentEvent, AgentHandle, AnswerStatus};
+use crate::upstream::realtime::TranscriberEvent;
 
 /// Shortest buffer the upstream commits, in milliseconds (it refuses less with
 /// `input_audio_buffer_commit_empty`): a shorter turn is dropped here, before any request.
@@ -81,7 +82,6 @@ pub(crate) async fn run(
         next_response: ResponseId::default(),
         speaking: None,
         buffered_ms: 0.0,
-        utterance_ms: 0.0,
         items: VecDeque::new(),
         awaiting_commit: VecDeque::new(),
         answering: None,
@@ -190,8 +190,6 @@ struct Session {
     speaking: Option<TurnId>,
     /// Audio appended since the last commit, in milliseconds.
     buffered_ms: f64,
-    /// Audio of the utterance in progress, in milliseconds.
-    utterance_ms: f64,
     /// Upstream user items and the turns they are (the last few).
     items: VecDeque<(String, TurnId)>,
     /// Turns committed whose `committed` has not come back yet, oldest first.
@@ -317,7 +315,7 @@ impl Session {
             ClientMessage::SpeechStarted => {
                 self.speech_activity();
                 self.ensure_upstream();
-                self.utterance_ms = 0.0;
+                self.shell.utterance_started();
                 // Barge-in: whatever is being said stops now.
                 self.interrupt_answer().await;
                 if self.context.turn_detection == TurnDetection::Client && self.speaking.is_none() {
@@ -348,15 +346,7 @@ impl Session {
         if buffered_ms < MIN_COMMIT_MS {
             let _ = self.command(AgentCommand::Clear);
             self.shell
-                .send_error(
-                    ErrorEvent::new(
-                        Stage::Stt,
-                        ErrorCode::AudioTooShort,
-                        "I didn't catch anything; please speak a little longer.",
-                        true,
-                    )
-                    .for_turn(turn),
-                )
+                .send_error(audio_too_short().for_turn(turn))
                 .await;
             return;
         }
@@ -404,21 +394,8 @@ impl Session {
             return true;
         }
         self.buffered_ms += frame_ms;
-        self.utterance_ms += frame_ms;
-        let max_ms = self.context.limits.max_utterance.as_secs_f64() * 1000.0;
-        if self.utterance_ms > max_ms {
-            self.utterance_ms = 0.0;
-            let seconds = self.context.limits.max_utterance.as_secs();
-            self.shell
-                .send_error(ErrorEvent::new(
-                    Stage::Proxy,
-                    ErrorCode::UtteranceTooLong,
-                    format!(
-                        "You spoke for over {seconds} seconds; I'll answer what I heard so far."
-                    ),
-                    true,
-                ))
-                .await;
+        if self.shell.utterance_too_long(frame_ms) {
+            self.shell.end_long_utterance().await;
             if self.context.turn_detection == TurnDetection::Client {
                 self.end_client_turn().await;
             } else {
@@ -519,7 +496,7 @@ impl Session {
 
     async fn on_upstream(&mut self, event: AgentEvent) {
         match event {
-            AgentEvent::SpeechStarted { item_id } => {
+            AgentEvent::Input(TranscriberEvent::SpeechStarted { item_id }) => {
                 self.speech_activity();
                 let turn = self.new_turn();
                 self.remember_item(item_id, turn);
@@ -529,7 +506,7 @@ impl Session {
                     .send(ServerMessage::SpeechStarted { turn_id: turn })
                     .await;
             }
-            AgentEvent::SpeechStopped { item_id } => {
+            AgentEvent::Input(TranscriberEvent::SpeechStopped { item_id }) => {
                 if let Some(turn) = self.turn_of_item(&item_id) {
                     self.clocks.start(turn, Instant::now());
                     self.answering = Some(turn);
@@ -539,7 +516,7 @@ impl Session {
                         .await;
                 }
             }
-            AgentEvent::Committed { item_id } => {
+            AgentEvent::Input(TranscriberEvent::Committed { item_id, .. }) => {
                 if self.turn_of_item(&item_id).is_some() {
                     return;
                 }
@@ -555,7 +532,7 @@ impl Session {
                 };
                 self.remember_item(item_id, turn);
             }
-            AgentEvent::UserDelta { item_id, delta } => {
+            AgentEvent::Input(TranscriberEvent::Delta { item_id, delta }) => {
                 if let Some(turn_id) = self.turn_of_item(&item_id) {
                     self.shell
                         .browser
@@ -563,10 +540,10 @@ impl Session {
                         .await;
                 }
             }
-            AgentEvent::UserTranscript {
+            AgentEvent::Input(TranscriberEvent::Completed {
                 item_id,
                 transcript,
-            } => {
+            }) => {
                 if let Some(turn_id) = self.turn_of_item(&item_id) {
                     self.clocks
                         .mark(turn_id, Step::TranscriptFinal, Instant::now());
@@ -579,7 +556,7 @@ impl Session {
                         .await;
                 }
             }
-            AgentEvent::UserTranscriptFailed { item_id } => {
+            AgentEvent::Input(TranscriberEvent::Failed { item_id, .. }) => {
                 // The model heard the audio and answers it; only the page's copy is missing.
                 tracing::info!(item = %item_id, "the user's words could not be transcribed");
             }
@@ -591,12 +568,8 @@ impl Session {
                 item_id,
                 pcm,
             } => {
-                let Some(live) = self
-                    .live
-                    .as_mut()
-                    .filter(|live| live.upstream_id == response_id)
-                else {
-                    // Of an answer already cancelled: a few deltas are in flight.
+                // None: of an answer already cancelled (a few deltas are in flight).
+                let Some(live) = live_answer(&mut self.live, &response_id) else {
                     return;
                 };
                 if !live.first_audio {
@@ -610,11 +583,7 @@ impl Session {
                 let _ = self.audio_out.send(AudioOut { response_id, pcm }).await;
             }
             AgentEvent::AnswerDelta { response_id, delta } => {
-                let Some(live) = self
-                    .live
-                    .as_mut()
-                    .filter(|live| live.upstream_id == response_id)
-                else {
+                let Some(live) = live_answer(&mut self.live, &response_id) else {
                     return;
                 };
                 live.record.text.push_str(&delta);
@@ -628,21 +597,15 @@ impl Session {
                 response_id,
                 status,
             } => self.on_answer_done(response_id, status).await,
-            AgentEvent::CommitEmpty => {
-                let turn = self.awaiting_commit.pop_front();
-                let mut event = ErrorEvent::new(
-                    Stage::Stt,
-                    ErrorCode::AudioTooShort,
-                    "I didn't catch anything; please speak a little longer.",
-                    true,
-                );
-                if let Some(turn) = turn {
+            AgentEvent::Input(TranscriberEvent::CommitEmpty) => {
+                let mut event = audio_too_short();
+                if let Some(turn) = self.awaiting_commit.pop_front() {
                     self.clocks.forget(turn);
                     event = event.for_turn(turn);
                 }
                 self.shell.send_error(event).await;
             }
-            AgentEvent::Error { code, message } => {
+            AgentEvent::Input(TranscriberEvent::Error { code, message }) => {
                 if code
                     .as_deref()
                     .is_some_and(|code| BENIGN_ERROR_CODES.contains(&code))
@@ -651,6 +614,12 @@ impl Session {
                 }
                 tracing::warn!(code = ?code, %message, "voice model reported an error");
             }
+            // Not read off a conversation socket.
+            AgentEvent::Input(
+                TranscriberEvent::Ready { .. }
+                | TranscriberEvent::TurnFailed { .. }
+                | TranscriberEvent::Closed(_),
+            ) => {}
             AgentEvent::Closed(error) => {
                 tracing::warn!(%error, "voice model connection lost");
                 self.upstream = None;
@@ -760,6 +729,14 @@ impl Session {
                 .await;
         }
     }
+}
+
+/// The answer being generated, if it is upstream's `upstream_id`.
+fn live_answer<'a>(
+    live: &'a mut Option<LiveAnswer>,
+    upstream_id: &str,
+) -> Option<&'a mut LiveAnswer> {
+    live.as_mut().filter(|live| live.upstream_id == upstream_id)
 }
 
 /// The next upstream event; pending forever while there is no upstream.

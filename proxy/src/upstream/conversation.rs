@@ -15,13 +15,11 @@ use base64::Engine as _;
 use bytes::Bytes;
 use protocol::TurnDetection;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument as _;
 
 use super::realtime::{
-    Parsed, TRANSCRIBER_COMMAND_QUEUE_FRAMES, append_event, connect_with_retry,
-    fatal_session_error, relay,
+    Parsed, Socket, TRANSCRIBER_COMMAND_QUEUE_FRAMES, TranscriberEvent, UpstreamHandle,
+    append_event, connect_and_relay, parse_input_event, spawn_socket_task,
 };
 use super::{UpstreamConfig, UpstreamError};
 
@@ -78,40 +76,11 @@ pub enum AnswerStatus {
 /// What the conversation reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AgentEvent {
-    /// The upstream heard the user start speaking (server turn detection).
-    SpeechStarted {
-        /// The user item the speech becomes.
-        item_id: String,
-    },
-    /// The upstream heard the user stop speaking (server turn detection).
-    SpeechStopped {
-        /// The user item.
-        item_id: String,
-    },
-    /// The user's audio became an item.
-    Committed {
-        /// The user item.
-        item_id: String,
-    },
-    /// More of the user's words.
-    UserDelta {
-        /// The user item.
-        item_id: String,
-        /// Text to append.
-        delta: String,
-    },
-    /// The user's words, whole.
-    UserTranscript {
-        /// The user item.
-        item_id: String,
-        /// The text.
-        transcript: String,
-    },
-    /// Transcribing the user's words failed (the model still heard them).
-    UserTranscriptFailed {
-        /// The user item.
-        item_id: String,
-    },
+    /// The input side, as a transcription session reports it: speech detected (server turn
+    /// detection), commits, the user's words (`Delta`, `Completed`, `Failed`: the model heard
+    /// the audio either way), `CommitEmpty` and recoverable errors. `Ready`, `TurnFailed` and
+    /// `Closed` do not come this way.
+    Input(TranscriberEvent),
     /// An answer began.
     ResponseCreated {
         /// The upstream's response id.
@@ -140,29 +109,12 @@ pub enum AgentEvent {
         /// How.
         status: AnswerStatus,
     },
-    /// A commit found (almost) no audio.
-    CommitEmpty,
-    /// A recoverable `error` event; the session stays open.
-    Error {
-        /// The upstream's code.
-        code: Option<String>,
-        /// The upstream's message, for the log.
-        message: String,
-    },
     /// The connection failed or ended; the conversation is gone.
     Closed(UpstreamError),
 }
 
-/// The session's end of a running conversation. Dropping it ends the task and closes the
-/// socket.
-#[derive(Debug)]
-pub struct AgentHandle {
-    /// Commands to the upstream.
-    pub commands: mpsc::Sender<AgentCommand>,
-    /// Events from the upstream.
-    pub events: mpsc::Receiver<AgentEvent>,
-    _stop_on_drop: tokio_util::sync::DropGuard,
-}
+/// The session's end of a running conversation.
+pub type AgentHandle = UpstreamHandle<AgentCommand, AgentEvent>;
 
 /// Opens speech-to-speech conversations.
 #[derive(Debug, Clone)]
@@ -189,53 +141,36 @@ impl Agent {
     /// Starts connecting in the background and returns at once; commands sent before the
     /// socket is up wait in the queue.
     pub fn spawn(&self, cancel: CancellationToken) -> AgentHandle {
-        let (command_tx, command_rx) = mpsc::channel(TRANSCRIBER_COMMAND_QUEUE_FRAMES);
-        let (event_tx, event_rx) = mpsc::channel(AGENT_EVENT_QUEUE);
-        let stop = cancel.clone();
         let this = self.clone();
-        tokio::spawn(
-            async move {
-                if let Err(error) = this.run(command_rx, &event_tx, &cancel).await {
-                    let _ = event_tx.send(AgentEvent::Closed(error)).await;
-                }
-            }
-            .in_current_span(),
-        );
-        AgentHandle {
-            commands: command_tx,
-            events: event_rx,
-            _stop_on_drop: stop.drop_guard(),
-        }
-    }
-
-    async fn run(
-        &self,
-        commands: mpsc::Receiver<AgentCommand>,
-        events: &mpsc::Sender<AgentEvent>,
-        cancel: &CancellationToken,
-    ) -> Result<(), UpstreamError> {
-        let url = format!(
-            "{}?model={}",
-            self.config.endpoints.conversation_url, self.config.realtime_model
-        );
-        let socket = tokio::select! {
-            socket = connect_with_retry("conversation connect", &self.config, &url) => socket?,
-            () = cancel.cancelled() => return Ok(()),
-        };
-        let first = session_update(&self.config, self.turn_detection, &self.instructions);
-        let mut append_text = String::new();
-        let encode = move |command| encode(command, &mut append_text);
-        relay(
-            &self.config,
-            socket,
-            first,
-            commands,
-            events,
+        spawn_socket_task(
             cancel,
-            encode,
-            parse_server_event,
+            TRANSCRIBER_COMMAND_QUEUE_FRAMES,
+            AGENT_EVENT_QUEUE,
+            AgentEvent::Closed,
+            move |commands, events, cancel| async move {
+                let url = format!(
+                    "{}?model={}",
+                    this.config.endpoints.conversation_url, this.config.realtime_model
+                );
+                let socket = Socket {
+                    what: "conversation connect",
+                    url: &url,
+                    first: session_update(&this.config, this.turn_detection, &this.instructions),
+                };
+                let mut append_text = String::new();
+                let encode = move |command| encode(command, &mut append_text);
+                connect_and_relay(
+                    &this.config,
+                    socket,
+                    commands,
+                    &events,
+                    &cancel,
+                    encode,
+                    parse_server_event,
+                )
+                .await
+            },
         )
-        .await
     }
 }
 
@@ -327,34 +262,20 @@ fn encode(command: AgentCommand, append_text: &mut String) -> String {
     }
 }
 
-/// Reads one server event, tolerating unknown types and missing optional fields.
+/// Reads one server event, tolerating unknown types and missing optional fields. The input
+/// side's events (speech, commits, the user's transcription, errors) are read as the
+/// transcriber reads them; the answer's are read here.
 fn parse_server_event(text: &str) -> Parsed<AgentEvent> {
     let Ok(value) = serde_json::from_str::<Value>(text) else {
         tracing::warn!("unreadable conversation event ignored");
         return Parsed::Ignored;
     };
-    let string = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
-    let item_id = || string(&value, "item_id").unwrap_or_default();
-    let response_id = || string(&value, "response_id").unwrap_or_default();
+    let string = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
     let event = match value
         .get("type")
         .and_then(Value::as_str)
         .unwrap_or_default()
     {
-        "input_audio_buffer.speech_started" => AgentEvent::SpeechStarted { item_id: item_id() },
-        "input_audio_buffer.speech_stopped" => AgentEvent::SpeechStopped { item_id: item_id() },
-        "input_audio_buffer.committed" => AgentEvent::Committed { item_id: item_id() },
-        "conversation.item.input_audio_transcription.delta" => AgentEvent::UserDelta {
-            item_id: item_id(),
-            delta: string(&value, "delta").unwrap_or_default(),
-        },
-        "conversation.item.input_audio_transcription.completed" => AgentEvent::UserTranscript {
-            item_id: item_id(),
-            transcript: string(&value, "transcript").unwrap_or_default(),
-        },
-        "conversation.item.input_audio_transcription.failed" => {
-            AgentEvent::UserTranscriptFailed { item_id: item_id() }
-        }
         "response.created" => AgentEvent::ResponseCreated {
             response_id: value
                 .pointer("/response/id")
@@ -363,23 +284,21 @@ fn parse_server_event(text: &str) -> Parsed<AgentEvent> {
                 .to_owned(),
         },
         "response.output_audio.delta" => {
-            let Some(pcm) = value
-                .get("delta")
-                .and_then(Value::as_str)
+            let Some(pcm) = string("delta")
                 .and_then(|delta| base64::engine::general_purpose::STANDARD.decode(delta).ok())
             else {
                 tracing::warn!("audio delta without readable audio ignored");
                 return Parsed::Ignored;
             };
             AgentEvent::Audio {
-                response_id: response_id(),
-                item_id: item_id(),
+                response_id: string("response_id").unwrap_or_default(),
+                item_id: string("item_id").unwrap_or_default(),
                 pcm: Bytes::from(pcm),
             }
         }
         "response.output_audio_transcript.delta" => AgentEvent::AnswerDelta {
-            response_id: response_id(),
-            delta: string(&value, "delta").unwrap_or_default(),
+            response_id: string("response_id").unwrap_or_default(),
+            delta: string("delta").unwrap_or_default(),
         },
         "response.done" => {
             let response = value.get("response").cloned().unwrap_or_default();
@@ -396,26 +315,25 @@ fn parse_server_event(text: &str) -> Parsed<AgentEvent> {
                 _ => AnswerStatus::Completed,
             };
             AgentEvent::ResponseDone {
-                response_id: string(&response, "id").unwrap_or_default(),
+                response_id: response
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
                 status,
-            }
-        }
-        "error" => {
-            let error = value.get("error").cloned().unwrap_or_default();
-            let code = string(&error, "code");
-            let message = string(&error, "message").unwrap_or_default();
-            if code.as_deref() == Some("input_audio_buffer_commit_empty") {
-                AgentEvent::CommitEmpty
-            } else if let Some(fatal) = fatal_session_error(code.as_deref(), &message) {
-                return Parsed::Fatal(fatal);
-            } else {
-                AgentEvent::Error { code, message }
             }
         }
         // session.*, conversation.item.added/done/truncated, response.output_item.*,
         // response.content_part.*, the .done events of audio and transcript,
-        // rate_limits.updated and anything new.
-        _ => return Parsed::Ignored,
+        // rate_limits.updated and anything new fall through to the input side's reader,
+        // which ignores what it does not know.
+        _ => {
+            return match parse_input_event(&value) {
+                Parsed::Event(TranscriberEvent::Ready { .. }) | Parsed::Ignored => Parsed::Ignored,
+                Parsed::Event(event) => Parsed::Event(AgentEvent::Input(event)),
+                Parsed::Fatal(error) => Parsed::Fatal(error),
+            };
+        }
     };
     Parsed::Event(event)
 }
@@ -491,6 +409,40 @@ mod tests {
                     message: "boom".into()
                 }
             })
+        );
+    }
+
+    #[test]
+    fn input_side_events_are_read_as_the_transcriber_reads_them() {
+        assert_eq!(
+            parse_server_event(
+                r#"{"type":"input_audio_buffer.speech_started","audio_start_ms":10,"item_id":"u1"}"#
+            ),
+            Parsed::Event(AgentEvent::Input(TranscriberEvent::SpeechStarted {
+                item_id: "u1".into()
+            }))
+        );
+        assert_eq!(
+            parse_server_event(
+                r#"{"type":"conversation.item.input_audio_transcription.completed","item_id":"u1","content_index":0,"transcript":"Hi."}"#
+            ),
+            Parsed::Event(AgentEvent::Input(TranscriberEvent::Completed {
+                item_id: "u1".into(),
+                transcript: "Hi.".into()
+            }))
+        );
+        assert_eq!(
+            parse_server_event(
+                r#"{"type":"error","error":{"type":"invalid_request_error","code":"response_cancel_not_active","message":"none"}}"#
+            ),
+            Parsed::Event(AgentEvent::Input(TranscriberEvent::Error {
+                code: Some("response_cancel_not_active".into()),
+                message: "none".into()
+            }))
+        );
+        assert_eq!(
+            parse_server_event(r#"{"type":"session.updated","session":{}}"#),
+            Parsed::Ignored
         );
     }
 

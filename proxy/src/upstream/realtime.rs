@@ -115,15 +115,51 @@ pub enum TranscriberEvent {
     Closed(UpstreamError),
 }
 
-/// The session's end of a running transcriber. Dropping it ends the transcriber and closes
-/// its socket, whatever the socket is doing.
+/// The session's end of a task that owns an upstream socket. Dropping it ends the task and
+/// closes the socket, whatever the socket is doing.
 #[derive(Debug)]
-pub struct TranscriberHandle {
+pub struct UpstreamHandle<C, E> {
     /// Commands to the upstream.
-    pub commands: mpsc::Sender<TranscriberCommand>,
+    pub commands: mpsc::Sender<C>,
     /// Events from the upstream.
-    pub events: mpsc::Receiver<TranscriberEvent>,
+    pub events: mpsc::Receiver<E>,
     _stop_on_drop: DropGuard,
+}
+
+/// The session's end of a running transcriber.
+pub type TranscriberHandle = UpstreamHandle<TranscriberCommand, TranscriberEvent>;
+
+/// Starts `task` on bounded queues of these sizes, in the caller's span (its log lines carry
+/// the session's id); a task that fails reports it as its last event, `closed(error)`.
+pub(super) fn spawn_socket_task<C, E, F>(
+    cancel: CancellationToken,
+    command_queue: usize,
+    event_queue: usize,
+    closed: fn(UpstreamError) -> E,
+    task: impl FnOnce(mpsc::Receiver<C>, mpsc::Sender<E>, CancellationToken) -> F,
+) -> UpstreamHandle<C, E>
+where
+    C: Send + 'static,
+    E: Send + 'static,
+    F: Future<Output = Result<(), UpstreamError>> + Send + 'static,
+{
+    let (command_tx, command_rx) = mpsc::channel(command_queue);
+    let (event_tx, event_rx) = mpsc::channel(event_queue);
+    let stop = cancel.clone();
+    let run = task(command_rx, event_tx.clone(), cancel);
+    tokio::spawn(
+        async move {
+            if let Err(error) = run.await {
+                let _ = event_tx.send(closed(error)).await;
+            }
+        }
+        .in_current_span(),
+    );
+    UpstreamHandle {
+        commands: command_tx,
+        events: event_rx,
+        _stop_on_drop: stop.drop_guard(),
+    }
 }
 
 /// Opens transcription sessions: Realtime WebSockets, or (with
@@ -158,77 +194,95 @@ impl Transcriber {
     /// Starts connecting in the background and returns at once; commands sent before the
     /// socket is up wait in the queue.
     pub fn spawn(&self, cancel: CancellationToken) -> TranscriberHandle {
-        let (command_tx, command_rx) = mpsc::channel(TRANSCRIBER_COMMAND_QUEUE_FRAMES);
-        let (event_tx, event_rx) = mpsc::channel(TRANSCRIBER_EVENT_QUEUE);
-        let stop = cancel.clone();
         if let Some(http) = &self.file_http {
-            tokio::spawn(
-                super::file::run(
-                    self.config.clone(),
-                    http.clone(),
-                    command_rx,
-                    event_tx,
-                    cancel,
-                )
-                .in_current_span(),
+            let (config, http) = (self.config.clone(), http.clone());
+            return spawn_socket_task(
+                cancel,
+                TRANSCRIBER_COMMAND_QUEUE_FRAMES,
+                TRANSCRIBER_EVENT_QUEUE,
+                TranscriberEvent::Closed,
+                move |commands, events, cancel| async move {
+                    super::file::run(config, http, commands, events, cancel).await;
+                    Ok(())
+                },
             );
-            return TranscriberHandle {
-                commands: command_tx,
-                events: event_rx,
-                _stop_on_drop: stop.drop_guard(),
-            };
         }
         let this = self.clone();
-        // In the caller's span: its log lines carry the session's id.
-        tokio::spawn(
-            async move {
-                if let Err(error) = this.run(command_rx, &event_tx, &cancel).await {
-                    let _ = event_tx.send(TranscriberEvent::Closed(error)).await;
-                }
-            }
-            .in_current_span(),
-        );
-        TranscriberHandle {
-            commands: command_tx,
-            events: event_rx,
-            _stop_on_drop: stop.drop_guard(),
-        }
-    }
-
-    /// Connects, configures, then relays until either side ends.
-    async fn run(
-        &self,
-        commands: mpsc::Receiver<TranscriberCommand>,
-        events: &mpsc::Sender<TranscriberEvent>,
-        cancel: &CancellationToken,
-    ) -> Result<(), UpstreamError> {
-        let url = &self.config.endpoints.realtime_url;
-        let socket = tokio::select! {
-            socket = connect_with_retry("transcription connect", &self.config, url) => socket?,
-            () = cancel.cancelled() => return Ok(()),
-        };
-        let mut append_text = String::new();
-        let encode = move |command| match command {
-            TranscriberCommand::Append(pcm) => {
-                append_event(&pcm, &mut append_text);
-                std::mem::take(&mut append_text)
-            }
-            TranscriberCommand::Commit => json!({"type": "input_audio_buffer.commit"}).to_string(),
-            TranscriberCommand::Clear => json!({"type": "input_audio_buffer.clear"}).to_string(),
-        };
-        let first = session_update(&self.config, self.turn_detection);
-        relay(
-            &self.config,
-            socket,
-            first,
-            commands,
-            events,
+        spawn_socket_task(
             cancel,
-            encode,
-            parse_server_event,
+            TRANSCRIBER_COMMAND_QUEUE_FRAMES,
+            TRANSCRIBER_EVENT_QUEUE,
+            TranscriberEvent::Closed,
+            move |commands, events, cancel| async move {
+                let mut append_text = String::new();
+                let encode = move |command| match command {
+                    TranscriberCommand::Append(pcm) => {
+                        append_event(&pcm, &mut append_text);
+                        std::mem::take(&mut append_text)
+                    }
+                    TranscriberCommand::Commit => {
+                        json!({"type": "input_audio_buffer.commit"}).to_string()
+                    }
+                    TranscriberCommand::Clear => {
+                        json!({"type": "input_audio_buffer.clear"}).to_string()
+                    }
+                };
+                let socket = Socket {
+                    what: "transcription connect",
+                    url: &this.config.endpoints.realtime_url,
+                    first: session_update(&this.config, this.turn_detection),
+                };
+                connect_and_relay(
+                    &this.config,
+                    socket,
+                    commands,
+                    &events,
+                    &cancel,
+                    encode,
+                    parse_server_event,
+                )
+                .await
+            },
         )
-        .await
     }
+}
+
+/// Which Realtime socket to open, and the first event to send on it.
+#[derive(Debug)]
+pub(super) struct Socket<'a> {
+    /// For the log: what is being connected.
+    pub(super) what: &'static str,
+    /// The `ws(s)://` URL.
+    pub(super) url: &'a str,
+    /// The `session.update`.
+    pub(super) first: Value,
+}
+
+/// Connects (retrying within the budget; a cancel stops it quietly), then [`relay`]s.
+pub(super) async fn connect_and_relay<C, E>(
+    config: &UpstreamConfig,
+    socket: Socket<'_>,
+    commands: mpsc::Receiver<C>,
+    events: &mpsc::Sender<E>,
+    cancel: &CancellationToken,
+    encode: impl FnMut(C) -> String,
+    parse: impl Fn(&str) -> Parsed<E>,
+) -> Result<(), UpstreamError> {
+    let connected = tokio::select! {
+        connected = connect_with_retry(socket.what, config, socket.url) => connected?,
+        () = cancel.cancelled() => return Ok(()),
+    };
+    relay(
+        config,
+        connected,
+        socket.first,
+        commands,
+        events,
+        cancel,
+        encode,
+        parse,
+    )
+    .await
 }
 
 /// What one server event means to a socket's reader.
@@ -243,7 +297,7 @@ pub(super) enum Parsed<E> {
 }
 
 /// Opens a Realtime socket at `url`, retrying transient handshake failures within the budget.
-pub(super) async fn connect_with_retry(
+async fn connect_with_retry(
     what: &'static str,
     config: &UpstreamConfig,
     url: &str,
@@ -283,7 +337,7 @@ async fn connect_once(config: &UpstreamConfig, url: &str) -> Result<UpstreamSock
 /// the whole stall timeout. Ends when the session drops its command sender, when `cancel`
 /// fires (closing politely either way), or when the socket fails.
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn relay<C, E>(
+async fn relay<C, E>(
     config: &UpstreamConfig,
     socket: UpstreamSocket,
     first: Value,
@@ -352,7 +406,7 @@ pub(super) async fn relay<C, E>(
 
 /// The `error` events after which a Realtime session cannot work at all (wrong shape, model
 /// or credentials), as the error to end it with.
-pub(super) fn fatal_session_error(code: Option<&str>, message: &str) -> Option<UpstreamError> {
+fn fatal_session_error(code: Option<&str>, message: &str) -> Option<UpstreamError> {
     let kind = match code? {
         "invalid_api_key" => super::HttpErrorKind::Auth,
         "beta_api_shape_disabled" | "model_not_found" => super::HttpErrorKind::BadRequest,
@@ -418,8 +472,14 @@ fn parse_server_event(text: &str) -> ServerEvent {
         tracing::warn!("unreadable transcription event ignored");
         return ServerEvent::Ignored;
     };
+    parse_input_event(&value)
+}
+
+/// Reads the events of a Realtime session's input side, the same in transcription and
+/// conversation sessions: speech detection, commits, the input transcription and errors.
+pub(super) fn parse_input_event(value: &Value) -> ServerEvent {
     let string = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
-    let item_id = || string(&value, "item_id").unwrap_or_default();
+    let item_id = || string(value, "item_id").unwrap_or_default();
     let event = match value
         .get("type")
         .and_then(Value::as_str)
@@ -436,15 +496,15 @@ fn parse_server_event(text: &str) -> ServerEvent {
         }
         "input_audio_buffer.committed" => TranscriberEvent::Committed {
             item_id: item_id(),
-            previous_item_id: string(&value, "previous_item_id"),
+            previous_item_id: string(value, "previous_item_id"),
         },
         "conversation.item.input_audio_transcription.delta" => TranscriberEvent::Delta {
             item_id: item_id(),
-            delta: string(&value, "delta").unwrap_or_default(),
+            delta: string(value, "delta").unwrap_or_default(),
         },
         "conversation.item.input_audio_transcription.completed" => TranscriberEvent::Completed {
             item_id: item_id(),
-            transcript: string(&value, "transcript").unwrap_or_default(),
+            transcript: string(value, "transcript").unwrap_or_default(),
         },
         "conversation.item.input_audio_transcription.failed" => TranscriberEvent::Failed {
             item_id: item_id(),
