@@ -41,6 +41,7 @@ use super::error::ApiError;
 use super::fault::{Fault, SimStage, Taker};
 use super::http::{self, Api};
 use super::models::{self, ModelKind};
+use super::params;
 use super::record::Outcome;
 use super::state::Shared;
 use super::text;
@@ -134,9 +135,7 @@ pub(crate) async fn handle(
     {
         return response;
     }
-    let reply = shared
-        .pop_reply()
-        .unwrap_or_else(|| text::echo_reply(request.last_user_message.as_deref()));
+    let reply = shared.next_reply(request.last_user_message.as_deref());
     shared.update_chat(tracker.at(), |record| record.reply = Some(reply.clone()));
     let mut rng = StdRng::seed_from_u64(shared.next_seed());
     let mut tokens = text::tokens(&reply);
@@ -232,14 +231,7 @@ impl ChatRequest {
             Some(Value::String(model)) => model.clone(),
             Some(other) => return Err(ApiError::invalid_type("model", "a string", other)),
         };
-        let messages = match fields.get("messages") {
-            None | Some(Value::Null) => return Err(ApiError::missing("messages")),
-            Some(Value::Array(messages)) if messages.is_empty() => {
-                return Err(ApiError::empty_array("messages"));
-            }
-            Some(Value::Array(messages)) => messages,
-            Some(other) => return Err(ApiError::invalid_type("messages", "an array", other)),
-        };
+        let messages = params::required_array(fields.get("messages"), "messages")?;
         let mut prompt_tokens = 0;
         let mut last_user_message = None;
         for (index, message) in messages.iter().enumerate() {
@@ -249,7 +241,7 @@ impl ChatRequest {
                 last_user_message = Some(content);
             }
         }
-        let stream = optional_bool(fields, "stream")?.unwrap_or(false);
+        let stream = params::optional_bool(fields.get("stream"), "stream")?.unwrap_or(false);
         let mut include_usage = false;
         let mut include_obfuscation = true;
         match fields.get("stream_options") {
@@ -262,9 +254,14 @@ impl ChatRequest {
                 ));
             }
             Some(Value::Object(options)) => {
-                include_usage = optional_bool(options, "include_usage")?.unwrap_or(false);
-                include_obfuscation =
-                    optional_bool(options, "include_obfuscation")?.unwrap_or(true);
+                include_usage =
+                    params::optional_bool(options.get("include_usage"), "include_usage")?
+                        .unwrap_or(false);
+                include_obfuscation = params::optional_bool(
+                    options.get("include_obfuscation"),
+                    "include_obfuscation",
+                )?
+                .unwrap_or(true);
             }
             Some(other) => {
                 return Err(ApiError::invalid_type("stream_options", "an object", other));
@@ -302,24 +299,7 @@ fn validate_message(message: &Value, index: usize) -> Result<(String, String), A
     let fields = message
         .as_object()
         .ok_or_else(|| ApiError::invalid_type(&path, "an object", message))?;
-    let role = match fields.get("role") {
-        None | Some(Value::Null) => return Err(ApiError::missing(&format!("{path}.role"))),
-        Some(Value::String(role)) if ROLES.contains(&role.as_str()) => role.clone(),
-        Some(Value::String(role)) => {
-            return Err(ApiError::invalid_value(
-                &format!("{path}.role"),
-                role,
-                ROLES,
-            ));
-        }
-        Some(other) => {
-            return Err(ApiError::invalid_type(
-                &format!("{path}.role"),
-                "a string",
-                other,
-            ));
-        }
-    };
+    let role = params::required_choice(fields.get("role"), &format!("{path}.role"), ROLES)?;
     let content = match fields.get("content") {
         Some(Value::String(content)) => content.clone(),
         Some(Value::Array(parts)) => parts
@@ -340,31 +320,18 @@ fn validate_message(message: &Value, index: usize) -> Result<(String, String), A
     if role == "tool" && !fields.get("tool_call_id").is_some_and(Value::is_string) {
         return Err(ApiError::missing(&format!("{path}.tool_call_id")));
     }
-    Ok((role, content))
-}
-
-fn optional_bool(fields: &Map<String, Value>, key: &str) -> Result<Option<bool>, ApiError> {
-    match fields.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(value)) => Ok(Some(*value)),
-        Some(other) => Err(ApiError::invalid_type(key, "a boolean", other)),
-    }
+    Ok((role.to_owned(), content))
 }
 
 fn optional_count(fields: &Map<String, Value>, key: &str) -> Result<Option<usize>, ApiError> {
     match fields.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(value) => match value.as_u64().and_then(|n| usize::try_from(n).ok()) {
-            Some(0) => Err(ApiError::invalid_request(
-                format!(
-                    "Invalid '{key}': integer below minimum value. Expected a value >= 1, but got 0 instead."
-                ),
-                Some(key),
-                Some("integer_below_min_value"),
-            )),
-            Some(count) => Ok(Some(count)),
-            None => Err(ApiError::invalid_type(key, "an integer", value)),
-        },
+        Some(value) => {
+            let count = params::integer_in(value, key, "an integer", (1, u64::MAX))?;
+            usize::try_from(count)
+                .map(Some)
+                .map_err(|_| ApiError::invalid_type(key, "an integer", value))
+        }
     }
 }
 
@@ -376,16 +343,7 @@ fn optional_number(
 ) -> Result<(), ApiError> {
     match fields.get(key) {
         None | Some(Value::Null) => Ok(()),
-        Some(value) => {
-            let number = value
-                .as_f64()
-                .ok_or_else(|| ApiError::invalid_type(key, "a number", value))?;
-            if (min..=max).contains(&number) {
-                Ok(())
-            } else {
-                Err(ApiError::number_out_of_range(key, number, min, max))
-            }
-        }
+        Some(value) => params::number_in(value, key, "a number", (min, max)).map(drop),
     }
 }
 

@@ -5,18 +5,20 @@
 //! * **Configuration** ([`config`]): `session.update` with `session.type: "realtime"` →
 //!   `session.updated` with the whole effective session, or an `error` (the session stays
 //!   open, unchanged). A transcription update gets the error the service gives it.
-//! * **Input**: `input_audio_buffer.append` (decoded by `realtime`), `.commit` (error
+//! * **Input** (the buffer and its turn detection are `input`'s, as in a transcription
+//!   session): `input_audio_buffer.append` (decoded by `realtime`), `.commit` (error
 //!   `input_audio_buffer_commit_empty` under 100 ms), `.clear` → `cleared`. A commit sends
 //!   `input_audio_buffer.committed`, then `conversation.item.added` and `conversation.item.done`
 //!   for the user item (`input_audio`, `transcript: null`); it starts no response. With
 //!   `audio.input.transcription` set, the item is transcribed in the background by [`turn`]
 //!   (`…input_audio_transcription.delta`s and `.completed`, or `.failed`), unordered with
 //!   the response as with the service.
-//! * **Turn detection** (`server_vad`, the default, or `semantic_vad`): [`vad`](super::vad) finds speech
-//!   in the appended audio and sends `speech_started` / `speech_stopped`, then commits; with
-//!   `create_response` a response follows. Speech that starts while a response runs cancels
-//!   it (`turn_detected`) when `interrupt_response` is on. A response still speaking with
-//!   `interrupt_response` off is left alone, and the turn that ends meanwhile starts none.
+//! * **Turn detection** (`server_vad`, the default, or `semantic_vad`): [`vad`](super::vad)
+//!   finds speech in the appended audio and sends `speech_started` / `speech_stopped`, then
+//!   commits; with `create_response` a response follows. Speech that starts while a response
+//!   runs cancels it (`turn_detected`) when `interrupt_response` is on. A response still
+//!   speaking with `interrupt_response` off is left alone, and the turn that ends meanwhile
+//!   starts none.
 //!   With `turn_detection: null` the client commits and sends `response.create` itself.
 //!   `idle_timeout_ms` is accepted and shown but never fires.
 //! * **Responses** ([`response`]): `response.create` (with optional overrides) starts one
@@ -48,21 +50,22 @@ use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use self::config::{ConversationConfig, ResponseOptions, message_text};
 use self::response::{Link, ResponsePlan};
 use super::error::ApiError;
-use super::fault::{Fault, SimStage, Taker};
-use super::realtime::{self, BASE64, BYTES_PER_MS};
+use super::fault::{Fault, Taker};
+use super::input::{Configurable, Heard, InputBuffer};
+use super::link::SessionLink;
+use super::params;
+use super::realtime::BASE64;
 use super::record::{ConversationItemRecord, RecordRef, ResponseRecord, TruncationRecord};
 use super::state::Shared;
-use super::synth::BYTES_PER_SAMPLE;
+use super::synth::BYTES_PER_MS;
 use super::text;
 use super::turn::{self, Outbound, TurnEmitter, TurnPlan};
-use super::vad::{Vad, VadEvent};
 
 /// `status_details.reason` of a response the client cancelled.
 const CLIENT_CANCELLED: &str = "client_cancelled";
@@ -70,6 +73,11 @@ const CLIENT_CANCELLED: &str = "client_cancelled";
 const TURN_DETECTED: &str = "turn_detected";
 /// Role of the model's items.
 const ROLE_ASSISTANT: &str = "assistant";
+/// Announces an item that joined the conversation.
+const ITEM_ADDED: &str = "conversation.item.added";
+/// Announces an item that is complete (at once for a user's or client's item, at the end of
+/// the response for the assistant's).
+const ITEM_DONE: &str = "conversation.item.done";
 /// Audio tokens per millisecond of user audio in a response's `usage` (10 per second).
 const INPUT_AUDIO_MS_PER_TOKEN: u64 = 100;
 /// Client events this module answers; `realtime` answers the rest.
@@ -139,6 +147,19 @@ impl Dialogue {
 
     fn position(&self, id: &str) -> Option<usize> {
         self.items.iter().position(|item| item.id == id)
+    }
+
+    /// The id of the item before position `index`, if there is one.
+    fn id_before(&self, index: usize) -> Option<String> {
+        let before = index.checked_sub(1)?;
+        self.items.get(before).map(|item| item.id.clone())
+    }
+
+    /// Adds `item` at the end; returns the id of the item before it.
+    fn push(&mut self, item: Item) -> Option<String> {
+        let previous = self.id_before(self.items.len());
+        self.items.push(item);
+        previous
     }
 
     /// The active response, if it is `response_id`.
@@ -247,75 +268,50 @@ struct NewItem {
 /// The state of one conversation session, owned by the connection's reader loop.
 #[derive(Debug)]
 pub(crate) struct Conversation {
-    shared: Arc<Shared>,
-    at: RecordRef,
-    out: mpsc::Sender<Outbound>,
-    done: CancellationToken,
+    link: SessionLink,
     config: ConversationConfig,
     conversation_id: String,
     ledger: Arc<Ledger>,
     /// The last response task, awaited when server VAD starts a response while a cancelled
     /// one is still sending its last events.
     task: Option<JoinHandle<()>>,
-    /// Bytes appended over the whole session: the clock of `audio_start_ms` / `audio_end_ms`.
-    total_bytes: u64,
-    /// Session byte offset where the uncommitted input buffer starts.
-    buffer_start: u64,
-    vad: Option<Vad>,
-    /// The item id announced by `speech_started`, and where that speech started (ms).
-    speech: Option<(String, u64)>,
+    input: InputBuffer,
     /// Audio has been appended since the last commit or clear (the user turn is open).
     turn_open: bool,
-    /// [`Fault::DropAfterAudio`]: the session's audio byte count at which the connection drops.
-    drop_at_audio_bytes: Option<u64>,
     /// [`Fault::Freeze`]: nothing more is read or sent.
     frozen: bool,
 }
 
 impl Conversation {
-    /// A new session `session_id` (the service's defaults) that ends after `lifetime`.
+    /// A new session `session_id` (the service's defaults) that ends at `expires_at` (Unix
+    /// seconds).
     pub(crate) fn new(
-        shared: Arc<Shared>,
-        at: RecordRef,
-        out: mpsc::Sender<Outbound>,
-        done: CancellationToken,
+        link: SessionLink,
         session_id: &str,
         model: Option<&str>,
-        lifetime: Duration,
+        expires_at: u64,
     ) -> Self {
-        let lifetime_s = lifetime.as_secs() + u64::from(lifetime.subsec_nanos() > 0);
-        let config = ConversationConfig::new(session_id, model, lifetime_s);
-        let vad = config
-            .turn_detection
-            .vad_params()
-            .map(|params| Vad::new(params, 0));
+        let config = ConversationConfig::new(session_id, model, expires_at);
         let ledger = Arc::new(Ledger {
-            shared: Arc::clone(&shared),
-            at,
+            shared: Arc::clone(&link.shared),
+            at: link.at,
             dialogue: Mutex::default(),
         });
         Self {
-            shared,
-            at,
-            out,
-            done,
+            link,
+            input: InputBuffer::new(config.turn_detection()),
             config,
             conversation_id: text::conversation_id(),
             ledger,
             task: None,
-            total_bytes: 0,
-            buffer_start: 0,
-            vad,
-            speech: None,
             turn_open: false,
-            drop_at_audio_bytes: None,
             frozen: false,
         }
     }
 
     /// The `session` of `session.created`.
     pub(crate) fn session_json(&self) -> Value {
-        self.config.to_json()
+        self.config.session_json()
     }
 
     /// Whether a [`Fault::Freeze`] froze the connection.
@@ -328,7 +324,10 @@ impl Conversation {
         match kind {
             "session.update" => self.session_update(event, event_id).await,
             "input_audio_buffer.commit" => self.commit(event_id).await,
-            "input_audio_buffer.clear" => self.clear().await,
+            "input_audio_buffer.clear" => {
+                self.turn_open = false;
+                self.link.send(self.input.clear()).await;
+            }
             "response.create" => self.response_create(event, event_id).await,
             "response.cancel" => self.response_cancel(event, event_id).await,
             "conversation.item.create" => self.item_create(event, event_id).await,
@@ -339,38 +338,19 @@ impl Conversation {
     }
 
     async fn session_update(&mut self, event: &Value, event_id: Option<&str>) {
-        let Some(update) = event.get("session") else {
-            self.send_error(ApiError::missing("session"), event_id)
-                .await;
-            return;
-        };
-        let before = self.config.turn_detection.clone();
         let voice_locked = self.ledger.with(|dialogue| {
             dialogue
                 .items
                 .iter()
                 .any(|item| item.role == ROLE_ASSISTANT && item.audio_ms.unwrap_or(0) > 0)
         });
-        let config = self.shared.config();
-        if let Err(error) = self.config.apply_update(update, &config, voice_locked) {
-            self.send_error(error, event_id).await;
-            return;
-        }
-        if self.config.turn_detection != before {
-            let position = self.total_bytes / BYTES_PER_SAMPLE as u64;
-            self.vad = self
-                .config
-                .turn_detection
-                .vad_params()
-                .map(|params| Vad::new(params, position));
-            self.speech = None;
-        }
-        self.send(json!({
-            "type": "session.updated",
-            "event_id": text::event_id(),
-            "session": self.config.to_json(),
-        }))
-        .await;
+        let config = self.link.shared.config();
+        let updated = self
+            .input
+            .update_session(&mut self.config, event, |session, update| {
+                session.apply_update(update, &config, voice_locked)
+            });
+        self.link.answer(updated, event_id).await;
     }
 
     // --- Input audio ---
@@ -382,66 +362,34 @@ impl Conversation {
         }
         if !self.turn_open {
             self.turn_open = true;
-            if let Some(Fault::DropAfterAudio { bytes }) = self.take_fault(Taker::InputAudio) {
-                self.drop_at_audio_bytes = Some(self.total_bytes + bytes as u64);
+            if let Some(Fault::DropAfterAudio { bytes }) = self.link.take_fault(Taker::InputAudio) {
+                self.input.drop_after(bytes);
             }
         }
-        self.total_bytes += audio.len() as u64;
-        if self
-            .drop_at_audio_bytes
-            .is_some_and(|at| self.total_bytes >= at)
-        {
-            self.drop_at_audio_bytes = None;
-            let _ = self.out.send(Outbound::Abort).await;
+        let Some(heard) = self.input.push(audio) else {
+            self.link.order(Outbound::Abort).await;
             return;
-        }
-        let mut found = Vec::new();
-        if let Some(vad) = &mut self.vad {
-            vad.push(audio, &mut found);
-        }
-        for event in found {
-            self.on_vad(event).await;
-        }
-    }
-
-    async fn on_vad(&mut self, event: VadEvent) {
-        match event {
-            VadEvent::SpeechStarted { audio_start_ms } => {
-                let audio_start_ms = audio_start_ms.max(self.buffer_start / BYTES_PER_MS);
-                let item_id = text::item_id();
-                self.speech = Some((item_id.clone(), audio_start_ms));
-                self.send(json!({
-                    "type": "input_audio_buffer.speech_started",
-                    "event_id": text::event_id(),
-                    "audio_start_ms": audio_start_ms,
-                    "item_id": item_id,
-                }))
-                .await;
-                if self.config.interrupt_response {
-                    self.ledger
-                        .with(|dialogue| dialogue.cancel(None, TURN_DETECTED));
+        };
+        for heard in heard {
+            match heard {
+                Heard::Started(started) => {
+                    self.link.send(started).await;
+                    if self.config.interrupt_response {
+                        self.ledger
+                            .with(|dialogue| dialogue.cancel(None, TURN_DETECTED));
+                    }
                 }
-            }
-            VadEvent::SpeechStopped {
-                audio_end_ms,
-                detected_at_ms,
-            } => {
-                let Some((item_id, start_ms)) = self.speech.take() else {
-                    return;
-                };
-                self.send(json!({
-                    "type": "input_audio_buffer.speech_stopped",
-                    "event_id": text::event_id(),
-                    "audio_end_ms": audio_end_ms,
-                    "item_id": item_id,
-                }))
-                .await;
-                self.buffer_start = detected_at_ms * BYTES_PER_MS;
-                self.turn_open = false;
-                self.commit_item(item_id, audio_end_ms.saturating_sub(start_ms))
-                    .await;
-                if self.config.create_response {
-                    self.respond_to_turn().await;
+                Heard::Stopped {
+                    event,
+                    item_id,
+                    audio_ms,
+                } => {
+                    self.link.send(event).await;
+                    self.turn_open = false;
+                    self.commit_item(item_id, audio_ms).await;
+                    if self.config.create_response {
+                        self.respond_to_turn().await;
+                    }
                 }
             }
         }
@@ -449,44 +397,22 @@ impl Conversation {
 
     /// A client `input_audio_buffer.commit`.
     async fn commit(&mut self, event_id: Option<&str>) {
-        let buffered = self.total_bytes - self.buffer_start;
-        if let Err(error) = realtime::check_commit(buffered) {
-            self.send_error(error, event_id).await;
-            return;
+        match self.input.commit() {
+            Ok((item_id, audio_ms)) => {
+                self.turn_open = false;
+                self.commit_item(item_id, audio_ms).await;
+            }
+            Err(error) => self.link.send_error(error, event_id).await,
         }
-        self.buffer_start = self.total_bytes;
-        self.turn_open = false;
-        if let Some(vad) = &mut self.vad {
-            vad.reset();
-        }
-        let item_id = self
-            .speech
-            .take()
-            .map_or_else(text::item_id, |(item_id, _)| item_id);
-        self.commit_item(item_id, buffered / BYTES_PER_MS).await;
-    }
-
-    async fn clear(&mut self) {
-        self.buffer_start = self.total_bytes;
-        self.speech = None;
-        self.turn_open = false;
-        if let Some(vad) = &mut self.vad {
-            vad.reset();
-        }
-        self.send(json!({ "type": "input_audio_buffer.cleared", "event_id": text::event_id() }))
-            .await;
     }
 
     /// Adds the committed user audio as item `item_id` and transcribes it if asked to.
     async fn commit_item(&mut self, item_id: String, audio_ms: u64) {
         let transcribes = self.config.transcribes();
-        let fails = transcribes && self.take_fault(Taker::InputTranscription).is_some();
+        let fails = transcribes && self.link.take_fault(Taker::InputTranscription).is_some();
         // A turn whose transcription fails does not use up a scripted transcript.
-        let transcript = (transcribes && !fails).then(|| {
-            self.shared
-                .pop_transcript()
-                .unwrap_or_else(|| text::duration_transcript(audio_ms))
-        });
+        let transcript =
+            (transcribes && !fails).then(|| self.link.shared.next_transcript(audio_ms));
         let item = Item {
             id: item_id.clone(),
             role: "user",
@@ -494,52 +420,46 @@ impl Conversation {
             audio_ms: Some(audio_ms),
             truncated: false,
         };
-        let previous_item_id = self.ledger.change(|dialogue| {
-            let previous = dialogue.items.last().map(|item| item.id.clone());
-            dialogue.items.push(item);
-            previous
-        });
-        self.send(json!({
-            "type": "input_audio_buffer.committed",
-            "event_id": text::event_id(),
-            "previous_item_id": previous_item_id,
-            "item_id": item_id,
-        }))
-        .await;
-        let item = turn::user_item(&item_id, None);
-        for kind in ["conversation.item.added", "conversation.item.done"] {
-            self.send(json!({
-                "type": kind,
-                "event_id": text::event_id(),
-                "previous_item_id": previous_item_id,
-                "item": item,
-            }))
+        let previous_item_id = self.ledger.change(|dialogue| dialogue.push(item));
+        self.link
+            .send(turn::committed_event(previous_item_id.as_deref(), &item_id))
             .await;
-        }
+        self.announce_item(
+            previous_item_id.as_deref(),
+            &turn::user_item(&item_id, None),
+        )
+        .await;
         if !transcribes {
             return;
         }
-        let mut emitter = TurnEmitter::new(self.out.clone());
+        let mut emitter = TurnEmitter::new(self.link.out.clone());
         if fails {
             emitter.arm(Fault::TranscriptionFailed).await;
         }
-        let config = self.shared.config();
+        let config = self.link.shared.config();
+        let seed = self.link.shared.next_seed();
         let plan = TurnPlan {
-            item_id,
-            previous_item_id,
-            transcript: transcript.unwrap_or_default(),
-            audio_ms,
             prompt: self.config.transcription_prompt().to_owned(),
-            first_delta: Duration::from_millis(config.stt_first_delta_ms),
-            delta_interval: Duration::from_millis(config.stt_delta_interval_ms),
-            quirks: config.quirks,
-            item_done: false,
             logprobs: self.config.wants_logprobs(),
-            seed: self.shared.next_seed(),
-            hold: None,
-            release: None,
+            ..TurnPlan::new(
+                item_id,
+                previous_item_id,
+                transcript.unwrap_or_default(),
+                audio_ms,
+                &config,
+                seed,
+            )
         };
-        tokio::spawn(turn::run(emitter, plan, self.done.clone()));
+        tokio::spawn(turn::run(emitter, plan, self.link.done.clone()));
+    }
+
+    /// `conversation.item.added` and `.done` for a new `item` after `previous_item_id`.
+    async fn announce_item(&self, previous_item_id: Option<&str>, item: &Value) {
+        for kind in [ITEM_ADDED, ITEM_DONE] {
+            self.link
+                .send(turn::item_event(kind, previous_item_id, item))
+                .await;
+        }
     }
 
     // --- Responses ---
@@ -547,7 +467,7 @@ impl Conversation {
     async fn response_create(&mut self, event: &Value, event_id: Option<&str>) {
         let options = match ResponseOptions::parse(event.get("response"), &self.config) {
             Ok(options) => options,
-            Err(error) => return self.send_error(error, event_id).await,
+            Err(error) => return self.link.send_error(error, event_id).await,
         };
         let active = self.ledger.with(|dialogue| {
             dialogue
@@ -564,7 +484,7 @@ impl Conversation {
                 None,
                 Some("conversation_already_has_active_response"),
             );
-            return self.send_error(error, event_id).await;
+            return self.link.send_error(error, event_id).await;
         }
         self.start_response(options).await;
     }
@@ -584,7 +504,7 @@ impl Conversation {
                 if let Some(task) = self.task.take() {
                     tokio::select! {
                         _ = task => {}
-                        () = self.done.cancelled() => return,
+                        () = self.link.done.cancelled() => return,
                     }
                 }
             }
@@ -598,10 +518,10 @@ impl Conversation {
     }
 
     async fn start_response(&mut self, options: ResponseOptions) {
-        let fault = self.take_fault(Taker::Response);
+        let fault = self.link.take_fault(Taker::Response);
         if fault == Some(Fault::Freeze) {
             self.frozen = true;
-            let _ = self.out.send(Outbound::Stall).await;
+            self.link.order(Outbound::Stall).await;
             return;
         }
         let response_id = text::response_id();
@@ -610,10 +530,7 @@ impl Conversation {
             .input_text
             .clone()
             .or_else(|| self.ledger.with(|dialogue| dialogue.last_user_text()));
-        let reply = self
-            .shared
-            .pop_reply()
-            .unwrap_or_else(|| text::echo_reply(last_user_text.as_deref()));
+        let reply = self.link.shared.next_reply(last_user_text.as_deref());
         let cancel = CancellationToken::new();
         let (item_text_tokens, input_audio_tokens) = self.ledger.with(|dialogue| {
             dialogue.active = Some(Active {
@@ -624,7 +541,7 @@ impl Conversation {
             });
             dialogue.input_tokens()
         });
-        self.shared.update_realtime(self.at, |record| {
+        self.link.update(|record| {
             record.responses.push(ResponseRecord {
                 id: response_id.clone(),
                 item_id: item_id.clone(),
@@ -634,7 +551,7 @@ impl Conversation {
                 ..ResponseRecord::default()
             });
         });
-        let config = self.shared.config();
+        let config = self.link.shared.config();
         let plan = ResponsePlan {
             response_id,
             item_id,
@@ -652,21 +569,17 @@ impl Conversation {
         };
         let link = Link {
             ledger: Arc::clone(&self.ledger),
-            out: self.out.clone(),
+            out: self.link.out.clone(),
             cancel,
-            done: self.done.clone(),
+            done: self.link.done.clone(),
         };
         self.task = Some(tokio::spawn(response::run(plan, link)));
     }
 
     async fn response_cancel(&mut self, event: &Value, event_id: Option<&str>) {
-        let response_id = match event.get("response_id") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(id)) => Some(id.as_str()),
-            Some(other) => {
-                let error = ApiError::invalid_type("response_id", "a string", other);
-                return self.send_error(error, event_id).await;
-            }
+        let response_id = match params::optional_string(event.get("response_id"), "response_id") {
+            Ok(response_id) => response_id,
+            Err(error) => return self.link.send_error(error, event_id).await,
         };
         if !self
             .ledger
@@ -677,7 +590,7 @@ impl Conversation {
                 None,
                 Some("response_cancel_not_active"),
             );
-            self.send_error(error, event_id).await;
+            self.link.send_error(error, event_id).await;
         }
     }
 
@@ -690,18 +603,15 @@ impl Conversation {
         };
         let new = match created {
             Ok(new) => new,
-            Err(error) => return self.send_error(error, event_id).await,
+            Err(error) => return self.link.send_error(error, event_id).await,
         };
-        let after = match event.get("previous_item_id") {
-            None | Some(Value::Null) => Ok(Placement::Last),
-            Some(Value::String(id)) if id == "root" => Ok(Placement::First),
-            Some(Value::String(id)) => Ok(Placement::After(id.clone())),
-            Some(other) => Err(ApiError::invalid_type(
-                "previous_item_id",
-                "a string",
-                other,
-            )),
-        };
+        let after = params::optional_string(event.get("previous_item_id"), "previous_item_id").map(
+            |after| match after {
+                None => Placement::Last,
+                Some("root") => Placement::First,
+                Some(id) => Placement::After(id.to_owned()),
+            },
+        );
         let placed = after.and_then(|after| {
             self.ledger.change(|dialogue| {
                 if dialogue.position(&new.item.id).is_some() {
@@ -719,32 +629,23 @@ impl Conversation {
                         .map(|index| index + 1)
                         .ok_or_else(|| item_not_found(id, "previous_item_id"))?,
                 };
-                let previous = index
-                    .checked_sub(1)
-                    .map(|before| dialogue.items[before].id.clone());
+                let previous = dialogue.id_before(index);
                 dialogue.items.insert(index, new.item.clone());
                 Ok(previous)
             })
         });
         let previous_item_id = match placed {
             Ok(previous) => previous,
-            Err(error) => return self.send_error(error, event_id).await,
+            Err(error) => return self.link.send_error(error, event_id).await,
         };
-        for kind in ["conversation.item.added", "conversation.item.done"] {
-            self.send(json!({
-                "type": kind,
-                "event_id": text::event_id(),
-                "previous_item_id": previous_item_id,
-                "item": new.json,
-            }))
+        self.announce_item(previous_item_id.as_deref(), &new.json)
             .await;
-        }
     }
 
     async fn item_delete(&mut self, event: &Value, event_id: Option<&str>) {
-        let item_id = match required_string(event, "item_id") {
+        let item_id = match params::required_string(event.get("item_id"), "item_id") {
             Ok(item_id) => item_id,
-            Err(error) => return self.send_error(error, event_id).await,
+            Err(error) => return self.link.send_error(error, event_id).await,
         };
         let deleted = self.ledger.change(|dialogue| {
             let index = dialogue.position(&item_id)?;
@@ -752,26 +653,29 @@ impl Conversation {
         });
         if deleted.is_none() {
             return self
+                .link
                 .send_error(item_not_found(&item_id, "item_id"), event_id)
                 .await;
         }
-        self.send(json!({
-            "type": "conversation.item.deleted",
-            "event_id": text::event_id(),
-            "item_id": item_id,
-        }))
-        .await;
+        self.link
+            .send(json!({
+                "type": "conversation.item.deleted",
+                "event_id": text::event_id(),
+                "item_id": item_id,
+            }))
+            .await;
     }
 
     async fn item_truncate(&mut self, event: &Value, event_id: Option<&str>) {
-        let request = required_string(event, "item_id").and_then(|item_id| {
-            let content_index = required_count(event, "content_index")?;
-            let audio_end_ms = required_count(event, "audio_end_ms")?;
-            Ok((item_id, content_index, audio_end_ms))
-        });
+        let request =
+            params::required_string(event.get("item_id"), "item_id").and_then(|item_id| {
+                let content_index = required_count(event, "content_index")?;
+                let audio_end_ms = required_count(event, "audio_end_ms")?;
+                Ok((item_id, content_index, audio_end_ms))
+            });
         let (item_id, content_index, audio_end_ms) = match request {
             Ok(request) => request,
-            Err(error) => return self.send_error(error, event_id).await,
+            Err(error) => return self.link.send_error(error, event_id).await,
         };
         let truncated = self.ledger.change(|dialogue| {
             let item = dialogue
@@ -791,41 +695,24 @@ impl Conversation {
             Ok(())
         });
         if let Err(error) = truncated {
-            return self.send_error(error, event_id).await;
+            return self.link.send_error(error, event_id).await;
         }
-        self.shared.update_realtime(self.at, |record| {
+        self.link.update(|record| {
             record.truncations.push(TruncationRecord {
                 item_id: item_id.clone(),
                 content_index,
                 audio_end_ms,
             });
         });
-        self.send(json!({
-            "type": "conversation.item.truncated",
-            "event_id": text::event_id(),
-            "item_id": item_id,
-            "content_index": content_index,
-            "audio_end_ms": audio_end_ms,
-        }))
-        .await;
-    }
-
-    // --- Plumbing ---
-
-    /// Takes the next fault for `taker` and records it.
-    fn take_fault(&self, taker: Taker) -> Option<Fault> {
-        let fault = self.shared.take_fault(SimStage::Realtime, taker)?;
-        self.shared
-            .update_realtime(self.at, |record| record.faults.push(fault.clone()));
-        Some(fault)
-    }
-
-    async fn send(&self, event: Value) {
-        let _ = self.out.send(Outbound::Event(event)).await;
-    }
-
-    async fn send_error(&self, error: ApiError, client_event_id: Option<&str>) {
-        self.send(error.realtime_event(client_event_id)).await;
+        self.link
+            .send(json!({
+                "type": "conversation.item.truncated",
+                "event_id": text::event_id(),
+                "item_id": item_id,
+                "content_index": content_index,
+                "audio_end_ms": audio_end_ms,
+            }))
+            .await;
     }
 }
 
@@ -869,14 +756,6 @@ fn check_truncate(content_index: u64, audio_ms: u64, audio_end_ms: u64) -> Resul
     Ok(())
 }
 
-fn required_string(event: &Value, key: &str) -> Result<String, ApiError> {
-    match event.get(key) {
-        None | Some(Value::Null) => Err(ApiError::missing(key)),
-        Some(Value::String(value)) => Ok(value.clone()),
-        Some(other) => Err(ApiError::invalid_type(key, "a string", other)),
-    }
-}
-
 fn required_count(event: &Value, key: &str) -> Result<u64, ApiError> {
     match event.get(key) {
         None | Some(Value::Null) => Err(ApiError::missing(key)),
@@ -916,34 +795,18 @@ fn parse_item(item: &Value) -> Result<NewItem, ApiError> {
     if let Some(unknown) = fields.keys().find(|key| !KEYS.contains(&key.as_str())) {
         return Err(ApiError::unknown_parameter(&format!("item.{unknown}")));
     }
-    let id = match fields.get("id") {
-        None | Some(Value::Null) => text::item_id(),
-        Some(Value::String(id)) if !id.is_empty() => id.clone(),
-        Some(Value::String(_)) => return Err(ApiError::string_empty("item.id")),
-        Some(other) => return Err(ApiError::invalid_type("item.id", "a string", other)),
+    let id = match params::optional_string(fields.get("id"), "item.id")? {
+        None => text::item_id(),
+        Some("") => return Err(ApiError::string_empty("item.id")),
+        Some(id) => id.to_owned(),
     };
-    let role: &'static str = match fields.get("role") {
-        None | Some(Value::Null) => return Err(ApiError::missing("item.role")),
-        Some(Value::String(role)) => ROLES
-            .iter()
-            .copied()
-            .find(|known| known == role)
-            .ok_or_else(|| ApiError::invalid_value("item.role", role, ROLES))?,
-        Some(other) => return Err(ApiError::invalid_type("item.role", "a string", other)),
-    };
+    let role = params::required_choice(fields.get("role"), "item.role", ROLES)?;
     let allowed: &[&str] = match role {
         "user" => &["input_text", "input_audio"],
         "system" => &["input_text"],
         _ => &["output_text", "text"],
     };
-    let parts = match fields.get("content") {
-        None | Some(Value::Null) => return Err(ApiError::missing("item.content")),
-        Some(Value::Array(parts)) if parts.is_empty() => {
-            return Err(ApiError::empty_array("item.content"));
-        }
-        Some(Value::Array(parts)) => parts,
-        Some(other) => return Err(ApiError::invalid_type("item.content", "an array", other)),
-    };
+    let parts = params::required_array(fields.get("content"), "item.content")?;
     let mut shown = Vec::with_capacity(parts.len());
     let mut audio_ms = None;
     for (index, part) in parts.iter().enumerate() {
@@ -951,72 +814,44 @@ fn parse_item(item: &Value) -> Result<NewItem, ApiError> {
         let part_fields = part
             .as_object()
             .ok_or_else(|| ApiError::invalid_type(&path, "an object", part))?;
+        let type_param = format!("{path}.type");
         let kind = match part_fields.get("type") {
-            None => return Err(ApiError::missing(&format!("{path}.type"))),
-            Some(Value::String(kind)) if allowed.contains(&kind.as_str()) => kind.as_str(),
-            Some(Value::String(kind)) => {
-                return Err(ApiError::invalid_value(
-                    &format!("{path}.type"),
-                    kind,
-                    allowed,
-                ));
-            }
-            Some(other) => {
+            // Present but `null`: of the wrong type, not missing.
+            Some(Value::Null) => {
                 return Err(ApiError::invalid_type(
-                    &format!("{path}.type"),
+                    &type_param,
                     "a string",
-                    other,
+                    &Value::Null,
                 ));
             }
+            kind => params::required_choice(kind, &type_param, allowed)?,
         };
         if kind == "input_audio" {
-            let bytes = match part_fields.get("audio") {
-                None | Some(Value::Null) => 0,
-                Some(Value::String(audio)) => BASE64
+            let audio_param = format!("{path}.audio");
+            let bytes = match params::optional_string(part_fields.get("audio"), &audio_param)? {
+                None => 0,
+                Some(audio) => BASE64
                     .decode(audio)
                     .map_err(|_| {
                         ApiError::invalid_request(
-                            format!("Invalid '{path}.audio'. Expected base64-encoded audio bytes."),
-                            Some(&format!("{path}.audio")),
+                            format!(
+                                "Invalid '{audio_param}'. Expected base64-encoded audio bytes."
+                            ),
+                            Some(&audio_param),
                             Some("invalid_value"),
                         )
                     })?
                     .len(),
-                Some(other) => {
-                    return Err(ApiError::invalid_type(
-                        &format!("{path}.audio"),
-                        "a string",
-                        other,
-                    ));
-                }
             };
             *audio_ms.get_or_insert(0) += bytes as u64 / BYTES_PER_MS;
-            let transcript = match part_fields.get("transcript") {
-                None | Some(Value::Null) => Value::Null,
-                Some(transcript @ Value::String(_)) => transcript.clone(),
-                Some(other) => {
-                    return Err(ApiError::invalid_type(
-                        &format!("{path}.transcript"),
-                        "a string",
-                        other,
-                    ));
-                }
-            };
+            let transcript = params::optional_string(
+                part_fields.get("transcript"),
+                &format!("{path}.transcript"),
+            )?;
             shown.push(json!({ "type": kind, "transcript": transcript }));
         } else {
-            match part_fields.get("text") {
-                Some(Value::String(_)) => shown.push(part.clone()),
-                None | Some(Value::Null) => {
-                    return Err(ApiError::missing(&format!("{path}.text")));
-                }
-                Some(other) => {
-                    return Err(ApiError::invalid_type(
-                        &format!("{path}.text"),
-                        "a string",
-                        other,
-                    ));
-                }
-            }
+            params::required_string(part_fields.get("text"), &format!("{path}.text"))?;
+            shown.push(part.clone());
         }
     }
     let mut json_item = Map::new();

@@ -6,6 +6,8 @@
 //! Messages copy the real service where the reference or common client logs quote them; the
 //! rest follow the same pattern. Everything the simulator itself cannot do says "simulator".
 
+use std::fmt;
+
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -204,27 +206,38 @@ impl ApiError {
         Self::invalid_request(message, Some(param), Some("unsupported_value"))
     }
 
+    /// A decimal outside `min..=max`.
     pub(crate) fn number_out_of_range(param: &str, got: f64, min: f64, max: f64) -> Self {
-        let (what, bound, code) = if got < min {
-            (
-                "below minimum",
-                format!(">= {min}"),
-                "decimal_below_min_value",
-            )
+        Self::out_of_range(param, "decimal", got < min, &got, &min, &max)
+    }
+
+    /// An integer outside `min..=max`.
+    pub(crate) fn integer_out_of_range(param: &str, got: u64, min: u64, max: u64) -> Self {
+        Self::out_of_range(param, "integer", got < min, &got, &min, &max)
+    }
+
+    /// A `kind` (`decimal`, `integer`) `got` below `min` (`below`) or above `max`, worded
+    /// and coded as the service does.
+    fn out_of_range(
+        param: &str,
+        kind: &str,
+        below: bool,
+        got: &dyn fmt::Display,
+        min: &dyn fmt::Display,
+        max: &dyn fmt::Display,
+    ) -> Self {
+        let (what, bound, code) = if below {
+            ("below minimum", format!(">= {min}"), "below_min_value")
         } else {
-            (
-                "above maximum",
-                format!("<= {max}"),
-                "decimal_above_max_value",
-            )
+            ("above maximum", format!("<= {max}"), "above_max_value")
         };
         Self::invalid_request(
             format!(
-                "Invalid '{param}': decimal {what} value. Expected a value {bound}, but got {got} \
+                "Invalid '{param}': {kind} {what} value. Expected a value {bound}, but got {got} \
                  instead."
             ),
             Some(param),
-            Some(code),
+            Some(&format!("{kind}_{code}")),
         )
     }
 
@@ -305,6 +318,15 @@ fn quote_list(values: &[&str]) -> String {
         [one] => one.clone(),
         [first, second] => format!("{first} and {second}"),
         [init @ .., last] => format!("{}, and {last}", init.join(", ")),
+    }
+}
+
+#[cfg(test)]
+impl ApiError {
+    /// Asserts that this error names `param` with `code`; `case` says which case failed.
+    pub(crate) fn assert_names(&self, param: &str, code: &str, case: &dyn fmt::Display) {
+        assert_eq!(self.param.as_deref(), Some(param), "{case}");
+        assert_eq!(self.code.as_deref(), Some(code), "{case}");
     }
 }
 

@@ -52,7 +52,10 @@
 //! * `config` — [`SimConfig`], [`SseStyle`]; `fault` — [`Fault`], [`SimStage`] and who takes
 //!   a fault; `record` — [`Records`]; `state` — what all handlers share;
 //! * `http` and `body` — the HTTP prelude and recorded streaming bodies; `text` — ids,
-//!   token splitting, the echo reply; `models` — the model list and checks.
+//!   token splitting, the echo reply; `models` — the model list and checks; `params` — the
+//!   readers of request parameters;
+//! * `link` and `input` — what both kinds of Realtime session share: the way to the client
+//!   and the records, and the input audio buffer with its turn detection.
 
 mod body;
 mod chat;
@@ -62,7 +65,10 @@ mod conversation;
 mod error;
 mod fault;
 mod http;
+mod input;
+mod link;
 mod models;
+mod params;
 mod realtime;
 mod record;
 mod session;

@@ -50,14 +50,14 @@ use tokio_util::sync::CancellationToken;
 use super::conversation::{self, Conversation};
 use super::error::ApiError;
 use super::fault::{CLOSE_SESSION_REJECTED, Fault, SimStage, Taker};
+use super::input::{Configurable, Heard, InputBuffer};
+use super::link::SessionLink;
 use super::models::{self, ModelKind};
 use super::record::{RealtimeRecord, RecordRef};
-use super::session::TranscriptionSession;
+use super::session::{self, TranscriptionSession};
 use super::state::{Shared, header_text};
-use super::synth::BYTES_PER_SAMPLE;
 use super::text;
 use super::turn::{self, Outbound, TurnEmitter, TurnPlan};
-use super::vad::{Vad, VadEvent};
 use crate::http::{bearer, fault_response};
 
 /// Server events queued for the writer; bounded so a client that stops reading slows the
@@ -65,10 +65,6 @@ use crate::http::{bearer, fault_response};
 const OUTBOUND_QUEUE_EVENTS: usize = 256;
 /// Largest decoded `input_audio_buffer.append` (§1.5: 15 MiB).
 const MAX_APPEND_BYTES: usize = 15 * 1024 * 1024;
-/// Shortest committable buffer (§1.5: "Expected at least 100ms").
-const MIN_COMMIT_MS: u64 = 100;
-/// PCM16 bytes per millisecond at 24 kHz mono.
-pub(crate) const BYTES_PER_MS: u64 = 48;
 /// Close code when the simulator shuts down ("going away").
 const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code after a `session_expired` error (the real one is unconfirmed, §1.8).
@@ -248,20 +244,11 @@ impl Query {
 /// The state of one session, owned by its reader loop.
 #[derive(Debug)]
 struct Connection {
-    shared: Arc<Shared>,
-    at: RecordRef,
-    out: mpsc::Sender<Outbound>,
-    /// Cancelled when the connection ends for any reason; stops turns and the writer.
-    done: CancellationToken,
+    link: SessionLink,
     kind: Kind,
     session: TranscriptionSession,
-    /// Bytes appended over the whole session: the clock of `audio_start_ms` / `audio_end_ms`.
-    total_bytes: u64,
-    /// Session byte offset where the uncommitted input buffer starts.
-    buffer_start: u64,
-    vad: Option<Vad>,
-    /// The item id announced by `speech_started`, and where that speech started (ms).
-    speech: Option<(String, u64)>,
+    /// The transcription session's input buffer (a conversation session keeps its own).
+    input: InputBuffer,
     last_item_id: Option<String>,
     /// The open turn: audio has been appended since the last commit.
     turn: Option<TurnEmitter>,
@@ -270,8 +257,6 @@ struct Connection {
     held_turn: Option<oneshot::Sender<()>>,
     /// [`Fault::Freeze`]: nothing more is read or sent.
     frozen: bool,
-    /// [`Fault::DropAfterAudio`]: the session's audio byte count at which the connection drops.
-    drop_at_audio_bytes: Option<u64>,
     /// When the service ends the session, and how long it lasted by then.
     expires: tokio::time::Instant,
     lifetime: std::time::Duration,
@@ -287,72 +272,64 @@ impl Connection {
         let writer = tokio::spawn(write_loop(sink, rx, Arc::clone(&shared), at, done.clone()));
         let lifetime = shared.config().realtime_session_max;
         let session = TranscriptionSession::expiring_in(lifetime);
-        let vad = session
-            .turn_detection
-            .vad_params()
-            .map(|params| Vad::new(params, 0));
-        let conversation = match &kind {
-            Kind::Conversation { model } => Some(Conversation::new(
-                Arc::clone(&shared),
-                at,
-                out.clone(),
-                done.clone(),
-                &session.id,
-                model.as_deref(),
-                lifetime,
-            )),
-            _ => None,
-        };
-        let mut connection = Self {
+        let link = SessionLink {
             shared,
             at,
             out,
             done,
+        };
+        let conversation = match &kind {
+            Kind::Conversation { model } => Some(Conversation::new(
+                link.clone(),
+                &session.id,
+                model.as_deref(),
+                session::expires_at(lifetime),
+            )),
+            _ => None,
+        };
+        let mut connection = Self {
+            input: InputBuffer::new(session.turn_detection()),
+            link,
             kind,
             session,
-            total_bytes: 0,
-            buffer_start: 0,
-            vad,
-            speech: None,
             last_item_id: None,
             turn: None,
             turns_committed: 0,
             held_turn: None,
             frozen: false,
-            drop_at_audio_bytes: None,
             expires: tokio::time::Instant::now() + lifetime,
             lifetime,
             conversation,
         };
         connection.start().await;
         connection.read_loop(stream).await;
-        connection.done.cancel();
+        connection.link.done.cancel();
         let _ = writer.await;
-        connection
-            .shared
-            .update_realtime(connection.at, |record| record.closed = true);
+        connection.link.update(|record| record.closed = true);
     }
 
     /// The first events: `session.created`, or the beta rejection.
     async fn start(&mut self) {
         let id = self.session.id.clone();
-        self.shared
-            .update_realtime(self.at, |record| record.session_id = Some(id.clone()));
+        self.link
+            .update(|record| record.session_id = Some(id.clone()));
         let session = match (&self.kind, &self.conversation) {
             (Kind::Conversation { .. }, Some(conversation)) => conversation.session_json(),
-            (Kind::Transcription | Kind::Conversation { .. }, _) => self.session.to_json(),
+            (Kind::Transcription | Kind::Conversation { .. }, _) => self.session.session_json(),
             (Kind::Rejected { error, close_code }, _) => {
                 let reason = error.code.clone().unwrap_or_else(|| error.kind.clone());
                 let code = *close_code;
-                self.send(error.realtime_event(None)).await;
-                let _ = self.out.send(Outbound::Close { code, reason }).await;
+                self.link.send(error.realtime_event(None)).await;
+                self.link.order(Outbound::Close { code, reason }).await;
                 return;
             }
         };
-        self.send(
-            json!({ "type": "session.created", "event_id": text::event_id(), "session": session }),
-        )
-        .await;
+        let created = json!({
+            "type": "session.created",
+            "event_id": text::event_id(),
+            "session": session,
+        });
+        self.link.send(created).await;
     }
 
     /// The session reached its maximum duration: an `error`, then the close (§1.8).
@@ -368,10 +345,9 @@ impl Connection {
             None,
             Some("session_expired"),
         );
-        self.send_error(error, None).await;
-        let _ = self
-            .out
-            .send(Outbound::Close {
+        self.link.send_error(error, None).await;
+        self.link
+            .order(Outbound::Close {
                 code: CLOSE_SESSION_EXPIRED,
                 reason: "session expired".to_owned(),
             })
@@ -379,8 +355,8 @@ impl Connection {
     }
 
     async fn read_loop(&mut self, mut stream: SplitStream<WebSocket>) {
-        let shutdown = self.shared.shutdown.clone();
-        let done = self.done.clone();
+        let shutdown = self.link.shared.shutdown.clone();
+        let done = self.link.done.clone();
         let mut expired = false;
         loop {
             let frozen =
@@ -398,19 +374,17 @@ impl Connection {
             match message {
                 Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
                 Some(Ok(Message::Binary(bytes))) => {
-                    self.record_event(|| json!({ "binary_frame_bytes": bytes.len() }));
+                    self.link
+                        .record_event(|| json!({ "binary_frame_bytes": bytes.len() }));
                     let error = ApiError::invalid_request(
                         "Binary frames are not supported. Send JSON events as text frames.",
                         None,
                         Some("invalid_event"),
                     );
-                    self.send_error(error, None).await;
+                    self.link.send_error(error, None).await;
                 }
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break,
-                Some(Ok(Message::Ping(_))) => {
-                    self.shared
-                        .update_realtime(self.at, |record| record.pings += 1);
-                }
+                Some(Ok(Message::Ping(_))) => self.link.update(|record| record.pings += 1),
                 Some(Ok(Message::Pong(_))) => {}
             }
         }
@@ -418,13 +392,13 @@ impl Connection {
 
     async fn on_text(&mut self, raw: &str) {
         let Ok(event) = serde_json::from_str::<Value>(raw) else {
-            self.record_event(|| Value::String(raw.to_owned()));
+            self.link.record_event(|| Value::String(raw.to_owned()));
             let error = ApiError::invalid_request(
                 "We could not parse the JSON body of your request. Expected a JSON object.",
                 None,
                 Some("invalid_json"),
             );
-            self.send_error(error, None).await;
+            self.link.send_error(error, None).await;
             return;
         };
         let event_id = event
@@ -440,7 +414,7 @@ impl Connection {
             self.append(&event, event_id).await;
             return;
         }
-        self.record_event(|| event.clone());
+        self.link.record_event(|| event.clone());
         if let Some(conversation) = &mut self.conversation
             && conversation::handles(kind)
         {
@@ -454,7 +428,7 @@ impl Connection {
                     None,
                     Some("invalid_event"),
                 );
-                self.send_error(error, event_id).await;
+                self.link.send_error(error, event_id).await;
             }
             (_, "transcription_session.update") => {
                 let error = ApiError::invalid_request(
@@ -462,11 +436,13 @@ impl Connection {
                     Some("type"),
                     Some("beta_api_shape_disabled"),
                 );
-                self.send_error(error, event_id).await;
+                self.link.send_error(error, event_id).await;
             }
             (Kind::Transcription, "session.update") => self.session_update(&event, event_id).await,
             (Kind::Transcription, "input_audio_buffer.commit") => self.commit(event_id).await,
-            (Kind::Transcription, "input_audio_buffer.clear") => self.clear().await,
+            (Kind::Transcription, "input_audio_buffer.clear") => {
+                self.link.send(self.input.clear()).await;
+            }
             (_, known) if CLIENT_EVENT_TYPES.contains(&known) => {
                 let error = ApiError::unsupported_by_simulator(
                     "type",
@@ -478,41 +454,27 @@ impl Connection {
                         _ => format!("The OpenAI simulator does not implement '{known}'."),
                     },
                 );
-                self.send_error(error, event_id).await;
+                self.link.send_error(error, event_id).await;
             }
             (_, unknown) => {
-                self.send_error(
-                    ApiError::invalid_value("type", unknown, CLIENT_EVENT_TYPES),
-                    event_id,
-                )
-                .await;
+                self.link
+                    .send_error(
+                        ApiError::invalid_value("type", unknown, CLIENT_EVENT_TYPES),
+                        event_id,
+                    )
+                    .await;
             }
         }
     }
 
     async fn session_update(&mut self, event: &Value, event_id: Option<&str>) {
-        let Some(update) = event.get("session") else {
-            self.send_error(ApiError::missing("session"), event_id)
-                .await;
-            return;
-        };
-        let before = self.session.turn_detection.clone();
-        let config = self.shared.config();
-        if let Err(error) = self.session.apply_update(update, &config) {
-            self.send_error(error, event_id).await;
-            return;
-        }
-        if self.session.turn_detection != before {
-            let position = self.total_bytes / BYTES_PER_SAMPLE as u64;
-            self.vad = self
-                .session
-                .turn_detection
-                .vad_params()
-                .map(|params| Vad::new(params, position));
-            self.speech = None;
-        }
-        let updated = json!({ "type": "session.updated", "event_id": text::event_id(), "session": self.session.to_json() });
-        self.send(updated).await;
+        let config = self.link.shared.config();
+        let updated = self
+            .input
+            .update_session(&mut self.session, event, |session, update| {
+                session.apply_update(update, &config)
+            });
+        self.link.answer(updated, event_id).await;
     }
 
     async fn append(&mut self, event: &Value, event_id: Option<&str>) {
@@ -528,7 +490,7 @@ impl Connection {
             Some(other) => Err(ApiError::invalid_type("audio", "a string", other)),
         };
         // Recorded without the (large) base64 audio, with its decoded length instead.
-        self.record_event(|| {
+        self.link.record_event(|| {
             let mut recorded: Map<String, Value> = event
                 .as_object()
                 .into_iter()
@@ -551,16 +513,16 @@ impl Connection {
                     Some("audio"),
                     Some("invalid_value"),
                 );
-                self.send_error(error, event_id).await;
+                self.link.send_error(error, event_id).await;
                 return;
             }
             Ok(audio) => audio,
             Err(error) => {
-                self.send_error(error, event_id).await;
+                self.link.send_error(error, event_id).await;
                 return;
             }
         };
-        self.shared.update_realtime(self.at, |record| {
+        self.link.update(|record| {
             record.audio_bytes += audio.len();
             record.audio.extend_from_slice(&audio);
         });
@@ -574,109 +536,46 @@ impl Connection {
         if self.turn.is_none() {
             self.open_turn().await;
         }
-        self.total_bytes += audio.len() as u64;
-        if self
-            .drop_at_audio_bytes
-            .is_some_and(|at| self.total_bytes >= at)
-        {
-            self.drop_at_audio_bytes = None;
-            let _ = self.out.send(Outbound::Abort).await;
+        let Some(heard) = self.input.push(&audio) else {
+            self.link.order(Outbound::Abort).await;
             return;
-        }
-        let mut found = Vec::new();
-        if let Some(vad) = &mut self.vad {
-            vad.push(&audio, &mut found);
-        }
-        for event in found {
-            self.on_vad(event).await;
-        }
-    }
-
-    async fn on_vad(&mut self, event: VadEvent) {
-        match event {
-            VadEvent::SpeechStarted { audio_start_ms } => {
-                let audio_start_ms = audio_start_ms.max(self.buffer_start / BYTES_PER_MS);
-                let item_id = text::item_id();
-                self.speech = Some((item_id.clone(), audio_start_ms));
-                let started = json!({
-                    "type": "input_audio_buffer.speech_started",
-                    "event_id": text::event_id(),
-                    "audio_start_ms": audio_start_ms,
-                    "item_id": item_id,
-                });
-                self.emit_turn(started).await;
-            }
-            VadEvent::SpeechStopped {
-                audio_end_ms,
-                detected_at_ms,
-            } => {
-                let Some((item_id, start_ms)) = self.speech.take() else {
-                    return;
-                };
-                let stopped = json!({
-                    "type": "input_audio_buffer.speech_stopped",
-                    "event_id": text::event_id(),
-                    "audio_end_ms": audio_end_ms,
-                    "item_id": item_id,
-                });
-                self.emit_turn(stopped).await;
-                self.buffer_start = detected_at_ms * BYTES_PER_MS;
-                self.commit_turn(item_id, audio_end_ms.saturating_sub(start_ms))
-                    .await;
+        };
+        for heard in heard {
+            match heard {
+                Heard::Started(started) => self.emit_turn(started).await,
+                Heard::Stopped {
+                    event,
+                    item_id,
+                    audio_ms,
+                } => {
+                    self.emit_turn(event).await;
+                    self.commit_turn(item_id, audio_ms).await;
+                }
             }
         }
     }
 
     /// A client `input_audio_buffer.commit`.
     async fn commit(&mut self, event_id: Option<&str>) {
-        let buffered = self.total_bytes - self.buffer_start;
-        if let Err(error) = check_commit(buffered) {
-            self.send_error(error, event_id).await;
-            return;
+        match self.input.commit() {
+            Ok((item_id, audio_ms)) => self.commit_turn(item_id, audio_ms).await,
+            Err(error) => self.link.send_error(error, event_id).await,
         }
-        self.buffer_start = self.total_bytes;
-        if let Some(vad) = &mut self.vad {
-            vad.reset();
-        }
-        let item_id = self
-            .speech
-            .take()
-            .map_or_else(text::item_id, |(item_id, _)| item_id);
-        self.commit_turn(item_id, buffered / BYTES_PER_MS).await;
-    }
-
-    async fn clear(&mut self) {
-        self.buffer_start = self.total_bytes;
-        self.speech = None;
-        if let Some(vad) = &mut self.vad {
-            vad.reset();
-        }
-        self.send(json!({ "type": "input_audio_buffer.cleared", "event_id": text::event_id() }))
-            .await;
     }
 
     /// Opens a turn at its first audio and gives it the next turn fault, if any.
     async fn open_turn(&mut self) {
-        let mut turn = TurnEmitter::new(self.out.clone());
-        match self.take_turn_fault() {
+        let mut turn = TurnEmitter::new(self.link.out.clone());
+        match self.link.take_fault(Taker::Turn) {
             Some(Fault::Freeze) => {
                 self.frozen = true;
-                let _ = self.out.send(Outbound::Stall).await;
+                self.link.order(Outbound::Stall).await;
             }
-            Some(Fault::DropAfterAudio { bytes }) => {
-                self.drop_at_audio_bytes = Some(self.total_bytes + bytes as u64);
-            }
+            Some(Fault::DropAfterAudio { bytes }) => self.input.drop_after(bytes),
             Some(fault) => turn.arm(fault).await,
             None => {}
         }
         self.turn = Some(turn);
-    }
-
-    fn take_turn_fault(&self) -> Option<Fault> {
-        let fault = self.shared.take_fault(SimStage::Realtime, Taker::Turn)?;
-        self.shared
-            .update_realtime(self.at, |record| record.faults.push(fault.clone()));
-        Some(fault)
     }
 
     /// Sends an event of the open turn.
@@ -694,41 +593,30 @@ impl Connection {
     async fn commit_turn(&mut self, item_id: String, audio_ms: u64) {
         let mut turn = match self.turn.take() {
             Some(turn) => turn,
-            None => TurnEmitter::new(self.out.clone()),
+            None => TurnEmitter::new(self.link.out.clone()),
         };
         if !turn.has_fault()
-            && let Some(fault) = self.take_turn_fault()
+            && let Some(fault) = self.link.take_fault(Taker::Turn)
         {
             turn.arm(fault).await;
         }
-        let config = self.shared.config();
+        let config = self.link.shared.config();
         let previous_item_id = self.last_item_id.replace(item_id.clone());
-        turn.emit(json!({
-            "type": "input_audio_buffer.committed",
-            "event_id": text::event_id(),
-            "previous_item_id": previous_item_id,
-            "item_id": item_id,
-        }))
-        .await;
+        let previous = previous_item_id.as_deref();
+        turn.emit(turn::committed_event(previous, &item_id)).await;
         let item = turn::user_item(&item_id, None);
         if config.quirks {
             let mut created = item.clone();
             created["content"] = json!([]);
-            turn.emit(json!({
-                "type": "conversation.item.created",
-                "event_id": text::event_id(),
-                "previous_item_id": previous_item_id,
-                "item": created,
-            }))
+            turn.emit(turn::item_event(
+                "conversation.item.created",
+                previous,
+                &created,
+            ))
             .await;
         }
-        turn.emit(json!({
-            "type": "conversation.item.added",
-            "event_id": text::event_id(),
-            "previous_item_id": previous_item_id,
-            "item": item,
-        }))
-        .await;
+        turn.emit(turn::item_event("conversation.item.added", previous, &item))
+            .await;
         if config.quirks {
             turn.emit(json!({
                 "type": FUTURE_EVENT_TYPE,
@@ -739,12 +627,11 @@ impl Connection {
             .await;
         }
         // A turn whose transcription fails does not use up a scripted transcript.
-        let scripted = if turn.transcription_fails() {
-            None
+        let transcript = if turn.transcription_fails() {
+            text::duration_transcript(audio_ms)
         } else {
-            self.shared.pop_transcript()
+            self.link.shared.next_transcript(audio_ms)
         };
-        let transcript = scripted.unwrap_or_else(|| text::duration_transcript(audio_ms));
         let index = self.turns_committed;
         self.turns_committed += 1;
         let (hold, release) = if !config.out_of_order {
@@ -756,59 +643,24 @@ impl Connection {
         } else {
             (None, self.held_turn.take())
         };
+        let seed = self.link.shared.next_seed();
         let plan = TurnPlan {
-            item_id,
-            previous_item_id,
-            transcript,
-            audio_ms,
             prompt: self.session.prompt().to_owned(),
-            first_delta: std::time::Duration::from_millis(config.stt_first_delta_ms),
-            delta_interval: std::time::Duration::from_millis(config.stt_delta_interval_ms),
-            quirks: config.quirks,
             item_done: config.quirks,
             logprobs: self.session.wants_logprobs(),
-            seed: self.shared.next_seed(),
             hold,
             release,
+            ..TurnPlan::new(
+                item_id,
+                previous_item_id,
+                transcript,
+                audio_ms,
+                &config,
+                seed,
+            )
         };
-        tokio::spawn(turn::run(turn, plan, self.done.clone()));
+        tokio::spawn(turn::run(turn, plan, self.link.done.clone()));
     }
-
-    /// Records a client event; `event` is only built when recording.
-    fn record_event(&self, event: impl FnOnce() -> Value) {
-        if self.at.is_recorded() {
-            let event = event();
-            self.shared
-                .update_realtime(self.at, |record| record.events.push(event));
-        }
-    }
-
-    /// Sends an event that belongs to no turn.
-    async fn send(&self, event: Value) {
-        let _ = self.out.send(Outbound::Event(event)).await;
-    }
-
-    async fn send_error(&self, error: ApiError, client_event_id: Option<&str>) {
-        self.send(error.realtime_event(client_event_id)).await;
-    }
-}
-
-/// Whether a buffer of `buffered` bytes can be committed: the service's
-/// `input_audio_buffer_commit_empty` under [`MIN_COMMIT_MS`] (§1.5).
-pub(crate) fn check_commit(buffered: u64) -> Result<(), ApiError> {
-    if buffered / BYTES_PER_MS >= MIN_COMMIT_MS {
-        return Ok(());
-    }
-    // Byte counts of a buffer under 100 ms are tiny: exact in f64.
-    let ms = buffered as f64 / BYTES_PER_MS as f64;
-    Err(ApiError::invalid_request(
-        format!(
-            "Error committing input audio buffer: buffer too small. Expected at least \
-             {MIN_COMMIT_MS}ms of audio, but buffer only has {ms:.2}ms of audio."
-        ),
-        None,
-        Some("input_audio_buffer_commit_empty"),
-    ))
 }
 
 /// Owns the socket's sending half: writes events, applies Abort/Stall, closes.
@@ -886,7 +738,6 @@ async fn going_away(sink: &mut SplitSink<WebSocket, Message>) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::vad;
     use super::*;
 
     #[test]
@@ -906,13 +757,5 @@ mod tests {
         assert_eq!(BASE64.decode("AAE=").expect("padded"), [0, 1]);
         assert_eq!(BASE64.decode("AAE").expect("unpadded"), [0, 1]);
         assert!(BASE64.decode("not base64!").is_err());
-    }
-
-    #[test]
-    fn vad_times_use_the_session_clock() {
-        assert_eq!(
-            vad::ms_to_samples(1000) * BYTES_PER_SAMPLE as u64,
-            1000 * BYTES_PER_MS
-        );
     }
 }

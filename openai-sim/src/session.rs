@@ -1,8 +1,8 @@
 //! Realtime session configuration: the GA transcription session object that `session.created`
 //! and `session.updated` carry (docs/openai-wire.md §1.6) and the validation of a GA
-//! `session.update` with `session.type: "transcription"` (§1.3). The validators of the parts
-//! both session types share (audio format, input transcription, noise reduction, turn
-//! detection) are used by the conversation session too (`conversation::config`).
+//! `session.update` with `session.type: "transcription"` (§1.3). What both session types share
+//! (`session.audio.input` as [`AudioInput`], the audio format, `session.type`, the
+//! validators) serves the conversation session too (`conversation::config`).
 //!
 //! Updates are partial ("only fields present are changed", `null` clears `turn_detection`)
 //! and atomic: an invalid update changes nothing. Validation is strict where the GA schema
@@ -15,7 +15,9 @@ use serde_json::{Map, Value, json};
 
 use super::config::{REALTIME_SESSION_MAX, SimConfig};
 use super::error::ApiError;
+use super::input::Configurable;
 use super::models::{self, ModelKind};
+use super::params;
 use super::text;
 use super::vad::{self, VadParams};
 
@@ -25,6 +27,10 @@ const SESSION_LIFETIME_SECS: u64 = REALTIME_SESSION_MAX.as_secs();
 const DEFAULT_TRANSCRIPTION_MODEL: &str = "gpt-4o-mini-transcribe";
 /// The only `include` value (§1.3).
 const INCLUDE_LOGPROBS: &str = "item.input_audio_transcription.logprobs";
+/// `session.type` of a conversation session.
+pub(crate) const REALTIME: &str = "realtime";
+/// `session.type` of a transcription session.
+pub(crate) const TRANSCRIPTION: &str = "transcription";
 /// Keys of a GA transcription `session`.
 const SESSION_KEYS: &[&str] = &["type", "audio", "include"];
 /// Keys of `session.audio.input`.
@@ -72,6 +78,16 @@ pub(crate) enum TurnDetection {
 }
 
 impl TurnDetection {
+    /// Server VAD with its default threshold and padding, ending a turn after
+    /// `silence_duration_ms`.
+    pub(crate) fn server_vad(silence_duration_ms: u64) -> Self {
+        Self::ServerVad {
+            threshold: vad::DEFAULT_THRESHOLD,
+            prefix_padding_ms: vad::DEFAULT_PREFIX_PADDING_MS,
+            silence_duration_ms,
+        }
+    }
+
     /// The detector settings, if the server detects turns.
     pub(crate) fn vad_params(&self) -> Option<VadParams> {
         match self {
@@ -114,82 +130,129 @@ impl TurnDetection {
     }
 }
 
+/// `session.audio.input` as both kinds of session keep it (its format is always PCM16 at
+/// 24 kHz).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AudioInput {
+    /// `transcription`, with `model`, `language` and `prompt` always present; `None` while
+    /// input transcription is off (a conversation's default).
+    pub(crate) transcription: Option<Map<String, Value>>,
+    noise_reduction: Value,
+    pub(crate) turn_detection: TurnDetection,
+    /// `transcription: null` turns transcription off (a conversation session); a
+    /// transcription session always transcribes, so there `null` is of the wrong type.
+    transcription_optional: bool,
+}
+
+impl AudioInput {
+    /// A new transcription session's: transcription on, server VAD with its defaults.
+    fn transcribing() -> Self {
+        Self {
+            transcription: Some(default_transcription()),
+            noise_reduction: Value::Null,
+            turn_detection: TurnDetection::server_vad(vad::DEFAULT_SILENCE_DURATION_MS),
+            transcription_optional: false,
+        }
+    }
+
+    /// A new conversation session's: no transcription, server VAD ending a turn after
+    /// `silence_duration_ms`.
+    pub(crate) fn conversing(silence_duration_ms: u64) -> Self {
+        Self {
+            transcription: None,
+            noise_reduction: Value::Null,
+            turn_detection: TurnDetection::server_vad(silence_duration_ms),
+            transcription_optional: true,
+        }
+    }
+
+    /// The `session.audio.input` object.
+    pub(crate) fn to_json(&self) -> Value {
+        json!({
+            "format": pcm_format(),
+            "transcription": self.transcription,
+            "noise_reduction": self.noise_reduction,
+            "turn_detection": self.turn_detection.to_json(),
+        })
+    }
+
+    /// The transcription prompt (counted as text tokens in `usage`).
+    pub(crate) fn transcription_prompt(&self) -> &str {
+        self.transcription
+            .as_ref()
+            .and_then(|fields| fields.get("prompt"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    /// Applies the `session.audio.input` of an update (the caller keeps the copy it changes
+    /// only if the whole update is valid). `config` says which models are served.
+    pub(crate) fn apply(
+        &mut self,
+        input: &Map<String, Value>,
+        config: &SimConfig,
+    ) -> Result<(), ApiError> {
+        check_keys(input, "session.audio.input", INPUT_KEYS)?;
+        if let Some(format) = input.get("format") {
+            validate_format(format, "session.audio.input.format")?;
+        }
+        match input.get("transcription") {
+            None => {}
+            Some(Value::Null) if self.transcription_optional => self.transcription = None,
+            Some(transcription) => {
+                let fields = validate_transcription(transcription, config)?;
+                let merged = self.transcription.get_or_insert_with(default_transcription);
+                for (key, value) in fields {
+                    merged.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        if let Some(noise) = input.get("noise_reduction") {
+            self.noise_reduction = validate_noise_reduction(noise)?;
+        }
+        if let Some(detection) = input.get("turn_detection") {
+            self.turn_detection = parse_turn_detection(detection)?;
+        }
+        Ok(())
+    }
+}
+
 /// The effective configuration of a transcription session.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct TranscriptionSession {
     pub(crate) id: String,
     expires_at: u64,
-    /// `audio.input.transcription`, with `model`, `language` and `prompt` always present.
-    transcription: Map<String, Value>,
-    noise_reduction: Value,
-    pub(crate) turn_detection: TurnDetection,
+    input: AudioInput,
     include: Value,
 }
 
 impl TranscriptionSession {
-    /// A new session with the service's defaults that the service ends after `lifetime`
-    /// (`expires_at` rounds up to whole seconds).
+    /// A new session with the service's defaults that the service ends after `lifetime`.
     pub(crate) fn expiring_in(lifetime: std::time::Duration) -> Self {
-        let seconds = lifetime.as_secs() + u64::from(lifetime.subsec_nanos() > 0);
         Self {
-            expires_at: crate::text::unix_now_s() + seconds,
+            expires_at: expires_at(lifetime),
             ..Self::new()
         }
     }
 
     /// A new session with the service's defaults (server VAD on).
     pub(crate) fn new() -> Self {
-        let transcription = json!({
-            "model": DEFAULT_TRANSCRIPTION_MODEL,
-            "language": null,
-            "prompt": "",
-        });
         Self {
             id: text::session_id(),
             expires_at: crate::text::unix_now_s() + SESSION_LIFETIME_SECS,
-            transcription: transcription.as_object().cloned().unwrap_or_default(),
-            noise_reduction: Value::Null,
-            turn_detection: TurnDetection::ServerVad {
-                threshold: vad::DEFAULT_THRESHOLD,
-                prefix_padding_ms: vad::DEFAULT_PREFIX_PADDING_MS,
-                silence_duration_ms: vad::DEFAULT_SILENCE_DURATION_MS,
-            },
+            input: AudioInput::transcribing(),
             include: Value::Null,
         }
     }
 
-    /// The `session` object of `session.created` / `session.updated`.
-    pub(crate) fn to_json(&self) -> Value {
-        json!({
-            "type": "transcription",
-            "object": "realtime.transcription_session",
-            "id": self.id,
-            "expires_at": self.expires_at,
-            "audio": {
-                "input": {
-                    "format": { "type": "audio/pcm", "rate": 24_000 },
-                    "transcription": self.transcription,
-                    "noise_reduction": self.noise_reduction,
-                    "turn_detection": self.turn_detection.to_json(),
-                }
-            },
-            "include": self.include,
-        })
-    }
-
     /// The transcription prompt (counted as text tokens in `usage`).
     pub(crate) fn prompt(&self) -> &str {
-        self.transcription
-            .get("prompt")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+        self.input.transcription_prompt()
     }
 
     /// Whether `include` asks for logprobs.
     pub(crate) fn wants_logprobs(&self) -> bool {
-        self.include
-            .as_array()
-            .is_some_and(|items| items.iter().any(|item| item == INCLUDE_LOGPROBS))
+        includes_logprobs(&self.include)
     }
 
     /// Applies the `session` of a `session.update`; on error nothing changes. `config` says
@@ -202,31 +265,18 @@ impl TranscriptionSession {
         let mut next = self.clone();
         let session = object(session, "session")?;
         check_keys(session, "session", SESSION_KEYS)?;
-        match session.get("type") {
-            None => return Err(ApiError::missing("session.type")),
-            Some(Value::String(kind)) if kind == "transcription" => {}
-            Some(Value::String(kind)) if kind == "realtime" => {
-                return Err(ApiError::invalid_request(
-                    "Passing a realtime session update event to a transcription session is not \
-                     allowed.",
-                    Some("session.type"),
-                    Some("invalid_value"),
-                ));
-            }
-            Some(Value::String(kind)) => {
-                return Err(ApiError::invalid_value(
-                    "session.type",
-                    kind,
-                    &["realtime", "transcription"],
-                ));
-            }
-            Some(other) => return Err(ApiError::invalid_type("session.type", "a string", other)),
+        if session_type(session)? == REALTIME {
+            return Err(ApiError::invalid_request(
+                "Passing a realtime session update event to a transcription session is not \
+                 allowed.",
+                Some("session.type"),
+                Some("invalid_value"),
+            ));
         }
-        if let Some(audio) = session.get("audio") {
-            let audio = object(audio, "session.audio")?;
+        if let Some(audio) = sub_object(session, "session", "audio")? {
             check_keys(audio, "session.audio", &["input"])?;
-            if let Some(input) = audio.get("input") {
-                next.apply_input(object(input, "session.audio.input")?, config)?;
+            if let Some(input) = sub_object(audio, "session.audio", "input")? {
+                next.input.apply(input, config)?;
             }
         }
         if let Some(include) = session.get("include") {
@@ -235,39 +285,79 @@ impl TranscriptionSession {
         *self = next;
         Ok(())
     }
+}
 
-    fn apply_input(
-        &mut self,
-        input: &Map<String, Value>,
-        config: &SimConfig,
-    ) -> Result<(), ApiError> {
-        check_keys(input, "session.audio.input", INPUT_KEYS)?;
-        if let Some(format) = input.get("format") {
-            validate_format(format, "session.audio.input.format")?;
-        }
-        if let Some(transcription) = input.get("transcription") {
-            self.apply_transcription(transcription, config)?;
-        }
-        if let Some(noise) = input.get("noise_reduction") {
-            self.noise_reduction = validate_noise_reduction(noise)?;
-        }
-        if let Some(detection) = input.get("turn_detection") {
-            self.turn_detection = parse_turn_detection(detection)?;
-        }
-        Ok(())
+impl Configurable for TranscriptionSession {
+    fn audio_input(&self) -> &AudioInput {
+        &self.input
     }
 
-    fn apply_transcription(
-        &mut self,
-        transcription: &Value,
-        config: &SimConfig,
-    ) -> Result<(), ApiError> {
-        let fields = validate_transcription(transcription, config)?;
-        for (key, value) in fields {
-            self.transcription.insert(key.clone(), value.clone());
-        }
-        Ok(())
+    fn session_json(&self) -> Value {
+        json!({
+            "type": "transcription",
+            "object": "realtime.transcription_session",
+            "id": self.id,
+            "expires_at": self.expires_at,
+            "audio": { "input": self.input.to_json() },
+            "include": self.include,
+        })
     }
+}
+
+/// `expires_at` of a session that the service ends after `lifetime`: Unix seconds, rounded
+/// up to a whole second.
+pub(crate) fn expires_at(lifetime: std::time::Duration) -> u64 {
+    let seconds = lifetime.as_secs() + u64::from(lifetime.subsec_nanos() > 0);
+    crate::text::unix_now_s() + seconds
+}
+
+/// The only audio format served: PCM16 at 24 kHz.
+pub(crate) fn pcm_format() -> Value {
+    json!({ "type": "audio/pcm", "rate": 24_000 })
+}
+
+/// The `transcription` a session gets when it turns input transcription on without naming
+/// everything (and a new transcription session's).
+fn default_transcription() -> Map<String, Value> {
+    let mut fields = Map::new();
+    fields.insert("model".into(), json!(DEFAULT_TRANSCRIPTION_MODEL));
+    fields.insert("language".into(), Value::Null);
+    fields.insert("prompt".into(), json!(""));
+    fields
+}
+
+/// Whether an `include` list asks for the logprobs of input transcription.
+pub(crate) fn includes_logprobs(include: &Value) -> bool {
+    include
+        .as_array()
+        .is_some_and(|items| items.iter().any(|item| item == INCLUDE_LOGPROBS))
+}
+
+/// `session.type` of an update: [`REALTIME`] or [`TRANSCRIPTION`] (each session refuses
+/// the other kind with its own error).
+pub(crate) fn session_type(session: &Map<String, Value>) -> Result<&'static str, ApiError> {
+    const TYPES: &[&str] = &[REALTIME, TRANSCRIPTION];
+    match session.get("type") {
+        None => Err(ApiError::missing("session.type")),
+        Some(Value::String(kind)) => TYPES
+            .iter()
+            .copied()
+            .find(|known| known == kind)
+            .ok_or_else(|| ApiError::invalid_value("session.type", kind, TYPES)),
+        Some(other) => Err(ApiError::invalid_type("session.type", "a string", other)),
+    }
+}
+
+/// The object `key` of `fields` (at `path`), if present.
+pub(crate) fn sub_object<'a>(
+    fields: &'a Map<String, Value>,
+    path: &str,
+    key: &str,
+) -> Result<Option<&'a Map<String, Value>>, ApiError> {
+    fields
+        .get(key)
+        .map(|value| object(value, &format!("{path}.{key}")))
+        .transpose()
 }
 
 /// Checks an `audio.input.transcription` object (its model must be one the simulator serves
@@ -447,14 +537,7 @@ pub(crate) fn parse_turn_detection(detection: &Value) -> Result<TurnDetection, A
             let threshold = match fields.get("threshold") {
                 None | Some(Value::Null) => vad::DEFAULT_THRESHOLD,
                 Some(value) => {
-                    let param = format!("{PATH}.threshold");
-                    let threshold = value
-                        .as_f64()
-                        .ok_or_else(|| ApiError::invalid_type(&param, "a decimal", value))?;
-                    if !(0.0..=1.0).contains(&threshold) {
-                        return Err(ApiError::number_out_of_range(&param, threshold, 0.0, 1.0));
-                    }
-                    threshold
+                    params::number_in(value, &format!("{PATH}.threshold"), "a decimal", (0.0, 1.0))?
                 }
             };
             Ok(TurnDetection::ServerVad {
@@ -476,27 +559,15 @@ pub(crate) fn parse_turn_detection(detection: &Value) -> Result<TurnDetection, A
         Some(Value::String(kind)) if kind == "semantic_vad" => {
             check_keys(fields, PATH, SEMANTIC_VAD_KEYS)?;
             const EAGERNESS: &[&str] = &["low", "medium", "high", "auto"];
-            let eagerness = match fields.get("eagerness") {
-                None | Some(Value::Null) => "auto".to_owned(),
-                Some(Value::String(eagerness)) if EAGERNESS.contains(&eagerness.as_str()) => {
-                    eagerness.clone()
-                }
-                Some(Value::String(eagerness)) => {
-                    return Err(ApiError::invalid_value(
-                        &format!("{PATH}.eagerness"),
-                        eagerness,
-                        EAGERNESS,
-                    ));
-                }
-                Some(other) => {
-                    return Err(ApiError::invalid_type(
-                        &format!("{PATH}.eagerness"),
-                        "a string",
-                        other,
-                    ));
-                }
-            };
-            Ok(TurnDetection::SemanticVad { eagerness })
+            let eagerness = params::optional_choice(
+                fields.get("eagerness"),
+                &format!("{PATH}.eagerness"),
+                EAGERNESS,
+            )?
+            .unwrap_or("auto");
+            Ok(TurnDetection::SemanticVad {
+                eagerness: eagerness.to_owned(),
+            })
         }
         Some(Value::String(kind)) => Err(ApiError::invalid_value(
             &format!("{PATH}.type"),
@@ -546,20 +617,11 @@ pub(crate) fn validate_include(include: &Value) -> Result<Value, ApiError> {
 }
 
 fn validate_string_list(value: &Value, param: &str) -> Result<(), ApiError> {
-    let items = value
-        .as_array()
-        .ok_or_else(|| ApiError::invalid_type(param, "an array", value))?;
+    let items = params::array_of(value, param, "a string", Value::is_string)?;
     if items.is_empty() {
         return Err(ApiError::empty_array(param));
     }
-    match items.iter().enumerate().find(|(_, item)| !item.is_string()) {
-        Some((index, item)) => Err(ApiError::invalid_type(
-            &format!("{param}[{index}]"),
-            "a string",
-            item,
-        )),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -586,13 +648,13 @@ mod tests {
             "include": ["item.input_audio_transcription.logprobs"],
         }))
         .expect("valid update");
-        let shown = session.to_json();
+        let shown = session.session_json();
         assert_eq!(
             shown["audio"]["input"]["transcription"]["model"],
             "gpt-4o-transcribe"
         );
         assert!(shown["audio"]["input"]["turn_detection"].is_null());
-        assert_eq!(session.turn_detection, TurnDetection::Manual);
+        assert_eq!(session.input.turn_detection, TurnDetection::Manual);
         assert!(session.wants_logprobs());
         assert_eq!(session.prompt(), "cooking");
     }
@@ -606,7 +668,7 @@ mod tests {
                 &SimConfig::default(),
             )
             .expect("valid update");
-        let shown = session.to_json();
+        let shown = session.session_json();
         assert_eq!(
             shown["audio"]["input"]["transcription"]["model"],
             DEFAULT_TRANSCRIPTION_MODEL
@@ -653,9 +715,9 @@ mod tests {
             ),
         ];
         for (session, param, code) in cases {
-            let error = update(session.clone()).expect_err("invalid update");
-            assert_eq!(error.param.as_deref(), Some(param), "{session}");
-            assert_eq!(error.code.as_deref(), Some(code), "{session}");
+            update(session.clone())
+                .expect_err("invalid update")
+                .assert_names(param, code, &session);
         }
     }
 
@@ -663,7 +725,7 @@ mod tests {
     fn semantic_vad_uses_a_shorter_silence() {
         let session = update(json!({"type": "transcription", "audio": {"input": {"turn_detection": {"type": "semantic_vad", "eagerness": "high"}}}}))
             .expect("valid update");
-        let params = session.turn_detection.vad_params().expect("vad on");
+        let params = session.input.turn_detection.vad_params().expect("vad on");
         assert!(params.silence_duration_ms < vad::DEFAULT_SILENCE_DURATION_MS);
     }
 }

@@ -30,7 +30,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::body::{self, BodySender};
@@ -39,6 +39,7 @@ use super::error::ApiError;
 use super::fault::{Fault, SimStage, Taker};
 use super::http::{self, Api};
 use super::models::{self, ModelKind};
+use super::params;
 use super::record::Outcome;
 use super::state::Shared;
 use super::synth;
@@ -195,36 +196,15 @@ impl SpeechRequest {
         if let Some(unknown) = fields.keys().find(|key| !FIELDS.contains(&key.as_str())) {
             return Err(ApiError::unknown_parameter(unknown));
         }
-        let model = required_string(fields, "model")?;
-        let input = required_string(fields, "input")?;
+        let model = params::required_string(fields.get("model"), "model")?;
+        let input = params::required_string(fields.get("input"), "input")?;
         check_length("input", &input)?;
         let voice = match fields.get("voice") {
             None | Some(Value::Null) => return Err(ApiError::missing("voice")),
             Some(Value::String(voice)) if voice.is_empty() => {
                 return Err(ApiError::string_empty("voice"));
             }
-            Some(Value::String(voice)) if VOICES.contains(&voice.as_str()) => voice.clone(),
-            Some(Value::String(voice)) => {
-                return Err(ApiError::invalid_value("voice", voice, VOICES));
-            }
-            Some(Value::Object(custom)) => match (custom.get("id"), custom.len()) {
-                (Some(Value::String(id)), 1) => id.clone(),
-                (None, _) => return Err(ApiError::missing("voice.id")),
-                _ => {
-                    return Err(ApiError::invalid_type(
-                        "voice",
-                        "a string or an object with an 'id'",
-                        &fields["voice"],
-                    ));
-                }
-            },
-            Some(other) => {
-                return Err(ApiError::invalid_type(
-                    "voice",
-                    "a string or an object",
-                    other,
-                ));
-            }
+            Some(voice) => parse_voice(voice, "voice", VOICES)?.to_owned(),
         };
         match fields.get("instructions") {
             None | Some(Value::Null) => {}
@@ -247,20 +227,7 @@ impl SpeechRequest {
         };
         let speed = match fields.get("speed") {
             None | Some(Value::Null) => 1.0,
-            Some(value) => {
-                let speed = value
-                    .as_f64()
-                    .ok_or_else(|| ApiError::invalid_type("speed", "a number", value))?;
-                if !(SPEED_RANGE.0..=SPEED_RANGE.1).contains(&speed) {
-                    return Err(ApiError::number_out_of_range(
-                        "speed",
-                        speed,
-                        SPEED_RANGE.0,
-                        SPEED_RANGE.1,
-                    ));
-                }
-                speed
-            }
+            Some(value) => params::number_in(value, "speed", "a number", SPEED_RANGE)?,
         };
         let sse = match fields.get("stream_format") {
             None | Some(Value::Null) => false,
@@ -293,11 +260,30 @@ impl SpeechRequest {
     }
 }
 
-fn required_string(fields: &Map<String, Value>, key: &str) -> Result<String, ApiError> {
-    match fields.get(key) {
-        None | Some(Value::Null) => Err(ApiError::missing(key)),
-        Some(Value::String(value)) => Ok(value.clone()),
-        Some(other) => Err(ApiError::invalid_type(key, "a string", other)),
+/// A voice as the APIs that speak take it: a built-in name among `voices`, or a custom voice
+/// `{"id": "voice_…"}`; returns the name or the custom voice's id.
+pub(crate) fn parse_voice<'a>(
+    voice: &'a Value,
+    param: &str,
+    voices: &[&str],
+) -> Result<&'a str, ApiError> {
+    match voice {
+        Value::String(name) if voices.contains(&name.as_str()) => Ok(name),
+        Value::String(name) => Err(ApiError::invalid_value(param, name, voices)),
+        Value::Object(custom) => match (custom.get("id"), custom.len()) {
+            (Some(Value::String(id)), 1) => Ok(id),
+            (None, _) => Err(ApiError::missing(&format!("{param}.id"))),
+            _ => Err(ApiError::invalid_type(
+                param,
+                "a string or an object with an 'id'",
+                voice,
+            )),
+        },
+        other => Err(ApiError::invalid_type(
+            param,
+            "a string or an object",
+            other,
+        )),
     }
 }
 

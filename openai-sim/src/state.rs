@@ -20,6 +20,7 @@ use super::record::{
     ChatRecord, HttpRecord, RealtimeRecord, RecordRef, Records, Slot, SpeechRecord,
     TranscriptionRecord,
 };
+use super::text;
 
 /// Golden-ratio increment that spreads consecutive request numbers over the seed space.
 const SEED_STRIDE: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -105,6 +106,13 @@ impl Shared {
         lock(&self.transcripts).pop_front()
     }
 
+    /// The transcript of `audio_ms` of user audio: the next scripted one, else one that says
+    /// how long the user spoke.
+    pub(crate) fn next_transcript(&self, audio_ms: u64) -> String {
+        self.pop_transcript()
+            .unwrap_or_else(|| text::duration_transcript(audio_ms))
+    }
+
     /// Queues a reply; returns how many are queued now.
     pub(crate) fn push_reply(&self, text: String) -> usize {
         let mut queue = lock(&self.replies);
@@ -114,6 +122,12 @@ impl Shared {
 
     pub(crate) fn pop_reply(&self) -> Option<String> {
         lock(&self.replies).pop_front()
+    }
+
+    /// The reply to the user's last message: the next scripted one, else the echo.
+    pub(crate) fn next_reply(&self, last_user_message: Option<&str>) -> String {
+        self.pop_reply()
+            .unwrap_or_else(|| text::echo_reply(last_user_message))
     }
 
     /// Queues a fault; returns how many are queued for `stage` now.

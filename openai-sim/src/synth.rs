@@ -18,6 +18,8 @@ use std::f64::consts::{PI, TAU};
 pub(crate) const SAMPLE_RATE_HZ: u32 = 24_000;
 /// Bytes per PCM16 sample.
 pub(crate) const BYTES_PER_SAMPLE: usize = 2;
+/// PCM16 bytes per millisecond at 24 kHz mono (48).
+pub(crate) const BYTES_PER_MS: u64 = SAMPLE_RATE_HZ as u64 / 1000 * BYTES_PER_SAMPLE as u64;
 /// Peak amplitude, as a fraction of full scale: −6 dBFS leaves headroom for any mixer.
 const PEAK_FULL_SCALE: f64 = 0.5;
 /// Spoken length per letter, roughly conversational English (~15 letters per second).

@@ -109,9 +109,7 @@ pub(crate) async fn handle(
     {
         return response;
     }
-    let transcript = shared
-        .pop_transcript()
-        .unwrap_or_else(|| text::duration_transcript(request.duration_ms));
+    let transcript = shared.next_transcript(request.duration_ms);
     let streamed =
         request.stream && request.model != NON_STREAMING_MODEL && config.transcription_streams;
     shared.update_transcription(at, |record| {

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::config::SimConfig;
 use super::fault::Fault;
 use super::text;
 
@@ -131,6 +132,35 @@ pub(crate) struct TurnPlan {
     pub(crate) release: Option<oneshot::Sender<()>>,
 }
 
+impl TurnPlan {
+    /// Transcribing `item_id` into `transcript` at the configured pace, with the configured
+    /// quirks; no prompt, no logprobs, no `item.done`, no ordering.
+    pub(crate) fn new(
+        item_id: String,
+        previous_item_id: Option<String>,
+        transcript: String,
+        audio_ms: u64,
+        config: &SimConfig,
+        seed: u64,
+    ) -> Self {
+        Self {
+            item_id,
+            previous_item_id,
+            transcript,
+            audio_ms,
+            prompt: String::new(),
+            first_delta: Duration::from_millis(config.stt_first_delta_ms),
+            delta_interval: Duration::from_millis(config.stt_delta_interval_ms),
+            quirks: config.quirks,
+            item_done: false,
+            logprobs: false,
+            seed,
+            hold: None,
+            release: None,
+        }
+    }
+}
+
 /// Transcribes a committed turn until done or until the connection ends.
 pub(crate) async fn run(
     mut emitter: TurnEmitter,
@@ -184,13 +214,13 @@ async fn transcribe(emitter: &mut TurnEmitter, mut plan: TurnPlan) {
         let _ = release.send(());
     }
     if plan.item_done {
+        let item = user_item(&plan.item_id, Some(&plan.transcript));
         emitter
-            .emit(json!({
-                "type": "conversation.item.done",
-                "event_id": text::event_id(),
-                "previous_item_id": plan.previous_item_id,
-                "item": user_item(&plan.item_id, Some(&plan.transcript)),
-            }))
+            .emit(item_event(
+                "conversation.item.done",
+                plan.previous_item_id.as_deref(),
+                &item,
+            ))
             .await;
     }
 }
@@ -241,6 +271,28 @@ fn logprobs(pieces: &[&str]) -> Value {
         .map(|piece| json!({ "token": piece, "logprob": -0.01, "bytes": piece.as_bytes() }))
         .collect();
     Value::Array(entries)
+}
+
+/// `input_audio_buffer.committed`: the buffer became user item `item_id`, after
+/// `previous_item_id`.
+pub(crate) fn committed_event(previous_item_id: Option<&str>, item_id: &str) -> Value {
+    json!({
+        "type": "input_audio_buffer.committed",
+        "event_id": text::event_id(),
+        "previous_item_id": previous_item_id,
+        "item_id": item_id,
+    })
+}
+
+/// A `conversation.item.*` event of type `kind` (`added`, `done`, the beta's `created`)
+/// showing `item`, which follows `previous_item_id`.
+pub(crate) fn item_event(kind: &str, previous_item_id: Option<&str>, item: &Value) -> Value {
+    json!({
+        "type": kind,
+        "event_id": text::event_id(),
+        "previous_item_id": previous_item_id,
+        "item": item,
+    })
 }
 
 /// The user message item a committed turn creates.
@@ -297,21 +349,18 @@ mod tests {
     #[tokio::test]
     async fn transcription_sends_deltas_then_completed() {
         let (tx, mut rx) = mpsc::channel(64);
-        let plan = TurnPlan {
-            item_id: "item_1".into(),
-            previous_item_id: None,
-            transcript: "Hello there, friend.".into(),
-            audio_ms: 1200,
-            prompt: String::new(),
-            first_delta: Duration::ZERO,
-            delta_interval: Duration::ZERO,
+        let config = SimConfig {
             quirks: false,
-            item_done: false,
-            logprobs: false,
-            seed: 1,
-            hold: None,
-            release: None,
+            ..SimConfig::instant()
         };
+        let plan = TurnPlan::new(
+            "item_1".into(),
+            None,
+            "Hello there, friend.".into(),
+            1200,
+            &config,
+            1,
+        );
         run(TurnEmitter::new(tx), plan, CancellationToken::new()).await;
         let events: Vec<Value> = drain(&mut rx)
             .await

@@ -9,7 +9,7 @@ mod support;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use futures_util::StreamExt;
-use openai_sim::{Fault, SimConfig, SimStage, Simulator};
+use openai_sim::{Fault, Records, SimConfig, SimStage, Simulator};
 use serde_json::{Value, json};
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
@@ -30,22 +30,84 @@ fn paced() -> SimConfig {
 
 /// A conversation session (`?model=gpt-realtime`), past its `session.created`.
 async fn conversation_session(sim: &Simulator) -> (Ws, Value) {
-    let mut ws = connect(sim, "model=gpt-realtime").await;
-    let created = next_event(&mut ws).await;
-    assert_eq!(created["type"], "session.created", "{created}");
-    (ws, created)
+    session(sim, "model=gpt-realtime").await
+}
+
+/// A conversation session whose client commits turns and asks for responses itself
+/// (`turn_detection: null`).
+async fn manual_session(sim: &Simulator) -> Ws {
+    let (mut ws, _) = conversation_session(sim).await;
+    configure_input(&mut ws, json!({"turn_detection": null})).await;
+    ws
+}
+
+/// A simulator at playback speed and a session that asked it for [`LONG_REPLY`], which is
+/// still streaming when the test reacts.
+async fn long_response() -> (Simulator, Ws) {
+    let sim = start(paced()).await;
+    sim.script_reply(LONG_REPLY);
+    let mut ws = manual_session(&sim).await;
+    create_response(&mut ws).await;
+    (sim, ws)
+}
+
+/// A simulator with `fault` queued for the Realtime stage, and a conversation session on it.
+async fn faulty_session(fault: Fault) -> (Simulator, Ws) {
+    let sim = start(plain()).await;
+    sim.inject(SimStage::Realtime, fault);
+    let (ws, _) = conversation_session(&sim).await;
+    (sim, ws)
+}
+
+/// Asks for a response with the session's settings.
+async fn create_response(ws: &mut Ws) {
+    send(ws, json!({"type": "response.create"})).await;
+}
+
+/// Asks for a response with the session's settings; its events up to `response.done`.
+async fn respond(ws: &mut Ws) -> Vec<Value> {
+    create_response(ws).await;
+    events_until(ws, "response.done").await
+}
+
+/// The `response` of the `response.done` that ends `events`.
+fn done_response(events: &[Value]) -> &Value {
+    let done = events.last().expect("response.done");
+    assert_eq!(done["type"], "response.done", "{done}");
+    &done["response"]
+}
+
+/// The records once the first response of the first connection has `status`.
+async fn first_response_ended(sim: &Simulator, status: &str) -> Records {
+    wait(sim, |records| {
+        records.realtime[0]
+            .responses
+            .first()
+            .is_some_and(|response| response.status == status)
+    })
+    .await
+}
+
+/// Sends `event`; the events up to the `error` that refuses it (a response's events may
+/// come first).
+async fn until_refused(ws: &mut Ws, event: Value) -> Vec<Value> {
+    send(ws, event).await;
+    events_until(ws, "error").await
+}
+
+/// Truncates content 0 of `item_id` at `audio_end_ms`; returns the answer.
+async fn truncate(ws: &mut Ws, item_id: &str, audio_end_ms: u64) -> Value {
+    let truncate = json!({"type": "conversation.item.truncate", "item_id": item_id,
+        "content_index": 0, "audio_end_ms": audio_end_ms});
+    send(ws, truncate).await;
+    next_event(ws).await
 }
 
 /// Sends a realtime `session.update` with this `audio.input`; returns the `session.updated`.
 async fn configure_input(ws: &mut Ws, input: Value) -> Value {
-    send(
-        ws,
-        json!({"type": "session.update", "session": {"type": "realtime", "audio": {"input": input}}}),
-    )
-    .await;
-    let updated = next_event(ws).await;
-    assert_eq!(updated["type"], "session.updated", "{updated}");
-    updated
+    let update = json!({"type": "session.update",
+        "session": {"type": "realtime", "audio": {"input": input}}});
+    update_session(ws, update).await
 }
 
 /// The speech the simulator synthesizes for `text` with the default voice (what a response
@@ -156,8 +218,7 @@ async fn a_committed_turn_and_a_response_follow_the_ga_sequence() {
     );
 
     // The commit started no response: the client asks for one.
-    send(&mut ws, json!({"type": "response.create"})).await;
-    let mut turn = events_until(&mut ws, "response.done").await;
+    let mut turn = respond(&mut ws).await;
     let mut input_transcription: Vec<Value> = turn
         .iter()
         .filter(|event| is_input_transcription(event))
@@ -248,7 +309,7 @@ async fn a_committed_turn_and_a_response_follow_the_ga_sequence() {
     assert_eq!(transcript_done["transcript"], transcript.as_str());
     let item_done = &turn[position(&turn, "response.output_item.done")];
     assert_eq!(item_done["item"]["status"], "completed");
-    let done = &turn.last().expect("response.done")["response"];
+    let done = done_response(&turn);
     assert_eq!(done["id"], response_id.as_str());
     assert_eq!(done["status"], "completed");
     assert!(done["status_details"].is_null());
@@ -275,13 +336,7 @@ async fn a_committed_turn_and_a_response_follow_the_ga_sequence() {
     assert_eq!(completed["usage"]["type"], "tokens");
     events.clear();
 
-    let records = wait(&sim, |records| {
-        records.realtime[0]
-            .responses
-            .first()
-            .is_some_and(|response| response.status == "completed")
-    })
-    .await;
+    let records = first_response_ended(&sim, "completed").await;
     let record = &records.realtime[0];
     let response = &record.responses[0];
     assert_eq!(response.id, response_id);
@@ -309,17 +364,13 @@ async fn a_committed_turn_and_a_response_follow_the_ga_sequence() {
 
 #[tokio::test]
 async fn a_cancel_stops_the_response_and_a_second_one_is_refused() {
-    let sim = start(paced()).await;
-    sim.script_reply(LONG_REPLY);
-    let (mut ws, _) = conversation_session(&sim).await;
-    configure_input(&mut ws, json!({"turn_detection": null})).await;
-    send(&mut ws, json!({"type": "response.create"})).await;
+    let (sim, mut ws) = long_response().await;
     let started = events_until(&mut ws, "response.output_audio.delta").await;
     let response_id = started[0]["response"]["id"].clone();
     send(&mut ws, json!({"type": "response.cancel"})).await;
     let rest = events_until(&mut ws, "response.done").await;
     let events = [started, rest].concat();
-    let done = &events.last().expect("response.done")["response"];
+    let done = done_response(&events);
     assert_eq!(done["id"], response_id);
     assert_eq!(done["status"], "cancelled");
     assert_eq!(
@@ -361,13 +412,7 @@ async fn a_cancel_stops_the_response_and_a_second_one_is_refused() {
         next_event(&mut ws).await["type"],
         "input_audio_buffer.cleared"
     );
-    let records = wait(&sim, |records| {
-        records.realtime[0]
-            .responses
-            .first()
-            .is_some_and(|response| response.status == "cancelled")
-    })
-    .await;
+    let records = first_response_ended(&sim, "cancelled").await;
     let response = &records.realtime[0].responses[0];
     assert_eq!(response.status_reason.as_deref(), Some("client_cancelled"));
     assert_eq!(response.transcript_sent, sent);
@@ -376,22 +421,17 @@ async fn a_cancel_stops_the_response_and_a_second_one_is_refused() {
 
 #[tokio::test]
 async fn a_second_response_create_while_one_runs_is_an_error() {
-    let sim = start(paced()).await;
-    sim.script_reply(LONG_REPLY);
-    let (mut ws, _) = conversation_session(&sim).await;
-    configure_input(&mut ws, json!({"turn_detection": null})).await;
-    send(&mut ws, json!({"type": "response.create"})).await;
+    let (sim, mut ws) = long_response().await;
     let created = events_until(&mut ws, "response.created").await;
     let response_id = created[0]["response"]["id"]
         .as_str()
         .expect("an id")
         .to_owned();
-    send(
+    let events = until_refused(
         &mut ws,
         json!({"type": "response.create", "event_id": "evt_second"}),
     )
     .await;
-    let events = events_until(&mut ws, "error").await;
     assert!(
         of_type(&events, "response.created").is_empty(),
         "{events:?}"
@@ -407,12 +447,11 @@ async fn a_second_response_create_while_one_runs_is_an_error() {
         "{error}"
     );
     // A cancel naming another response finds nothing; naming this one stops it.
-    send(
+    let events = until_refused(
         &mut ws,
         json!({"type": "response.cancel", "response_id": "resp_other"}),
     )
     .await;
-    let events = events_until(&mut ws, "error").await;
     assert_eq!(
         events.last().expect("an error")["error"]["code"],
         "response_cancel_not_active"
@@ -423,7 +462,7 @@ async fn a_second_response_create_while_one_runs_is_an_error() {
     )
     .await;
     let events = events_until(&mut ws, "response.done").await;
-    assert_eq!(events.last().unwrap()["response"]["status"], "cancelled");
+    assert_eq!(done_response(&events)["status"], "cancelled");
     let records = sim.records();
     assert_eq!(records.realtime[0].responses.len(), 1);
 }
@@ -432,10 +471,8 @@ async fn a_second_response_create_while_one_runs_is_an_error() {
 async fn truncate_cuts_an_assistant_item_within_its_audio() {
     let sim = start(plain()).await;
     sim.script_reply("Here is a reply that lasts a couple of seconds.");
-    let (mut ws, _) = conversation_session(&sim).await;
-    configure_input(&mut ws, json!({"turn_detection": null})).await;
-    send(&mut ws, json!({"type": "response.create"})).await;
-    let events = events_until(&mut ws, "response.done").await;
+    let mut ws = manual_session(&sim).await;
+    let events = respond(&mut ws).await;
     let item_id = events[position(&events, "response.output_item.added")]["item"]["id"]
         .as_str()
         .expect("an item id")
@@ -463,19 +500,10 @@ async fn truncate_cuts_an_assistant_item_within_its_audio() {
         )
     );
     // An unknown item.
-    send(
-        &mut ws,
-        json!({"type": "conversation.item.truncate", "item_id": "item_nope", "content_index": 0, "audio_end_ms": 0}),
-    )
-    .await;
-    assert_eq!(next_event(&mut ws).await["error"]["code"], "item_not_found");
+    let unknown = truncate(&mut ws, "item_nope", 0).await;
+    assert_eq!(unknown["error"]["code"], "item_not_found");
 
-    send(
-        &mut ws,
-        json!({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0, "audio_end_ms": 500}),
-    )
-    .await;
-    let truncated = next_event(&mut ws).await;
+    let truncated = truncate(&mut ws, &item_id, 500).await;
     assert_eq!(
         truncated,
         json!({"type": "conversation.item.truncated", "event_id": truncated["event_id"],
@@ -495,13 +523,8 @@ async fn truncate_cuts_an_assistant_item_within_its_audio() {
     assert_eq!(item.text, None, "the unheard transcript is dropped");
     assert_eq!(item.audio_ms, Some(500));
     // The item is 500 ms long now.
-    send(
-        &mut ws,
-        json!({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0, "audio_end_ms": 600}),
-    )
-    .await;
     assert_eq!(
-        next_event(&mut ws).await["error"]["message"],
+        truncate(&mut ws, &item_id, 600).await["error"]["message"],
         "Audio content of 500ms is already shorter than 600ms"
     );
     assert_eq!(
@@ -537,7 +560,7 @@ async fn server_vad_answers_a_turn_and_speech_interrupts_the_response() {
         ]
     );
     assert_eq!(events[0]["item_id"], events[2]["item_id"]);
-    let done = &events.last().expect("response.done")["response"];
+    let done = done_response(&events);
     assert_eq!(done["status"], "completed");
     assert_eq!(
         deltas(&events, "response.output_audio_transcript.delta"),
@@ -558,7 +581,7 @@ async fn server_vad_answers_a_turn_and_speech_interrupts_the_response() {
         "{:?}",
         kinds(&events)
     );
-    let done = &events.last().expect("response.done")["response"];
+    let done = done_response(&events);
     assert_eq!(done["status"], "cancelled");
     assert_eq!(
         done["status_details"],
@@ -571,7 +594,7 @@ async fn server_vad_answers_a_turn_and_speech_interrupts_the_response() {
         position(&events, "input_audio_buffer.speech_stopped")
             < position(&events, "response.created")
     );
-    let done = &events.last().expect("response.done")["response"];
+    let done = done_response(&events);
     assert_eq!(done["status"], "completed");
     let records = sim.records();
     let statuses: Vec<(&str, Option<&str>)> = records.realtime[0]
@@ -636,15 +659,13 @@ async fn beta_fields_and_model_changes_are_refused() {
         "model_not_found"
     );
     // The session is unchanged and still takes a valid update.
-    send(
+    let updated = update_session(
         &mut ws,
         json!({"type": "session.update", "session": {"type": "realtime", "instructions": "Be brief.",
             "output_modalities": ["audio"], "audio": {"output": {"voice": "cedar", "speed": 1.1}},
             "tools": [], "tool_choice": "auto", "max_output_tokens": "inf"}}),
     )
     .await;
-    let updated = next_event(&mut ws).await;
-    assert_eq!(updated["type"], "session.updated", "{updated}");
     assert_eq!(updated["session"]["instructions"], "Be brief.");
     assert_eq!(updated["session"]["audio"]["output"]["voice"], "cedar");
     assert_eq!(
@@ -703,7 +724,7 @@ async fn created_items_feed_the_echo_and_can_be_deleted() {
         reply
     );
     assert!(of_type(&events, "response.output_audio.delta").is_empty());
-    let done = &events.last().expect("response.done")["response"];
+    let done = done_response(&events);
     assert_eq!(
         done["output"][0]["content"],
         json!([{"type": "output_text", "text": reply}])
@@ -711,13 +732,8 @@ async fn created_items_feed_the_echo_and_can_be_deleted() {
     assert_eq!(done["metadata"], json!({"turn": "1"}));
     // A text item has no audio to truncate.
     let assistant_id = done["output"][0]["id"].as_str().expect("an id").to_owned();
-    send(
-        &mut ws,
-        json!({"type": "conversation.item.truncate", "item_id": assistant_id, "content_index": 0, "audio_end_ms": 0}),
-    )
-    .await;
     assert_eq!(
-        next_event(&mut ws).await["error"]["message"],
+        truncate(&mut ws, &assistant_id, 0).await["error"]["message"],
         "Only model output audio messages can be truncated"
     );
     send(
@@ -742,11 +758,8 @@ async fn created_items_feed_the_echo_and_can_be_deleted() {
 
 #[tokio::test]
 async fn a_mid_stream_error_fails_the_response_not_the_session() {
-    let sim = start(plain()).await;
-    sim.inject(SimStage::Realtime, Fault::MidStreamError { after: 3 });
-    let (mut ws, _) = conversation_session(&sim).await;
-    send(&mut ws, json!({"type": "response.create"})).await;
-    let events = events_until(&mut ws, "response.done").await;
+    let (sim, mut ws) = faulty_session(Fault::MidStreamError { after: 3 }).await;
+    let events = respond(&mut ws).await;
     assert_eq!(
         kinds(&events),
         [
@@ -763,9 +776,8 @@ async fn a_mid_stream_error_fails_the_response_not_the_session() {
     assert_eq!(done["status_details"]["type"], "failed");
     assert_eq!(done["status_details"]["error"]["type"], "server_error");
     // The session goes on, and the next response works.
-    send(&mut ws, json!({"type": "response.create"})).await;
-    let events = events_until(&mut ws, "response.done").await;
-    assert_eq!(events.last().unwrap()["response"]["status"], "completed");
+    let events = respond(&mut ws).await;
+    assert_eq!(done_response(&events)["status"], "completed");
     let records = sim.records();
     let record = &records.realtime[0];
     assert_eq!(record.faults, [Fault::MidStreamError { after: 3 }]);
@@ -779,10 +791,8 @@ async fn a_mid_stream_error_fails_the_response_not_the_session() {
 
 #[tokio::test]
 async fn a_drop_fault_ends_the_socket_without_a_close_frame() {
-    let sim = start(plain()).await;
-    sim.inject(SimStage::Realtime, Fault::Drop { after: 5 });
-    let (mut ws, _) = conversation_session(&sim).await;
-    send(&mut ws, json!({"type": "response.create"})).await;
+    let (sim, mut ws) = faulty_session(Fault::Drop { after: 5 }).await;
+    create_response(&mut ws).await;
     expect_abrupt_end(&mut ws).await;
     let records = wait(&sim, |records| records.realtime[0].closed).await;
     let record = &records.realtime[0];
@@ -806,50 +816,22 @@ async fn a_drop_fault_ends_the_socket_without_a_close_frame() {
 
 #[tokio::test]
 async fn a_failed_input_transcription_does_not_stop_the_conversation() {
-    let sim = start(plain()).await;
-    sim.inject(SimStage::Realtime, Fault::TranscriptionFailed);
-    let (mut ws, _) = conversation_session(&sim).await;
+    let (_sim, mut ws) = faulty_session(Fault::TranscriptionFailed).await;
     configure_input(
         &mut ws,
         json!({"transcription": {"model": "whisper-1"}, "turn_detection": null}),
     )
     .await;
     append_and_commit(&mut ws, &tone(300, 0.25)).await;
-    let events = events_until(
-        &mut ws,
-        "conversation.item.input_audio_transcription.failed",
-    )
-    .await;
-    let failed = events.last().expect("failed");
-    assert_eq!(failed["error"]["code"], "audio_unintelligible");
-    assert_eq!(
-        failed["item_id"],
-        events[position(&events, "input_audio_buffer.committed")]["item_id"]
-    );
-    send(&mut ws, json!({"type": "response.create"})).await;
-    let events = events_until(&mut ws, "response.done").await;
-    assert_eq!(events.last().unwrap()["response"]["status"], "completed");
-}
-
-#[tokio::test]
-async fn a_conversation_session_expires_like_a_transcription_session() {
-    let sim = start(SimConfig {
-        realtime_session_max: std::time::Duration::from_millis(300),
-        ..plain()
-    })
-    .await;
-    let (mut ws, _) = conversation_session(&sim).await;
-    let error = next_event(&mut ws).await;
-    assert_eq!(error["error"]["code"], "session_expired");
-    next_close(&mut ws).await;
+    expect_failed_transcription(&mut ws).await;
+    let events = respond(&mut ws).await;
+    assert_eq!(done_response(&events)["status"], "completed");
 }
 
 #[tokio::test]
 async fn a_stall_fault_silences_the_socket_but_the_session_keeps_reading() {
-    let sim = start(plain()).await;
-    sim.inject(SimStage::Realtime, Fault::Stall { after: 2 });
-    let (mut ws, _) = conversation_session(&sim).await;
-    send(&mut ws, json!({"type": "response.create"})).await;
+    let (sim, mut ws) = faulty_session(Fault::Stall { after: 2 }).await;
+    create_response(&mut ws).await;
     let events = events_until(&mut ws, "rate_limits.updated").await;
     assert_eq!(kinds(&events), ["response.created", "rate_limits.updated"]);
     send(&mut ws, json!({"type": "input_audio_buffer.clear"})).await;

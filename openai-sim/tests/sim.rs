@@ -171,13 +171,19 @@ async fn realtime_rejects_the_beta_header_with_close_4000() {
 
 #[tokio::test]
 async fn realtime_session_ends_at_its_maximum_duration_with_an_error_then_a_close() {
+    // Both kinds of session: transcription, and conversation.
+    for query in ["intent=transcription", "model=gpt-realtime"] {
+        session_expires(query).await;
+    }
+}
+
+async fn session_expires(query: &str) {
     let sim = start(SimConfig {
         realtime_session_max: std::time::Duration::from_millis(300),
         ..plain()
     })
     .await;
-    let mut ws = connect(&sim, "intent=transcription").await;
-    let created = next_event(&mut ws).await;
+    let (mut ws, created) = session(&sim, query).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -388,17 +394,7 @@ async fn realtime_transcription_failed_fault_keeps_the_script() {
     let mut ws = transcription_session(&sim).await;
     configure(&mut ws, Value::Null).await;
     append_and_commit(&mut ws, &tone(200, 0.3)).await;
-    let events = events_until(
-        &mut ws,
-        "conversation.item.input_audio_transcription.failed",
-    )
-    .await;
-    let failed = events.last().expect("failed");
-    assert_eq!(failed["error"]["code"], "audio_unintelligible");
-    assert_eq!(
-        failed["item_id"],
-        events[position(&events, "input_audio_buffer.committed")]["item_id"]
-    );
+    expect_failed_transcription(&mut ws).await;
     append_and_commit(&mut ws, &tone(200, 0.3)).await;
     let events = events_until(
         &mut ws,

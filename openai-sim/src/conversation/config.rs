@@ -17,15 +17,15 @@ use serde_json::{Map, Value, json};
 
 use crate::config::SimConfig;
 use crate::error::ApiError;
-use crate::session::{self, TurnDetection};
-use crate::vad;
+use crate::input::Configurable;
+use crate::params;
+use crate::session::{self, AudioInput, REALTIME, TRANSCRIPTION, TurnDetection, pcm_format};
+use crate::speech;
 
 /// Conversation model of a `?model=`-less conversation session.
 const DEFAULT_MODEL: &str = "gpt-realtime";
 /// Voice of a new session (§6 server defaults).
 const DEFAULT_VOICE: &str = "marin";
-/// Transcription model when a session turns input transcription on without naming one.
-const DEFAULT_TRANSCRIPTION_MODEL: &str = "gpt-4o-mini-transcribe";
 /// Instructions of a new session. The service has long default instructions of its own; a
 /// short stand-in shows that there are some.
 const DEFAULT_INSTRUCTIONS: &str = "You are a helpful, witty, and friendly AI. Your voice and \
@@ -59,13 +59,6 @@ const SESSION_KEYS: &[&str] = &[
     "prompt",
     "include",
     "reasoning",
-];
-/// Keys of `session.audio.input`.
-const INPUT_KEYS: &[&str] = &[
-    "format",
-    "transcription",
-    "noise_reduction",
-    "turn_detection",
 ];
 /// Keys of `session.audio.output`.
 const OUTPUT_KEYS: &[&str] = &["format", "voice", "speed"];
@@ -108,11 +101,8 @@ pub(crate) struct ConversationConfig {
     expires_at: u64,
     pub(crate) instructions: String,
     pub(crate) modality: Modality,
-    /// `audio.input.transcription` with `model`, `language` and `prompt` present; `None`
-    /// while input transcription is off (the default).
-    transcription: Option<Map<String, Value>>,
-    noise_reduction: Value,
-    pub(crate) turn_detection: TurnDetection,
+    /// `audio.input`; input transcription is off by default.
+    input: AudioInput,
     /// `turn_detection.create_response`: server VAD starts a response after each turn.
     pub(crate) create_response: bool,
     /// `turn_detection.interrupt_response`: speech cancels the response in progress.
@@ -127,8 +117,9 @@ pub(crate) struct ConversationConfig {
 }
 
 impl ConversationConfig {
-    /// A new session with the service's defaults (§6) that ends `lifetime_s` from now.
-    pub(crate) fn new(id: &str, model: Option<&str>, lifetime_s: u64) -> Self {
+    /// A new session with the service's defaults (§6) that ends at `expires_at` (Unix
+    /// seconds).
+    pub(crate) fn new(id: &str, model: Option<&str>, expires_at: u64) -> Self {
         let passive = json!({
             "tools": [],
             "tool_choice": "auto",
@@ -141,16 +132,10 @@ impl ConversationConfig {
         Self {
             id: id.to_owned(),
             model: model.unwrap_or(DEFAULT_MODEL).to_owned(),
-            expires_at: crate::text::unix_now_s() + lifetime_s,
+            expires_at,
             instructions: DEFAULT_INSTRUCTIONS.to_owned(),
             modality: Modality::Audio,
-            transcription: None,
-            noise_reduction: Value::Null,
-            turn_detection: TurnDetection::ServerVad {
-                threshold: vad::DEFAULT_THRESHOLD,
-                prefix_padding_ms: vad::DEFAULT_PREFIX_PADDING_MS,
-                silence_duration_ms: CREATED_SILENCE_DURATION_MS,
-            },
+            input: AudioInput::conversing(CREATED_SILENCE_DURATION_MS),
             create_response: true,
             interrupt_response: true,
             idle_timeout_ms: Value::Null,
@@ -160,66 +145,21 @@ impl ConversationConfig {
         }
     }
 
-    /// The `session` object of `session.created` / `session.updated`.
-    pub(crate) fn to_json(&self) -> Value {
-        let mut turn_detection = self.turn_detection.to_json();
-        if let Value::Object(fields) = &mut turn_detection {
-            fields.insert("create_response".into(), json!(self.create_response));
-            fields.insert("interrupt_response".into(), json!(self.interrupt_response));
-            if matches!(self.turn_detection, TurnDetection::ServerVad { .. }) {
-                fields.insert("idle_timeout_ms".into(), self.idle_timeout_ms.clone());
-            }
-        }
-        let mut session = json!({
-            "type": "realtime",
-            "object": "realtime.session",
-            "id": self.id,
-            "model": self.model,
-            "expires_at": self.expires_at,
-            "output_modalities": self.modality.to_json(),
-            "instructions": self.instructions,
-            "audio": {
-                "input": {
-                    "format": pcm_format(),
-                    "transcription": self.transcription,
-                    "noise_reduction": self.noise_reduction,
-                    "turn_detection": turn_detection,
-                },
-                "output": { "format": pcm_format(), "voice": self.voice, "speed": self.speed },
-            },
-        });
-        if let Value::Object(fields) = &mut session {
-            for (key, value) in &self.passive {
-                fields.insert(key.clone(), value.clone());
-            }
-        }
-        session
-    }
-
     /// Whether committed user audio is transcribed (`audio.input.transcription` set).
     pub(crate) fn transcribes(&self) -> bool {
-        self.transcription.is_some()
+        self.input.transcription.is_some()
     }
 
     /// The transcription prompt (billed as text tokens of the transcription).
     pub(crate) fn transcription_prompt(&self) -> &str {
-        self.transcription
-            .as_ref()
-            .and_then(|fields| fields.get("prompt"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+        self.input.transcription_prompt()
     }
 
     /// Whether `include` asks for the logprobs of input transcription.
     pub(crate) fn wants_logprobs(&self) -> bool {
         self.passive
             .get("include")
-            .and_then(Value::as_array)
-            .is_some_and(|items| {
-                items
-                    .iter()
-                    .any(|item| item == "item.input_audio_transcription.logprobs")
-            })
+            .is_some_and(session::includes_logprobs)
     }
 
     /// Applies the `session` of a `session.update`; on error nothing changes. `config` says
@@ -232,20 +172,8 @@ impl ConversationConfig {
     ) -> Result<(), ApiError> {
         let mut next = self.clone();
         let fields = session::object(session, "session")?;
-        match fields.get("type") {
-            None => return Err(ApiError::missing("session.type")),
-            Some(Value::String(kind)) if kind == "realtime" => {}
-            Some(Value::String(kind)) if kind == "transcription" => {
-                return Err(session::transcription_update_in_conversation());
-            }
-            Some(Value::String(kind)) => {
-                return Err(ApiError::invalid_value(
-                    "session.type",
-                    kind,
-                    &["realtime", "transcription"],
-                ));
-            }
-            Some(other) => return Err(ApiError::invalid_type("session.type", "a string", other)),
+        if session::session_type(fields)? == TRANSCRIPTION {
+            return Err(session::transcription_update_in_conversation());
         }
         session::check_keys(fields, "session", SESSION_KEYS)?;
         if fields.contains_key("model") {
@@ -262,14 +190,13 @@ impl ConversationConfig {
         if let Some(modalities) = fields.get("output_modalities") {
             next.modality = parse_modalities(modalities, "session.output_modalities")?;
         }
-        if let Some(audio) = fields.get("audio") {
-            let audio = session::object(audio, "session.audio")?;
+        if let Some(audio) = session::sub_object(fields, "session", "audio")? {
             session::check_keys(audio, "session.audio", &["input", "output"])?;
-            if let Some(input) = audio.get("input") {
-                next.apply_input(session::object(input, "session.audio.input")?, config)?;
+            if let Some(input) = session::sub_object(audio, "session.audio", "input")? {
+                next.apply_input(input, config)?;
             }
-            if let Some(output) = audio.get("output") {
-                next.apply_output(session::object(output, "session.audio.output")?)?;
+            if let Some(output) = session::sub_object(audio, "session.audio", "output")? {
+                next.apply_output(output)?;
             }
         }
         for (key, value) in fields {
@@ -303,34 +230,8 @@ impl ConversationConfig {
         input: &Map<String, Value>,
         config: &SimConfig,
     ) -> Result<(), ApiError> {
-        session::check_keys(input, "session.audio.input", INPUT_KEYS)?;
-        if let Some(format) = input.get("format") {
-            session::validate_format(format, "session.audio.input.format")?;
-        }
-        match input.get("transcription") {
-            None => {}
-            Some(Value::Null) => self.transcription = None,
-            Some(transcription) => {
-                let fields = session::validate_transcription(transcription, config)?;
-                let mut merged = self.transcription.clone().unwrap_or_else(|| {
-                    let defaults = json!({
-                        "model": DEFAULT_TRANSCRIPTION_MODEL,
-                        "language": null,
-                        "prompt": "",
-                    });
-                    defaults.as_object().cloned().unwrap_or_default()
-                });
-                for (key, value) in fields {
-                    merged.insert(key.clone(), value.clone());
-                }
-                self.transcription = Some(merged);
-            }
-        }
-        if let Some(noise) = input.get("noise_reduction") {
-            self.noise_reduction = session::validate_noise_reduction(noise)?;
-        }
+        self.input.apply(input, config)?;
         if let Some(detection) = input.get("turn_detection") {
-            self.turn_detection = session::parse_turn_detection(detection)?;
             let flags = parse_response_flags(detection)?;
             self.create_response = flags.create_response;
             self.interrupt_response = flags.interrupt_response;
@@ -348,21 +249,46 @@ impl ConversationConfig {
             self.voice = parse_voice(voice, "session.audio.output.voice")?;
         }
         if let Some(speed) = output.get("speed") {
-            const PARAM: &str = "session.audio.output.speed";
-            let value = speed
-                .as_f64()
-                .ok_or_else(|| ApiError::invalid_type(PARAM, "a number", speed))?;
-            if !(SPEED_RANGE.0..=SPEED_RANGE.1).contains(&value) {
-                return Err(ApiError::number_out_of_range(
-                    PARAM,
-                    value,
-                    SPEED_RANGE.0,
-                    SPEED_RANGE.1,
-                ));
-            }
-            self.speed = value;
+            self.speed =
+                params::number_in(speed, "session.audio.output.speed", "a number", SPEED_RANGE)?;
         }
         Ok(())
+    }
+}
+
+impl Configurable for ConversationConfig {
+    fn audio_input(&self) -> &AudioInput {
+        &self.input
+    }
+
+    fn session_json(&self) -> Value {
+        let mut input = self.input.to_json();
+        if let Some(Value::Object(fields)) = input.get_mut("turn_detection") {
+            fields.insert("create_response".into(), json!(self.create_response));
+            fields.insert("interrupt_response".into(), json!(self.interrupt_response));
+            if matches!(self.input.turn_detection, TurnDetection::ServerVad { .. }) {
+                fields.insert("idle_timeout_ms".into(), self.idle_timeout_ms.clone());
+            }
+        }
+        let mut session = json!({
+            "type": REALTIME,
+            "object": "realtime.session",
+            "id": self.id,
+            "model": self.model,
+            "expires_at": self.expires_at,
+            "output_modalities": self.modality.to_json(),
+            "instructions": self.instructions,
+            "audio": {
+                "input": input,
+                "output": { "format": pcm_format(), "voice": self.voice, "speed": self.speed },
+            },
+        });
+        if let Value::Object(fields) = &mut session {
+            for (key, value) in &self.passive {
+                fields.insert(key.clone(), value.clone());
+            }
+        }
+        session
     }
 }
 
@@ -375,11 +301,6 @@ pub(crate) fn voice_name(voice: &Value) -> &str {
             .and_then(Value::as_str)
             .unwrap_or(DEFAULT_VOICE),
     }
-}
-
-/// The only audio format served: PCM16 at 24 kHz.
-pub(crate) fn pcm_format() -> Value {
-    json!({ "type": "audio/pcm", "rate": 24_000 })
 }
 
 /// What one `response.create` asks for: the session's settings with its overrides.
@@ -435,11 +356,9 @@ impl ResponseOptions {
         if let Some(modalities) = fields.get("output_modalities") {
             options.modality = parse_modalities(modalities, "response.output_modalities")?;
         }
-        if let Some(audio) = fields.get("audio") {
-            let audio = session::object(audio, "response.audio")?;
+        if let Some(audio) = session::sub_object(fields, "response", "audio")? {
             session::check_keys(audio, "response.audio", &["output"])?;
-            if let Some(output) = audio.get("output") {
-                let output = session::object(output, "response.audio.output")?;
+            if let Some(output) = session::sub_object(audio, "response.audio", "output")? {
                 session::check_keys(output, "response.audio.output", &["format", "voice"])?;
                 if let Some(format) = output.get("format") {
                     session::validate_format(format, "response.audio.output.format")?;
@@ -464,24 +383,13 @@ impl ResponseOptions {
                 ));
             }
         }
-        match fields.get("conversation") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(choice)) if choice == "auto" => {}
-            Some(Value::String(choice)) if choice == "none" => options.in_conversation = false,
-            Some(Value::String(choice)) => {
-                return Err(ApiError::invalid_value(
-                    "response.conversation",
-                    choice,
-                    &["auto", "none"],
-                ));
-            }
-            Some(other) => {
-                return Err(ApiError::invalid_type(
-                    "response.conversation",
-                    "a string",
-                    other,
-                ));
-            }
+        let conversation = params::optional_choice(
+            fields.get("conversation"),
+            "response.conversation",
+            &["auto", "none"],
+        )?;
+        if conversation == Some("none") {
+            options.in_conversation = false;
         }
         if let Some(input) = fields.get("input") {
             let items = input
@@ -530,26 +438,15 @@ struct ResponseFlags {
 /// (so its keys are known); defaults for `null`.
 fn parse_response_flags(detection: &Value) -> Result<ResponseFlags, ApiError> {
     const PATH: &str = "session.audio.input.turn_detection";
-    let flag = |key: &str| match detection.get(key) {
-        None | Some(Value::Null) => Ok(true),
-        Some(Value::Bool(value)) => Ok(*value),
-        Some(other) => Err(ApiError::invalid_type(
-            &format!("{PATH}.{key}"),
-            "a boolean",
-            other,
-        )),
+    let flag = |key: &str| {
+        params::optional_bool(detection.get(key), &format!("{PATH}.{key}"))
+            .map(|flag| flag.unwrap_or(true))
     };
     let idle_timeout_ms = match detection.get("idle_timeout_ms") {
         None | Some(Value::Null) => Value::Null,
         Some(value) => {
             let param = format!("{PATH}.idle_timeout_ms");
-            let ms = value
-                .as_u64()
-                .ok_or_else(|| ApiError::invalid_type(&param, "an integer", value))?;
-            let (min, max) = IDLE_TIMEOUT_RANGE_MS;
-            if !(min..=max).contains(&ms) {
-                return Err(integer_out_of_range(&param, ms, min, max));
-            }
+            params::integer_in(value, &param, "an integer", IDLE_TIMEOUT_RANGE_MS)?;
             value.clone()
         }
     };
@@ -594,26 +491,9 @@ fn parse_modalities(value: &Value, param: &str) -> Result<Modality, ApiError> {
     }
 }
 
-/// A built-in voice name or `{"id": "…"}`.
+/// A built-in voice name or `{"id": "…"}`, kept as given (the session shows it back).
 fn parse_voice(voice: &Value, param: &str) -> Result<Value, ApiError> {
-    match voice {
-        Value::String(name) if VOICES.contains(&name.as_str()) => Ok(voice.clone()),
-        Value::String(name) => Err(ApiError::invalid_value(param, name, VOICES)),
-        Value::Object(custom) => match (custom.get("id"), custom.len()) {
-            (Some(Value::String(_)), 1) => Ok(voice.clone()),
-            (None, _) => Err(ApiError::missing(&format!("{param}.id"))),
-            _ => Err(ApiError::invalid_type(
-                param,
-                "a string or an object with an 'id'",
-                voice,
-            )),
-        },
-        other => Err(ApiError::invalid_type(
-            param,
-            "a string or an object",
-            other,
-        )),
-    }
+    speech::parse_voice(voice, param, VOICES).map(|_| voice.clone())
 }
 
 fn string(value: &Value, param: &str) -> Result<String, ApiError> {
@@ -631,17 +511,7 @@ fn validate_bool(value: &Value, param: &str) -> Result<(), ApiError> {
 }
 
 fn validate_tools(value: &Value, param: &str) -> Result<(), ApiError> {
-    let tools = value
-        .as_array()
-        .ok_or_else(|| ApiError::invalid_type(param, "an array", value))?;
-    match tools.iter().enumerate().find(|(_, tool)| !tool.is_object()) {
-        Some((index, tool)) => Err(ApiError::invalid_type(
-            &format!("{param}[{index}]"),
-            "an object",
-            tool,
-        )),
-        None => Ok(()),
-    }
+    params::array_of(value, param, "an object", Value::is_object).map(drop)
 }
 
 fn validate_tool_choice(value: &Value, param: &str) -> Result<(), ApiError> {
@@ -660,42 +530,15 @@ fn validate_tool_choice(value: &Value, param: &str) -> Result<(), ApiError> {
 
 /// 1–4096 or `"inf"`.
 fn validate_max_output_tokens(value: &Value, param: &str) -> Result<(), ApiError> {
-    let (min, max) = MAX_OUTPUT_TOKENS_RANGE;
     match value {
         Value::String(inf) if inf == "inf" => Ok(()),
         Value::String(other) => Err(ApiError::invalid_value(param, other, &["inf"])),
-        Value::Number(number) => match number.as_u64() {
-            Some(tokens) if (min..=max).contains(&tokens) => Ok(()),
-            Some(tokens) => Err(integer_out_of_range(param, tokens, min, max)),
-            None => Err(ApiError::invalid_type(param, "an integer or 'inf'", value)),
-        },
+        Value::Number(_) => {
+            params::integer_in(value, param, "an integer or 'inf'", MAX_OUTPUT_TOKENS_RANGE)
+                .map(drop)
+        }
         other => Err(ApiError::invalid_type(param, "an integer or 'inf'", other)),
     }
-}
-
-/// An integer outside `min..=max`, worded like the service's decimal range errors.
-fn integer_out_of_range(param: &str, got: u64, min: u64, max: u64) -> ApiError {
-    let (what, bound, code) = if got < min {
-        (
-            "below minimum",
-            format!(">= {min}"),
-            "integer_below_min_value",
-        )
-    } else {
-        (
-            "above maximum",
-            format!("<= {max}"),
-            "integer_above_max_value",
-        )
-    };
-    ApiError::invalid_request(
-        format!(
-            "Invalid '{param}': integer {what} value. Expected a value {bound}, but got {got} \
-             instead."
-        ),
-        Some(param),
-        Some(code),
-    )
 }
 
 #[cfg(test)]
@@ -703,7 +546,7 @@ mod tests {
     use super::*;
 
     fn update(session: Value) -> Result<ConversationConfig, ApiError> {
-        let mut current = ConversationConfig::new("sess_1", None, 60);
+        let mut current = ConversationConfig::new("sess_1", None, 0);
         current
             .apply_update(&session, &SimConfig::default(), false)
             .map(|()| current)
@@ -711,7 +554,7 @@ mod tests {
 
     #[test]
     fn a_new_session_shows_the_service_defaults() {
-        let shown = ConversationConfig::new("sess_1", None, 60).to_json();
+        let shown = ConversationConfig::new("sess_1", None, 0).session_json();
         assert_eq!(shown["type"], "realtime");
         assert_eq!(shown["model"], DEFAULT_MODEL);
         assert_eq!(shown["output_modalities"], json!(["audio"]));
@@ -750,7 +593,7 @@ mod tests {
         assert!(!session.create_response);
         assert!(session.interrupt_response);
         assert_eq!(voice_name(&session.voice), "cedar");
-        let shown = session.to_json();
+        let shown = session.session_json();
         assert_eq!(
             shown["audio"]["input"]["transcription"]["language"],
             json!("en")
@@ -772,7 +615,7 @@ mod tests {
             session
         };
         assert!(!off.transcribes());
-        assert_eq!(off.turn_detection, TurnDetection::Manual);
+        assert_eq!(off.input.turn_detection, TurnDetection::Manual);
         assert_eq!(off.instructions, "Be brief.", "the rest is kept");
     }
 
@@ -846,9 +689,9 @@ mod tests {
             ),
         ];
         for (session, param, code) in cases {
-            let error = update(session.clone()).expect_err("invalid update");
-            assert_eq!(error.param.as_deref(), Some(param), "{session}");
-            assert_eq!(error.code.as_deref(), Some(code), "{session}");
+            update(session.clone())
+                .expect_err("invalid update")
+                .assert_names(param, code, &session);
         }
         let error = update(json!({"type": "realtime", "temperature": 0.8})).expect_err("beta");
         assert_eq!(error.message, "Unknown parameter: 'session.temperature'.");
@@ -856,7 +699,7 @@ mod tests {
 
     #[test]
     fn the_voice_is_fixed_once_the_assistant_has_spoken() {
-        let mut session = ConversationConfig::new("sess_1", None, 60);
+        let mut session = ConversationConfig::new("sess_1", None, 0);
         let change = json!({"type": "realtime", "audio": {"output": {"voice": "ash"}}});
         let error = session
             .apply_update(&change, &SimConfig::default(), true)
@@ -872,7 +715,7 @@ mod tests {
 
     #[test]
     fn response_overrides_apply_to_one_response() {
-        let session = ConversationConfig::new("sess_1", None, 60);
+        let session = ConversationConfig::new("sess_1", None, 0);
         let options = ResponseOptions::parse(
             Some(&json!({
                 "instructions": "Answer briefly.",

@@ -33,16 +33,19 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::config::{Modality, ResponseOptions, pcm_format, voice_name};
-use super::{Item, Ledger, ROLE_ASSISTANT};
+use super::config::{Modality, ResponseOptions, voice_name};
+use super::{ITEM_ADDED, ITEM_DONE, Item, Ledger, ROLE_ASSISTANT};
 use crate::config::paced;
 use crate::fault::Fault;
-use crate::synth;
+use crate::session::pcm_format;
+use crate::synth::{self, BYTES_PER_MS};
 use crate::text;
-use crate::turn::Outbound;
+use crate::turn::{self, Outbound};
 
-/// Audio per `response.output_audio.delta`: 100 ms of PCM16 at 24 kHz.
-pub(super) const AUDIO_CHUNK_BYTES: usize = 4_800;
+/// Audio per `response.output_audio.delta`, in ms.
+const AUDIO_CHUNK_MS: u64 = 100;
+/// Audio per `response.output_audio.delta`, in bytes of PCM16 at 24 kHz.
+const AUDIO_CHUNK_BYTES: usize = (AUDIO_CHUNK_MS * BYTES_PER_MS) as usize;
 /// How far ahead of the audio the transcript runs: a word's delta goes out before the audio
 /// chunk that starts it, and up to this much earlier.
 const TRANSCRIPT_LEAD_MS: u64 = 200;
@@ -189,25 +192,18 @@ impl Streamer {
         self.item_added = true;
         self.check_fault().await?;
         if self.plan.conversation_id.is_some() {
-            self.step(json!({
-                "type": "conversation.item.added",
-                "event_id": text::event_id(),
-                "previous_item_id": previous_item_id,
-                "item": self.item_json("in_progress", None),
-            }))
+            let item = self.item_json("in_progress", None);
+            self.step(turn::item_event(
+                ITEM_ADDED,
+                previous_item_id.as_deref(),
+                &item,
+            ))
             .await?;
         }
         self.check_cancel()?;
-        self.send(json!({
-            "type": "response.content_part.added",
-            "event_id": text::event_id(),
-            "response_id": self.plan.response_id,
-            "item_id": self.plan.item_id,
-            "output_index": 0,
-            "content_index": 0,
-            "part": self.part_json(""),
-        }))
-        .await?;
+        let mut part_added = self.content_event("response.content_part.added");
+        part_added["part"] = self.part_json("");
+        self.send(part_added).await?;
         self.part_added = true;
         self.check_fault().await?;
         self.pause_until(started + self.plan.first_output).await?;
@@ -239,42 +235,32 @@ impl Streamer {
                 .get(next_word)
                 .filter(|_| starts[next_word] < horizon_ms)
             {
-                self.send_transcript_delta(word).await?;
+                self.send_text_delta("response.output_audio_transcript.delta", word)
+                    .await?;
                 next_word += 1;
             }
             self.check_cancel()?;
-            self.send(json!({
-                "type": "response.output_audio.delta",
-                "event_id": text::event_id(),
-                "response_id": self.plan.response_id,
-                "item_id": self.plan.item_id,
-                "output_index": 0,
-                "content_index": 0,
-                "delta": BASE64.encode(chunk),
-            }))
-            .await?;
+            let mut delta = self.content_event("response.output_audio.delta");
+            delta["delta"] = json!(BASE64.encode(chunk));
+            self.send(delta).await?;
             self.audio_bytes_sent += chunk.len();
             self.record_progress();
             self.check_fault().await?;
         }
         for word in &words[next_word..] {
-            self.send_transcript_delta(word).await?;
+            self.send_text_delta("response.output_audio_transcript.delta", word)
+                .await?;
         }
         Ok(())
     }
 
-    async fn send_transcript_delta(&mut self, word: &str) -> Result<(), Stop> {
+    /// Sends one word of the reply's text (`kind`: the audio's transcript or the text
+    /// itself) unless the response was cancelled.
+    async fn send_text_delta(&mut self, kind: &str, word: &str) -> Result<(), Stop> {
         self.check_cancel()?;
-        self.send(json!({
-            "type": "response.output_audio_transcript.delta",
-            "event_id": text::event_id(),
-            "response_id": self.plan.response_id,
-            "item_id": self.plan.item_id,
-            "output_index": 0,
-            "content_index": 0,
-            "delta": word,
-        }))
-        .await?;
+        let mut delta = self.content_event(kind);
+        delta["delta"] = json!(word);
+        self.send(delta).await?;
         self.transcript_sent.push_str(word);
         self.record_progress();
         self.check_fault().await
@@ -287,20 +273,8 @@ impl Streamer {
             // Word counts are small: exact in f64.
             self.pause_until(start + paced(index as f64, self.plan.tokens_per_second))
                 .await?;
-            self.check_cancel()?;
-            self.send(json!({
-                "type": "response.output_text.delta",
-                "event_id": text::event_id(),
-                "response_id": self.plan.response_id,
-                "item_id": self.plan.item_id,
-                "output_index": 0,
-                "content_index": 0,
-                "delta": word,
-            }))
-            .await?;
-            self.transcript_sent.push_str(word);
-            self.record_progress();
-            self.check_fault().await?;
+            self.send_text_delta("response.output_text.delta", word)
+                .await?;
         }
         Ok(())
     }
@@ -325,12 +299,6 @@ impl Streamer {
             Ending::Cancelled(_) => "incomplete",
         };
         let transcript = self.transcript_sent.clone();
-        let common = json!({
-            "response_id": self.plan.response_id,
-            "item_id": self.plan.item_id,
-            "output_index": 0,
-            "content_index": 0,
-        });
         if self.part_added {
             let dones = match self.plan.options.modality {
                 Modality::Audio => vec![
@@ -346,18 +314,13 @@ impl Streamer {
                 )],
             };
             for (kind, field) in dones {
-                let mut event = json!({ "type": kind, "event_id": text::event_id() });
-                merge(&mut event, &common);
+                let mut event = self.content_event(kind);
                 if let Some((key, value)) = field {
                     event[key] = value;
                 }
                 self.emit(event).await?;
             }
-            let mut part_done = json!({
-                "type": "response.content_part.done",
-                "event_id": text::event_id(),
-            });
-            merge(&mut part_done, &common);
+            let mut part_done = self.content_event("response.content_part.done");
             part_done["part"] = self.part_json(&transcript);
             self.emit(part_done).await?;
         }
@@ -375,18 +338,14 @@ impl Streamer {
             if self.plan.conversation_id.is_some() {
                 let previous_item_id = self.link.ledger.with(|dialogue| {
                     dialogue
-                        .items
-                        .iter()
-                        .position(|item| item.id == self.plan.item_id)
-                        .and_then(|index| index.checked_sub(1))
-                        .map(|index| dialogue.items[index].id.clone())
+                        .position(&self.plan.item_id)
+                        .and_then(|index| dialogue.id_before(index))
                 });
-                self.emit(json!({
-                    "type": "conversation.item.done",
-                    "event_id": text::event_id(),
-                    "previous_item_id": previous_item_id,
-                    "item": item,
-                }))
+                self.emit(turn::item_event(
+                    ITEM_DONE,
+                    previous_item_id.as_deref(),
+                    &item,
+                ))
                 .await?;
             }
             output.push(item);
@@ -467,11 +426,7 @@ impl Streamer {
             audio_ms: (self.plan.options.modality == Modality::Audio).then_some(0),
             truncated: false,
         };
-        self.link.ledger.change(|dialogue| {
-            let previous = dialogue.items.last().map(|item| item.id.clone());
-            dialogue.items.push(item);
-            previous
-        })
+        self.link.ledger.change(|dialogue| dialogue.push(item))
     }
 
     /// Records the audio and transcript sent so far (truncate checks against the audio).
@@ -616,19 +571,22 @@ impl Streamer {
         })
     }
 
+    /// An event of type `kind` about the item's one content part.
+    fn content_event(&self, kind: &str) -> Value {
+        json!({
+            "type": kind,
+            "event_id": text::event_id(),
+            "response_id": self.plan.response_id,
+            "item_id": self.plan.item_id,
+            "output_index": 0,
+            "content_index": 0,
+        })
+    }
+
     fn part_json(&self, transcript: &str) -> Value {
         match self.plan.options.modality {
             Modality::Audio => json!({ "type": "output_audio", "transcript": transcript }),
             Modality::Text => json!({ "type": "output_text", "text": transcript }),
-        }
-    }
-}
-
-/// Copies the fields of `from` into `into` (both objects).
-fn merge(into: &mut Value, from: &Value) {
-    if let (Value::Object(into), Value::Object(from)) = (into, from) {
-        for (key, value) in from {
-            into.insert(key.clone(), value.clone());
         }
     }
 }

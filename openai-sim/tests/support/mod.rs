@@ -216,12 +216,18 @@ pub(crate) async fn connect_with_headers(
     ws
 }
 
-/// A transcription session with the test key, past its `session.created`.
-pub(crate) async fn transcription_session(sim: &Simulator) -> Ws {
-    let mut ws = connect(sim, "intent=transcription").await;
+/// A Realtime session opened with `query` and the test key, past its `session.created`,
+/// which comes with it.
+pub(crate) async fn session(sim: &Simulator, query: &str) -> (Ws, Value) {
+    let mut ws = connect(sim, query).await;
     let created = next_event(&mut ws).await;
     assert_eq!(created["type"], "session.created", "{created}");
-    ws
+    (ws, created)
+}
+
+/// A transcription session with the test key, past its `session.created`.
+pub(crate) async fn transcription_session(sim: &Simulator) -> Ws {
+    session(sim, "intent=transcription").await.0
 }
 
 /// The next server event; panics on a close.
@@ -301,13 +307,31 @@ pub(crate) fn session_update(model: &str, turn_detection: Value) -> Value {
     })
 }
 
-/// Sends the proxy's `session.update` (`gpt-4o-mini-transcribe`, English, client commits
-/// unless `turn_detection` says otherwise); returns the `session.updated`.
-pub(crate) async fn configure(ws: &mut Ws, turn_detection: Value) -> Value {
-    send(ws, session_update("gpt-4o-mini-transcribe", turn_detection)).await;
+/// Sends a `session.update` that must be accepted; returns the `session.updated`.
+pub(crate) async fn update_session(ws: &mut Ws, update: Value) -> Value {
+    send(ws, update).await;
     let updated = next_event(ws).await;
     assert_eq!(updated["type"], "session.updated", "{updated}");
     updated
+}
+
+/// Sends the proxy's `session.update` (`gpt-4o-mini-transcribe`, English, client commits
+/// unless `turn_detection` says otherwise); returns the `session.updated`.
+pub(crate) async fn configure(ws: &mut Ws, turn_detection: Value) -> Value {
+    update_session(ws, session_update("gpt-4o-mini-transcribe", turn_detection)).await
+}
+
+/// Reads the events of a committed turn up to its input transcription's `…failed`, which
+/// must say the audio was unintelligible and name the committed item; returns them.
+pub(crate) async fn expect_failed_transcription(ws: &mut Ws) -> Vec<Value> {
+    let events = events_until(ws, "conversation.item.input_audio_transcription.failed").await;
+    let failed = events.last().expect("failed");
+    assert_eq!(failed["error"]["code"], "audio_unintelligible");
+    assert_eq!(
+        failed["item_id"],
+        events[position(&events, "input_audio_buffer.committed")]["item_id"]
+    );
+    events
 }
 
 /// `ms` of a 200 Hz tone at `amplitude` (fraction of full scale), PCM16 LE mono 24 kHz.

@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::realtime::{
-    Parsed, Socket, TRANSCRIBER_COMMAND_QUEUE_FRAMES, TranscriberEvent, UpstreamHandle,
-    append_event, connect_and_relay, parse_input_event, spawn_socket_task,
+    Parsed, Socket, SocketCommand, TRANSCRIBER_COMMAND_QUEUE_FRAMES, TranscriberEvent,
+    UpstreamHandle, connect_and_relay, parse_input_event, spawn_socket_task,
 };
 use super::{UpstreamConfig, UpstreamError};
 
@@ -157,15 +157,12 @@ impl Agent {
                     url: &url,
                     first: session_update(&this.config, this.turn_detection, &this.instructions),
                 };
-                let mut append_text = String::new();
-                let encode = move |command| encode(command, &mut append_text);
                 connect_and_relay(
                     &this.config,
                     socket,
                     commands,
                     &events,
                     &cancel,
-                    encode,
                     parse_server_event,
                 )
                 .await
@@ -222,43 +219,47 @@ pub fn session_update(
     })
 }
 
-/// One command as the text of its frame.
-fn encode(command: AgentCommand, append_text: &mut String) -> String {
-    match command {
-        AgentCommand::Append(pcm) => {
-            append_event(&pcm, append_text);
-            std::mem::take(append_text)
+impl SocketCommand for AgentCommand {
+    fn audio(&self) -> Option<&[u8]> {
+        match self {
+            Self::Append(pcm) => Some(pcm),
+            _ => None,
         }
-        AgentCommand::Commit => json!({"type": "input_audio_buffer.commit"}).to_string(),
-        AgentCommand::Respond => json!({"type": "response.create"}).to_string(),
-        AgentCommand::Clear => json!({"type": "input_audio_buffer.clear"}).to_string(),
-        AgentCommand::Cancel => json!({"type": "response.cancel"}).to_string(),
-        AgentCommand::Truncate {
-            item_id,
-            audio_end_ms,
-        } => json!({
-            "type": "conversation.item.truncate",
-            "item_id": item_id,
-            "content_index": 0,
-            "audio_end_ms": audio_end_ms
-        })
-        .to_string(),
-        AgentCommand::AddMessage { assistant, text } => {
-            let (role, kind) = if assistant {
-                ("assistant", "output_text")
-            } else {
-                ("user", "input_text")
-            };
-            json!({
-                "type": "conversation.item.create",
-                "item": {
-                    "type": "message",
-                    "role": role,
-                    "content": [{ "type": kind, "text": text }]
-                }
-            })
-            .to_string()
-        }
+    }
+
+    fn event(&self) -> Option<String> {
+        let event = match self {
+            Self::Append(_) => return None,
+            Self::Commit => json!({"type": "input_audio_buffer.commit"}),
+            Self::Respond => json!({"type": "response.create"}),
+            Self::Clear => json!({"type": "input_audio_buffer.clear"}),
+            Self::Cancel => json!({"type": "response.cancel"}),
+            Self::Truncate {
+                item_id,
+                audio_end_ms,
+            } => json!({
+                "type": "conversation.item.truncate",
+                "item_id": item_id,
+                "content_index": 0,
+                "audio_end_ms": audio_end_ms
+            }),
+            Self::AddMessage { assistant, text } => {
+                let (role, kind) = if *assistant {
+                    ("assistant", "output_text")
+                } else {
+                    ("user", "input_text")
+                };
+                json!({
+                    "type": "conversation.item.create",
+                    "item": {
+                        "type": "message",
+                        "role": role,
+                        "content": [{ "type": kind, "text": text }]
+                    }
+                })
+            }
+        };
+        Some(event.to_string())
     }
 }
 
@@ -468,31 +469,27 @@ mod tests {
 
     #[test]
     fn commands_are_ga_client_events() {
-        let mut scratch = String::new();
-        let truncate: Value = serde_json::from_str(&encode(
-            AgentCommand::Truncate {
-                item_id: "a1".into(),
-                audio_end_ms: 1500,
-            },
-            &mut scratch,
-        ))
-        .unwrap();
+        let event = |command: AgentCommand| -> Value {
+            serde_json::from_str(&command.event().expect("an event")).unwrap()
+        };
+        let truncate = event(AgentCommand::Truncate {
+            item_id: "a1".into(),
+            audio_end_ms: 1500,
+        });
         assert_eq!(
             truncate,
             json!({"type": "conversation.item.truncate", "item_id": "a1", "content_index": 0, "audio_end_ms": 1500})
         );
-        let item: Value = serde_json::from_str(&encode(
-            AgentCommand::AddMessage {
-                assistant: false,
-                text: "hi".into(),
-            },
-            &mut scratch,
-        ))
-        .unwrap();
+        let item = event(AgentCommand::AddMessage {
+            assistant: false,
+            text: "hi".into(),
+        });
         assert_eq!(item["item"]["content"][0]["type"], "input_text");
-        assert_eq!(
-            serde_json::from_str::<Value>(&encode(AgentCommand::Respond, &mut scratch)).unwrap()["type"],
-            "response.create"
+        assert_eq!(event(AgentCommand::Respond)["type"], "response.create");
+        assert!(
+            AgentCommand::Append(Bytes::from_static(&[0, 0]))
+                .event()
+                .is_none()
         );
     }
 }

@@ -44,6 +44,12 @@ pub enum TranscriberCommand {
     Clear,
 }
 
+/// Bytes the upstream socket reads at a time. Transcription events are small and an answer's
+/// audio delta (100 ms, base64 in JSON) is about 7 KB; the buffer grows for larger messages.
+/// The library's default, 128 KiB, is zero-filled before every read and held by every session:
+/// most of an idle session's memory and a fifth of the proxy's CPU under load.
+const UPSTREAM_READ_BUFFER_BYTES: usize = 8 * 1024;
+
 /// Pings sent per stall timeout while the transcription socket is open: three, so one lost
 /// pong does not count as a dead socket.
 const KEEPALIVE_PINGS_PER_STALL_TIMEOUT: u32 = 3;
@@ -214,19 +220,6 @@ impl Transcriber {
             TRANSCRIBER_EVENT_QUEUE,
             TranscriberEvent::Closed,
             move |commands, events, cancel| async move {
-                let mut append_text = String::new();
-                let encode = move |command| match command {
-                    TranscriberCommand::Append(pcm) => {
-                        append_event(&pcm, &mut append_text);
-                        std::mem::take(&mut append_text)
-                    }
-                    TranscriberCommand::Commit => {
-                        json!({"type": "input_audio_buffer.commit"}).to_string()
-                    }
-                    TranscriberCommand::Clear => {
-                        json!({"type": "input_audio_buffer.clear"}).to_string()
-                    }
-                };
                 let socket = Socket {
                     what: "transcription connect",
                     url: &this.config.endpoints.realtime_url,
@@ -238,12 +231,83 @@ impl Transcriber {
                     commands,
                     &events,
                     &cancel,
-                    encode,
                     parse_server_event,
                 )
                 .await
             },
         )
+    }
+}
+
+/// A command for a Realtime socket: audio to append (the relay batches it), or an event.
+pub(super) trait SocketCommand {
+    /// The PCM16 audio to append, if this is an append.
+    fn audio(&self) -> Option<&[u8]>;
+    /// The client event's JSON text, for anything but an append.
+    fn event(&self) -> Option<String>;
+}
+
+impl SocketCommand for TranscriberCommand {
+    fn audio(&self) -> Option<&[u8]> {
+        match self {
+            Self::Append(pcm) => Some(pcm),
+            Self::Commit | Self::Clear => None,
+        }
+    }
+
+    fn event(&self) -> Option<String> {
+        match self {
+            Self::Append(_) => None,
+            Self::Commit => Some(json!({"type": "input_audio_buffer.commit"}).to_string()),
+            Self::Clear => Some(json!({"type": "input_audio_buffer.clear"}).to_string()),
+        }
+    }
+}
+
+/// Audio appended upstream per event, at most, in bytes: 100 ms of 24 kHz PCM16. The browser
+/// sends 20 ms frames; one base64 JSON event each was a fifth of the proxy's CPU under load
+/// (the loopback send path), and five to an event cost the turn nothing, since a commit sends
+/// what is batched first.
+const APPEND_BATCH_BYTES: usize = 4_800;
+
+/// Longest that batched audio waits for more, so the upstream's VAD (server turn detection)
+/// hears the audio at most this late.
+const APPEND_BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Audio waiting to be appended upstream, and the event text it becomes; both buffers are made
+/// once and reused.
+#[derive(Debug, Default)]
+struct AppendBatch {
+    pcm: Vec<u8>,
+    text: String,
+}
+
+impl AppendBatch {
+    /// Adds audio; `true` when the batch is full and should go out now.
+    fn push(&mut self, pcm: &[u8]) -> bool {
+        if self.pcm.capacity() == 0 {
+            self.pcm.reserve_exact(APPEND_BATCH_BYTES * 2);
+        }
+        self.pcm.extend_from_slice(pcm);
+        self.pcm.len() >= APPEND_BATCH_BYTES
+    }
+
+    /// The `input_audio_buffer.append` of everything batched, if anything is.
+    fn take_event(&mut self) -> Option<String> {
+        if self.pcm.is_empty() {
+            return None;
+        }
+        append_event(&self.pcm, &mut self.text);
+        self.pcm.clear();
+        Some(self.text.clone())
+    }
+}
+
+/// Completes at `at`; never, without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -259,13 +323,12 @@ pub(super) struct Socket<'a> {
 }
 
 /// Connects (retrying within the budget; a cancel stops it quietly), then [`relay`]s.
-pub(super) async fn connect_and_relay<C, E>(
+pub(super) async fn connect_and_relay<C: SocketCommand, E>(
     config: &UpstreamConfig,
     socket: Socket<'_>,
     commands: mpsc::Receiver<C>,
     events: &mpsc::Sender<E>,
     cancel: &CancellationToken,
-    encode: impl FnMut(C) -> String,
     parse: impl Fn(&str) -> Parsed<E>,
 ) -> Result<(), UpstreamError> {
     let connected = tokio::select! {
@@ -279,7 +342,6 @@ pub(super) async fn connect_and_relay<C, E>(
         commands,
         events,
         cancel,
-        encode,
         parse,
     )
     .await
@@ -316,8 +378,11 @@ async fn connect_once(config: &UpstreamConfig, url: &str) -> Result<UpstreamSock
         value.set_sensitive(true);
         request.headers_mut().insert("authorization", value);
     }
+    let socket_config = tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(UPSTREAM_READ_BUFFER_BYTES)
+        .write_buffer_size(0);
     // No Nagle delay on appends and commits.
-    let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
+    let connect = tokio_tungstenite::connect_async_with_config(request, Some(socket_config), true);
     match tokio::time::timeout(config.response_timeout, connect).await {
         Err(_) => Err(UpstreamError::Timeout),
         Ok(Ok((socket, _response))) => Ok(socket),
@@ -336,15 +401,13 @@ async fn connect_once(config: &UpstreamConfig, url: &str) -> Result<UpstreamSock
 /// times per stall timeout and gives up on a socket that answers nothing, not even pongs, for
 /// the whole stall timeout. Ends when the session drops its command sender, when `cancel`
 /// fires (closing politely either way), or when the socket fails.
-#[allow(clippy::too_many_arguments)]
-async fn relay<C, E>(
+async fn relay<C: SocketCommand, E>(
     config: &UpstreamConfig,
     socket: UpstreamSocket,
     first: Value,
     mut commands: mpsc::Receiver<C>,
     events: &mpsc::Sender<E>,
     cancel: &CancellationToken,
-    mut encode: impl FnMut(C) -> String,
     parse: impl Fn(&str) -> Parsed<E>,
 ) -> Result<(), UpstreamError> {
     let (mut sink, mut stream) = socket.split();
@@ -358,11 +421,20 @@ async fn relay<C, E>(
     let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = tokio::time::Instant::now();
+    let mut batch = AppendBatch::default();
+    // When the audio batched so far goes out even if the batch is not full.
+    let mut flush_at: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             () = cancel.cancelled() => {
                 let _ = sink.send(Message::Close(None)).await;
                 return Ok(());
+            }
+            () = sleep_until_some(flush_at) => {
+                flush_at = None;
+                if let Some(append) = batch.take_event() {
+                    sink.send(Message::text(append)).await.map_err(|_| UpstreamError::Truncated)?;
+                }
             }
             _ = pings.tick() => {
                 if last_heard.elapsed() >= config.stall_timeout {
@@ -377,7 +449,21 @@ async fn relay<C, E>(
                     let _ = sink.send(Message::Close(None)).await;
                     return Ok(());
                 };
-                sink.send(Message::text(encode(command))).await.map_err(|_| UpstreamError::Truncated)?;
+                if let Some(pcm) = command.audio()
+                    && !batch.push(pcm)
+                {
+                    flush_at.get_or_insert_with(|| tokio::time::Instant::now() + APPEND_BATCH_WAIT);
+                    continue;
+                }
+                // A full batch, or another command: the audio before it goes first, so a
+                // commit never waits for the batch's timer.
+                flush_at = None;
+                if let Some(append) = batch.take_event() {
+                    sink.send(Message::text(append)).await.map_err(|_| UpstreamError::Truncated)?;
+                }
+                if let Some(event) = command.event() {
+                    sink.send(Message::text(event)).await.map_err(|_| UpstreamError::Truncated)?;
+                }
             }
             message = stream.next() => {
                 last_heard = tokio::time::Instant::now();
@@ -556,6 +642,28 @@ mod tests {
         assert_eq!(
             semantic["session"]["audio"]["input"]["turn_detection"]["type"],
             "semantic_vad"
+        );
+    }
+
+    #[test]
+    fn audio_is_batched_into_appends_of_at_most_a_hundred_milliseconds() {
+        let mut batch = AppendBatch::default();
+        assert_eq!(batch.take_event(), None, "nothing batched, nothing sent");
+        let frame = [1u8; 960]; // 20 ms
+        for _ in 0..4 {
+            assert!(!batch.push(&frame));
+        }
+        assert!(batch.push(&frame), "five frames fill a batch");
+        let event: Value = serde_json::from_str(&batch.take_event().unwrap()).unwrap();
+        let audio = base64::engine::general_purpose::STANDARD
+            .decode(event["audio"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(audio.len(), 5 * 960);
+        assert_eq!(batch.take_event(), None, "a batch goes out once");
+        assert!(!batch.push(&frame[..2]));
+        assert!(
+            batch.take_event().is_some(),
+            "a part batch goes out when asked"
         );
     }
 

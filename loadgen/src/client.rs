@@ -1,0 +1,274 @@
+//! One simulated browser: connects, then speaks turns until the run ends. Each tick (20 ms,
+//! real time) feeds its microphone through the page's capture pipeline and sends what the page
+//! would; answers play on a model of the page's player, which reports its progress every
+//! 100 ms as the playback worklet does. Optionally barges in on some answers.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use protocol::{ClientMessage, ResponseId, ServerMessage};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::player::Player;
+use crate::report::{Tally, TurnFigures, proxy_hops_ms};
+use crate::speaker::{Captured, Speaker};
+
+/// How often the player reports what it played, as the playback worklet does.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// How long after an answer's first audio a barge-in starts speaking.
+const BARGE_IN_AFTER: Duration = Duration::from_millis(600);
+
+/// What every simulated browser of a run does.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The proxy's `/ws` URL (with `?token=` if it needs one).
+    pub url: String,
+    /// Voice per turn, in seconds.
+    pub speech_s: f64,
+    /// Pause after an answer has played before the next turn, in seconds.
+    pub think_s: f64,
+    /// Every how many turns to talk over the answer (0: never).
+    pub barge_in_every: usize,
+    /// Only hold the session open, never speak.
+    pub idle: bool,
+}
+
+/// An answer in progress.
+#[derive(Debug)]
+struct Answer {
+    response_id: ResponseId,
+    player: Player,
+    first_audio_at: Option<Instant>,
+    done: bool,
+    figures: TurnFigures,
+    last_progress: Instant,
+}
+
+/// Runs one browser from `start` until `end`, adding what it measured to `tally`.
+pub async fn run(
+    plan: Arc<Plan>,
+    seed: u32,
+    start: Instant,
+    end: Instant,
+    tally: Arc<Mutex<Tally>>,
+) {
+    tokio::time::sleep_until(start.into()).await;
+    let Ok((socket, _)) = tokio_tungstenite::connect_async(plan.url.as_str()).await else {
+        lock(&tally).sessions_failed += 1;
+        return;
+    };
+    let (mut sink, mut stream) = socket.split();
+    let ready = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(Ok(message)) = stream.next().await {
+            if let Message::Text(text) = message
+                && matches!(
+                    ServerMessage::from_json(&text),
+                    Ok(ServerMessage::SessionReady { .. })
+                )
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    if ready != Ok(true) {
+        lock(&tally).sessions_failed += 1;
+        return;
+    }
+    lock(&tally).sessions_ready += 1;
+    if plan.idle {
+        // Hold the session, reading (pings are answered by the socket layer).
+        let _ = tokio::time::timeout_at(end.into(), async {
+            while let Some(Ok(_)) = stream.next().await {}
+        })
+        .await;
+        let _ = sink.close().await;
+        return;
+    }
+
+    let mut speaker = Speaker::new(seed);
+    let mut captured = Vec::new();
+    let mut ticks = tokio::time::interval(Duration::from_millis(20));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut answer: Option<Answer> = None;
+    // When the current turn's voice ended (last voiced sample fed).
+    let mut voice_ended_at: Option<Instant> = None;
+    // When to start the next turn's voice.
+    let mut next_turn_at = Some(Instant::now() + Duration::from_millis(400));
+    let mut turns = 0usize;
+    let mut barge_in_pending = false;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                let now = Instant::now();
+                if now >= end && answer.is_none() && !speaker.utterance_open() {
+                    break;
+                }
+                if next_turn_at.is_some_and(|at| now >= at) && now < end {
+                    next_turn_at = None;
+                    turns += 1;
+                    barge_in_pending = plan.barge_in_every > 0 && turns.is_multiple_of(plan.barge_in_every);
+                    speaker.speak(plan.speech_s);
+                    lock(&tally).turns += 1;
+                }
+                // A barge-in: the next turn's voice starts over the answer.
+                if let Some(playing) = &answer
+                    && barge_in_pending
+                    && playing.first_audio_at.is_some_and(|at| now >= at + BARGE_IN_AFTER)
+                {
+                    barge_in_pending = false;
+                    turns += 1;
+                    speaker.speak(plan.speech_s);
+                    let mut tally = lock(&tally);
+                    tally.turns += 1;
+                    tally.barge_ins += 1;
+                }
+                captured.clear();
+                if speaker.tick(&mut captured) {
+                    voice_ended_at = Some(Instant::now());
+                }
+                for item in captured.drain(..) {
+                    let message = match item {
+                        Captured::Frame(pcm) => Message::binary(pcm),
+                        Captured::SpeechStarted => {
+                            // Over an answer: clear the player and say how much played.
+                            if let Some(cut) = answer.take() {
+                                send(&mut sink, ClientMessage::SpeechStarted).await;
+                                send(&mut sink, ClientMessage::Cancel {
+                                    response_id: cut.response_id,
+                                    played_samples: cut.player.played_samples(now),
+                                }).await;
+                                speaker.set_assistant_audible(false);
+                                continue;
+                            }
+                            Message::text(ClientMessage::SpeechStarted.to_json())
+                        }
+                        Captured::SpeechStopped => Message::text(ClientMessage::SpeechStopped.to_json()),
+                    };
+                    if sink.send(message).await.is_err() {
+                        lock(&tally).add_error("socket_closed");
+                        return;
+                    }
+                }
+                if let Some(playing) = &mut answer {
+                    if now >= playing.last_progress + PROGRESS_EVERY && playing.player.received_samples() > 0 {
+                        playing.last_progress = now;
+                        send(&mut sink, ClientMessage::PlaybackProgress {
+                            response_id: playing.response_id,
+                            played_samples: playing.player.played_samples(now),
+                        }).await;
+                    }
+                    // Played to its end: the turn is over.
+                    if playing.done && playing.player.drained_at().is_none_or(|at| now >= at) {
+                        speaker.set_assistant_audible(false);
+                        answer = None;
+                        next_turn_at = Some(now + Duration::from_secs_f64(plan.think_s));
+                    }
+                }
+            }
+            frame = stream.next() => {
+                let Some(Ok(frame)) = frame else {
+                    lock(&tally).add_error("socket_closed");
+                    return;
+                };
+                let now = Instant::now();
+                match frame {
+                    Message::Binary(bytes) => {
+                        let Ok((response_id, pcm)) = protocol::decode_audio_frame(&bytes) else {
+                            continue;
+                        };
+                        let Some(playing) = answer.as_mut().filter(|a| a.response_id == response_id) else {
+                            continue;
+                        };
+                        if playing.done {
+                            playing.figures.late_frames += 1;
+                        }
+                        if playing.first_audio_at.is_none() {
+                            playing.first_audio_at = Some(now);
+                            playing.figures.speech_end_to_first_audio_ms =
+                                voice_ended_at.map(|at| (now - at).as_secs_f64() * 1000.0);
+                            speaker.set_assistant_audible(true);
+                        }
+                        playing.player.receive(now, (pcm.len() / 2) as u64);
+                    }
+                    Message::Text(text) => {
+                        let Ok(message) = ServerMessage::from_json(&text) else {
+                            lock(&tally).add_error("unreadable");
+                            continue;
+                        };
+                        on_message(message, &mut answer, now, &tally);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    let _ = sink.close().await;
+}
+
+/// Handles a server message of the turn in progress.
+fn on_message(
+    message: ServerMessage,
+    answer: &mut Option<Answer>,
+    now: Instant,
+    tally: &Mutex<Tally>,
+) {
+    match message {
+        ServerMessage::ResponseStarted { response_id, .. } => {
+            lock(tally).answers += 1;
+            *answer = Some(Answer {
+                response_id,
+                player: Player::default(),
+                first_audio_at: None,
+                done: false,
+                figures: TurnFigures::default(),
+                last_progress: now,
+            });
+        }
+        ServerMessage::ResponseDone {
+            response_id,
+            interrupted,
+            ..
+        } => {
+            if let Some(playing) = answer.as_mut().filter(|a| a.response_id == response_id) {
+                playing.done = true;
+                playing.figures.complete = !interrupted;
+            }
+        }
+        ServerMessage::Metrics {
+            response_id: Some(response_id),
+            waterfall,
+            ..
+        } => {
+            if let Some(playing) = answer.as_mut().filter(|a| a.response_id == response_id) {
+                playing.figures.proxy_ms = Some(proxy_hops_ms(&waterfall));
+                playing.figures.underruns = playing.player.underruns();
+                lock(tally).add_turn(&playing.figures);
+            }
+        }
+        ServerMessage::Error(event) => {
+            let code = serde_json::to_value(event.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "unknown".to_owned());
+            lock(tally).add_error(&code);
+        }
+        _ => {}
+    }
+}
+
+async fn send<S>(sink: &mut S, message: ClientMessage)
+where
+    S: SinkExt<Message> + Unpin,
+{
+    let _ = sink.send(Message::text(message.to_json())).await;
+}
+
+fn lock(tally: &Mutex<Tally>) -> std::sync::MutexGuard<'_, Tally> {
+    tally
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,88 @@
+//! The load generator: M simulated browsers against a running proxy, over real sockets.
+//!
+//! Each browser speaks turns at real time in 20 ms frames through the page's own capture
+//! pipeline (`client/audio`: VAD with the browser's defaults, pre-roll, hangover), plays the
+//! answers on a model of the page's 24 kHz player (reporting progress as the worklet does),
+//! thinks, and speaks again; some answers can be talked over. A run reports, for its M: end of
+//! speech → first audio p50/p99 (from the last voiced sample, so the VAD's hangover counts as
+//! it does for a user), the proxy's own hops (from its `metrics`), answers complete, underruns,
+//! audio after `response_done`, errors, and the proxy's CPU and memory per session from
+//! `/proc`.
+//!
+//! * [`speaker`] — the microphone and the capture pipeline;
+//! * [`player`] — the player model;
+//! * [`client`] — one browser's session;
+//! * [`report`] — the tally and the printed row.
+
+pub mod client;
+pub mod player;
+pub mod report;
+pub mod speaker;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use report::{ProcReading, ProxyCost, Summary, Tally};
+
+/// One run: `sessions` browsers following `plan`, their starts spread over `ramp`, speaking
+/// for `duration` after the last has started. With `proxy_pid`, the proxy's cost is read from
+/// `/proc` over the part of the run when every session is open.
+pub async fn run(
+    plan: client::Plan,
+    sessions: usize,
+    ramp: Duration,
+    duration: Duration,
+    proxy_pid: Option<u32>,
+) -> Summary {
+    let plan = Arc::new(plan);
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let began = Instant::now();
+    let steady_from = began + ramp;
+    let end = steady_from + duration;
+    let before_sessions = proxy_pid.and_then(ProcReading::of);
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..sessions {
+        let offset = ramp.mul_f64(n as f64 / sessions.max(1) as f64);
+        tasks.spawn(client::run(
+            plan.clone(),
+            n as u32 + 1,
+            began + offset,
+            end,
+            tally.clone(),
+        ));
+    }
+    let cost = match proxy_pid {
+        Some(pid) => measure(pid, before_sessions, steady_from, end, sessions).await,
+        None => None,
+    };
+    while tasks.join_next().await.is_some() {}
+    let tally = tally
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    tally.summary(sessions, cost)
+}
+
+/// Reads the proxy's CPU time across the steady part of the run and its peak memory, sampled
+/// every half second.
+async fn measure(
+    pid: u32,
+    before_sessions: Option<ProcReading>,
+    steady_from: Instant,
+    end: Instant,
+    sessions: usize,
+) -> Option<ProxyCost> {
+    let baseline = before_sessions?;
+    tokio::time::sleep_until(steady_from.into()).await;
+    let start = ProcReading::of(pid)?;
+    let mut peak_rss_kib = start.rss_kib;
+    let mut last = start;
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        last = ProcReading::of(pid)?;
+        peak_rss_kib = peak_rss_kib.max(last.rss_kib);
+    }
+    let mut cost = ProxyCost::between(start, last, peak_rss_kib, sessions, end - steady_from);
+    cost.rss_kib_per_session =
+        peak_rss_kib.saturating_sub(baseline.rss_kib) as f64 / sessions.max(1) as f64;
+    Some(cost)
+}

@@ -1,0 +1,82 @@
+//! `loadgen`: runs M simulated browsers against a running proxy and prints a row of figures
+//! per M. `scripts/loadtest.sh` starts a simulator and a proxy and runs the sweep.
+//!
+//! ```text
+//! loadgen --url ws://127.0.0.1:8000/ws --sessions 50,200 --duration-s 30 --proxy-pid PID
+//! ```
+
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Load generator for the voice proxy.
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version)]
+struct Cli {
+    /// The proxy's WebSocket URL (add `?token=…` if it needs one).
+    #[arg(long, default_value = "ws://127.0.0.1:8000/ws")]
+    url: String,
+    /// Sessions per run, comma-separated: one run each, in order.
+    #[arg(long, value_delimiter = ',', default_value = "10")]
+    sessions: Vec<usize>,
+    /// How long each run lasts once every session has started, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    duration_s: f64,
+    /// Over how long the sessions of a run start, in seconds (spreading them over a turn
+    /// cycle, so turns do not all end at once).
+    #[arg(long, default_value_t = 6.0)]
+    ramp_s: f64,
+    /// Voice per turn, in seconds.
+    #[arg(long, default_value_t = 1.5)]
+    speech_s: f64,
+    /// Pause after an answer has played, in seconds.
+    #[arg(long, default_value_t = 1.0)]
+    think_s: f64,
+    /// Talk over every Nth answer (0: never).
+    #[arg(long, default_value_t = 0)]
+    barge_in_every: usize,
+    /// Only open the sessions and hold them.
+    #[arg(long)]
+    idle: bool,
+    /// The proxy's process id, to read its CPU and memory from /proc.
+    #[arg(long)]
+    proxy_pid: Option<u32>,
+    /// Print each run's summary as a JSON line too.
+    #[arg(long)]
+    json: bool,
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    // Two descriptors per session at most; the default soft limit of 1,024 is too few.
+    if let Ok((_, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, hard, hard);
+    }
+    let plan = loadgen::client::Plan {
+        url: cli.url.clone(),
+        speech_s: cli.speech_s,
+        think_s: cli.think_s,
+        barge_in_every: cli.barge_in_every,
+        idle: cli.idle,
+    };
+    println!("{}", loadgen::report::Summary::HEADER);
+    for &sessions in &cli.sessions {
+        let summary = loadgen::run(
+            plan.clone(),
+            sessions,
+            Duration::from_secs_f64(cli.ramp_s),
+            Duration::from_secs_f64(cli.duration_s),
+            cli.proxy_pid,
+        )
+        .await;
+        println!("{}", summary.row());
+        if cli.json {
+            println!(
+                "{}",
+                serde_json::to_string(&summary)
+                    .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+            );
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! A simulated user at a microphone: room noise, and a voice when told to speak, fed 20 ms at a
+//! time through the page's own capture pipeline (`client/audio`'s `Capture`: VAD with its
+//! default settings, pre-roll, hangover, 20 ms PCM16 frames). So the VAD messages and frames a
+//! proxy gets are the ones a browser would send, and the end of a turn is known to the sample:
+//! the last voiced sample fed.
+
+use audio::capture::{Capture, OUTPUT_FRAME_SAMPLES};
+use audio::vad::{VadConfig, VadEvent};
+
+/// The wire's sample rate; the "device" runs at it, so the capture does not resample.
+pub const RATE_HZ: u32 = 24_000;
+
+/// Samples fed per tick: 20 ms, the page's capture quantum grouped as it sends them.
+pub const TICK_SAMPLES: usize = OUTPUT_FRAME_SAMPLES;
+
+/// Amplitude of the voice: about −20 dBFS, conversational speech at a laptop microphone.
+const VOICE_AMPLITUDE: f32 = 0.1;
+
+/// Amplitude of the room noise: about −70 dBFS, a quiet room.
+const NOISE_AMPLITUDE: f32 = 0.0003;
+
+/// Fundamental of the voice, in Hz: a low speaking voice; three harmonics follow it.
+const VOICE_HZ: f32 = 140.0;
+
+/// What one tick produced, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Captured {
+    /// The VAD heard speech start: send `speech_started`.
+    SpeechStarted,
+    /// A 20 ms frame of the utterance to send.
+    Frame(Vec<u8>),
+    /// The VAD heard the speech end: send `speech_stopped`.
+    SpeechStopped,
+}
+
+/// One user's microphone.
+#[derive(Debug)]
+pub struct Speaker {
+    capture: Capture,
+    input: Vec<f32>,
+    /// Samples of voice still to speak.
+    voice_left: usize,
+    /// Position of the voice's oscillator, in samples.
+    phase: u64,
+    /// The noise generator's state (xorshift).
+    noise: u32,
+}
+
+impl Speaker {
+    /// A quiet microphone; `seed` varies the noise between users.
+    pub fn new(seed: u32) -> Self {
+        Self {
+            capture: Capture::new(RATE_HZ, VadConfig::default())
+                .expect("the capture takes its own output rate"),
+            input: vec![0.0; TICK_SAMPLES],
+            voice_left: 0,
+            phase: 0,
+            noise: seed | 1,
+        }
+    }
+
+    /// Speaks for `seconds` from the next tick on.
+    pub fn speak(&mut self, seconds: f64) {
+        self.voice_left = (seconds * f64::from(RATE_HZ)).round() as usize;
+    }
+
+    /// Whether voice is still to come.
+    pub fn is_speaking(&self) -> bool {
+        self.voice_left > 0
+    }
+
+    /// Whether the VAD holds an utterance open (the voice, then its hangover).
+    pub fn utterance_open(&self) -> bool {
+        self.capture.is_speaking()
+    }
+
+    /// Tells the VAD an answer is audible (its echo guard, as the page does).
+    pub fn set_assistant_audible(&mut self, audible: bool) {
+        self.capture.set_assistant_audible(audible);
+    }
+
+    /// Feeds one tick of microphone audio; returns what the page would send, in order, and
+    /// whether this tick held the last voiced sample.
+    pub fn tick(&mut self, out: &mut Vec<Captured>) -> bool {
+        let voiced = self.voice_left.min(TICK_SAMPLES);
+        for (n, sample) in self.input.iter_mut().enumerate() {
+            self.noise ^= self.noise << 13;
+            self.noise ^= self.noise >> 17;
+            self.noise ^= self.noise << 5;
+            let noise = (self.noise as f32 / u32::MAX as f32 - 0.5) * 2.0 * NOISE_AMPLITUDE;
+            let voice = if n < voiced {
+                let t = self.phase as f32 / RATE_HZ as f32;
+                self.phase += 1;
+                let w = std::f32::consts::TAU * VOICE_HZ * t;
+                VOICE_AMPLITUDE * (0.6 * w.sin() + 0.3 * (2.0 * w).sin() + 0.1 * (3.0 * w).sin())
+            } else {
+                0.0
+            };
+            *sample = voice + noise;
+        }
+        let ended = voiced > 0 && voiced == self.voice_left;
+        self.voice_left -= voiced;
+        self.capture.process(&self.input);
+        let output = self.capture.output();
+        let mut sent = 0;
+        for event in self.capture.events() {
+            push_frames(&output[sent..event.output_offset], out);
+            sent = event.output_offset;
+            out.push(match event.event {
+                VadEvent::SpeechStarted { .. } => Captured::SpeechStarted,
+                VadEvent::SpeechStopped { .. } => Captured::SpeechStopped,
+            });
+        }
+        push_frames(&output[sent..], out);
+        ended
+    }
+}
+
+/// Cuts samples into the page's 20 ms frames, as PCM16 LE bytes.
+fn push_frames(samples: &[i16], out: &mut Vec<Captured>) {
+    for frame in samples.chunks(OUTPUT_FRAME_SAMPLES) {
+        out.push(Captured::Frame(
+            frame.iter().flat_map(|s| s.to_le_bytes()).collect(),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn speech_becomes_one_utterance_with_its_pre_roll_and_hangover() {
+        let mut speaker = Speaker::new(7);
+        let mut out = Vec::new();
+        // Half a second of room noise: the VAD warms up, nothing is sent.
+        for _ in 0..25 {
+            speaker.tick(&mut out);
+        }
+        assert!(out.is_empty(), "{out:?}");
+        speaker.speak(1.0);
+        let mut last_voiced_tick = None;
+        for tick in 0..100 {
+            if speaker.tick(&mut out) {
+                last_voiced_tick = Some(tick);
+            }
+        }
+        assert_eq!(last_voiced_tick, Some(49), "one second is 50 ticks");
+        assert_eq!(out.first(), Some(&Captured::SpeechStarted));
+        assert_eq!(out.last(), Some(&Captured::SpeechStopped));
+        let frames = out
+            .iter()
+            .filter(|c| matches!(c, Captured::Frame(_)))
+            .count();
+        // The voice, plus the pre-roll before it and the hangover after it.
+        assert!((60..=90).contains(&frames), "{frames} frames");
+        assert!(!speaker.utterance_open());
+    }
+}
