@@ -28,8 +28,11 @@ trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 "$bin/openai-sim" --port "$sim_port" --api-key "$key" \
   --stt-first-delta-ms 600 --stt-delta-interval-ms 40 \
   --llm-first-token-ms 400 --llm-tokens-per-second 60 \
-  --tts-first-byte-ms 600 --realtime-first-audio-ms 1000 &
-pids+=($!)
+  --tts-first-byte-ms 600 --realtime-first-audio-ms 1000 \
+  --default-reply "Sure, here is a short answer. It has three sentences of about the usual length. That is all for now." \
+  2>/dev/null &
+sim_pid=$!
+pids+=("$sim_pid")
 
 # The load comes from one address: lift the per-address caps, which would rightly refuse it.
 OPENAI_API_KEY="$key" OPENAI_BASE_URL="http://127.0.0.1:$sim_port/v1" \
@@ -48,4 +51,4 @@ curl -fsS "http://127.0.0.1:$proxy_port/healthz" >/dev/null
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(uname -srm)"
 "$bin/loadgen" --url "ws://127.0.0.1:$proxy_port/ws" --sessions "$sessions" \
-  --proxy-pid "$proxy_pid" "$@"
+  --proxy-pid "$proxy_pid" --sim-pid "$sim_pid" "$@"

@@ -1,7 +1,8 @@
 //! One simulated browser: connects, then speaks turns until the run ends. Each tick (20 ms,
-//! real time) feeds its microphone through the page's capture pipeline and sends what the page
-//! would; answers play on a model of the page's player, which reports its progress every
-//! 100 ms as the playback worklet does. Optionally barges in on some answers.
+//! real time) sends what the page would send of the turn's utterance (recorded once through
+//! the page's capture pipeline, [`Utterance`]); answers play on a model of the page's player,
+//! which reports its progress every 100 ms as the playback worklet does. Optionally barges in
+//! on some answers.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -9,10 +10,15 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use protocol::{ClientMessage, ResponseId, ServerMessage};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::player::Player;
 use crate::report::{Tally, TurnFigures, proxy_hops_ms};
-use crate::speaker::{Captured, Speaker};
+use crate::speaker::{Captured, Utterance};
+
+/// Bytes the socket reads at a time: an answer's frames are a few KB. The library's 128 KiB
+/// default is zero-filled before every read, which made it most of this generator's CPU.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
 
 /// How often the player reports what it played, as the playback worklet does.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
@@ -25,8 +31,10 @@ const BARGE_IN_AFTER: Duration = Duration::from_millis(600);
 pub struct Plan {
     /// The proxy's `/ws` URL (with `?token=` if it needs one).
     pub url: String,
-    /// Voice per turn, in seconds.
-    pub speech_s: f64,
+    /// A turn's utterance, as the page sends it.
+    pub utterance: Arc<Utterance>,
+    /// A barge-in's utterance (recorded with the echo guard up, as over an answer).
+    pub barge_in: Arc<Utterance>,
     /// Pause after an answer has played before the next turn, in seconds.
     pub think_s: f64,
     /// Every how many turns to talk over the answer (0: never).
@@ -47,15 +55,14 @@ struct Answer {
 }
 
 /// Runs one browser from `start` until `end`, adding what it measured to `tally`.
-pub async fn run(
-    plan: Arc<Plan>,
-    seed: u32,
-    start: Instant,
-    end: Instant,
-    tally: Arc<Mutex<Tally>>,
-) {
+pub async fn run(plan: Arc<Plan>, start: Instant, end: Instant, tally: Arc<Mutex<Tally>>) {
     tokio::time::sleep_until(start.into()).await;
-    let Ok((socket, _)) = tokio_tungstenite::connect_async(plan.url.as_str()).await else {
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0);
+    let Ok((socket, _)) =
+        tokio_tungstenite::connect_async_with_config(plan.url.as_str(), Some(config), true).await
+    else {
         lock(&tally).sessions_failed += 1;
         return;
     };
@@ -89,11 +96,11 @@ pub async fn run(
         return;
     }
 
-    let mut speaker = Speaker::new(seed);
-    let mut captured = Vec::new();
     let mut ticks = tokio::time::interval(Duration::from_millis(20));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut answer: Option<Answer> = None;
+    // The utterance being replayed, and its next tick.
+    let mut speaking: Option<(Arc<Utterance>, usize)> = None;
     // When the current turn's voice ended (last voiced sample fed).
     let mut voice_ended_at: Option<Instant> = None;
     // When to start the next turn's voice.
@@ -104,14 +111,14 @@ pub async fn run(
         tokio::select! {
             _ = ticks.tick() => {
                 let now = Instant::now();
-                if now >= end && answer.is_none() && !speaker.utterance_open() {
+                if now >= end && answer.is_none() && speaking.is_none() {
                     break;
                 }
                 if next_turn_at.is_some_and(|at| now >= at) && now < end {
                     next_turn_at = None;
                     turns += 1;
                     barge_in_pending = plan.barge_in_every > 0 && turns.is_multiple_of(plan.barge_in_every);
-                    speaker.speak(plan.speech_s);
+                    speaking = Some((plan.utterance.clone(), 0));
                     lock(&tally).turns += 1;
                 }
                 // A barge-in: the next turn's voice starts over the answer.
@@ -121,36 +128,40 @@ pub async fn run(
                 {
                     barge_in_pending = false;
                     turns += 1;
-                    speaker.speak(plan.speech_s);
+                    speaking = Some((plan.barge_in.clone(), 0));
                     let mut tally = lock(&tally);
                     tally.turns += 1;
                     tally.barge_ins += 1;
                 }
-                captured.clear();
-                if speaker.tick(&mut captured) {
-                    voice_ended_at = Some(Instant::now());
-                }
-                for item in captured.drain(..) {
-                    let message = match item {
-                        Captured::Frame(pcm) => Message::binary(pcm),
-                        Captured::SpeechStarted => {
-                            // Over an answer: clear the player and say how much played.
-                            if let Some(cut) = answer.take() {
-                                send(&mut sink, ClientMessage::SpeechStarted).await;
-                                send(&mut sink, ClientMessage::Cancel {
-                                    response_id: cut.response_id,
-                                    played_samples: cut.player.played_samples(now),
-                                }).await;
-                                speaker.set_assistant_audible(false);
-                                continue;
+                if let Some((utterance, tick)) = &mut speaking {
+                    if *tick == utterance.last_voiced_tick {
+                        voice_ended_at = Some(now);
+                    }
+                    for item in &utterance.ticks[*tick] {
+                        let message = match item {
+                            Captured::Frame(pcm) => Message::Binary(pcm.clone()),
+                            Captured::SpeechStarted => {
+                                // Over an answer: clear the player and say how much played.
+                                if let Some(cut) = answer.take() {
+                                    send(&mut sink, ClientMessage::SpeechStarted).await;
+                                    send(&mut sink, ClientMessage::Cancel {
+                                        response_id: cut.response_id,
+                                        played_samples: cut.player.played_samples(now),
+                                    }).await;
+                                    continue;
+                                }
+                                Message::text(ClientMessage::SpeechStarted.to_json())
                             }
-                            Message::text(ClientMessage::SpeechStarted.to_json())
+                            Captured::SpeechStopped => Message::text(ClientMessage::SpeechStopped.to_json()),
+                        };
+                        if sink.send(message).await.is_err() {
+                            lock(&tally).add_error("socket_closed");
+                            return;
                         }
-                        Captured::SpeechStopped => Message::text(ClientMessage::SpeechStopped.to_json()),
-                    };
-                    if sink.send(message).await.is_err() {
-                        lock(&tally).add_error("socket_closed");
-                        return;
+                    }
+                    *tick += 1;
+                    if *tick == utterance.ticks.len() {
+                        speaking = None;
                     }
                 }
                 if let Some(playing) = &mut answer {
@@ -163,9 +174,10 @@ pub async fn run(
                     }
                     // Played to its end: the turn is over.
                     if playing.done && playing.player.drained_at().is_none_or(|at| now >= at) {
-                        speaker.set_assistant_audible(false);
                         answer = None;
-                        next_turn_at = Some(now + Duration::from_secs_f64(plan.think_s));
+                        if speaking.is_none() {
+                            next_turn_at = Some(now + Duration::from_secs_f64(plan.think_s));
+                        }
                     }
                 }
             }
@@ -190,7 +202,6 @@ pub async fn run(
                             playing.first_audio_at = Some(now);
                             playing.figures.speech_end_to_first_audio_ms =
                                 voice_ended_at.map(|at| (now - at).as_secs_f64() * 1000.0);
-                            speaker.set_assistant_audible(true);
                         }
                         playing.player.receive(now, (pcm.len() / 2) as u64);
                     }

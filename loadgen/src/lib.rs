@@ -33,6 +33,7 @@ pub async fn run(
     ramp: Duration,
     duration: Duration,
     proxy_pid: Option<u32>,
+    sim_pid: Option<u32>,
 ) -> Summary {
     let plan = Arc::new(plan);
     let tally = Arc::new(Mutex::new(Tally::default()));
@@ -45,21 +46,48 @@ pub async fn run(
         let offset = ramp.mul_f64(n as f64 / sessions.max(1) as f64);
         tasks.spawn(client::run(
             plan.clone(),
-            n as u32 + 1,
             began + offset,
             end,
             tally.clone(),
         ));
     }
+    let others = tokio::spawn(cores_of(
+        [sim_pid, Some(std::process::id())],
+        steady_from,
+        end,
+    ));
     let cost = match proxy_pid {
         Some(pid) => measure(pid, before_sessions, steady_from, end, sessions).await,
         None => None,
     };
+    let [sim_cores, loadgen_cores] = others.await.unwrap_or_default();
     while tasks.join_next().await.is_some() {}
     let tally = tally
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    tally.summary(sessions, cost)
+    let mut summary = tally.summary(sessions, cost);
+    summary.sim_cores = sim_cores;
+    summary.loadgen_cores = loadgen_cores;
+    summary
+}
+
+/// The cores each process used on average over the steady part of the run.
+async fn cores_of<const N: usize>(
+    pids: [Option<u32>; N],
+    steady_from: Instant,
+    end: Instant,
+) -> [Option<f64>; N] {
+    tokio::time::sleep_until(steady_from.into()).await;
+    let before = pids.map(|pid| pid.and_then(ProcReading::of));
+    tokio::time::sleep_until(end.into()).await;
+    let elapsed = (end - steady_from).as_secs_f64().max(f64::EPSILON);
+    let mut cores = [None; N];
+    for (n, pid) in pids.iter().enumerate() {
+        if let (Some(before), Some(after)) = (before[n], pid.and_then(ProcReading::of)) {
+            cores[n] = Some((after.cpu_s - before.cpu_s) / elapsed);
+        }
+    }
+    cores
 }
 
 /// Reads the proxy's CPU time across the steady part of the run and its peak memory, sampled

@@ -41,6 +41,9 @@ struct Cli {
     /// The proxy's process id, to read its CPU and memory from /proc.
     #[arg(long)]
     proxy_pid: Option<u32>,
+    /// The simulator's process id, to read its CPU from /proc.
+    #[arg(long)]
+    sim_pid: Option<u32>,
     /// Print each run's summary as a JSON line too.
     #[arg(long)]
     json: bool,
@@ -55,7 +58,8 @@ async fn main() {
     }
     let plan = loadgen::client::Plan {
         url: cli.url.clone(),
-        speech_s: cli.speech_s,
+        utterance: std::sync::Arc::new(loadgen::speaker::Utterance::record(cli.speech_s, false)),
+        barge_in: std::sync::Arc::new(loadgen::speaker::Utterance::record(cli.speech_s, true)),
         think_s: cli.think_s,
         barge_in_every: cli.barge_in_every,
         idle: cli.idle,
@@ -68,6 +72,7 @@ async fn main() {
             Duration::from_secs_f64(cli.ramp_s),
             Duration::from_secs_f64(cli.duration_s),
             cli.proxy_pid,
+            cli.sim_pid,
         )
         .await;
         println!("{}", summary.row());

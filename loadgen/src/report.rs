@@ -93,6 +93,8 @@ impl Tally {
             late_frames: self.late_frames,
             errors: self.errors.clone(),
             proxy: cost,
+            sim_cores: None,
+            loadgen_cores: None,
         }
     }
 }
@@ -236,29 +238,39 @@ pub struct Summary {
     pub errors: BTreeMap<String, usize>,
     /// The proxy's cost, when its pid was given.
     pub proxy: Option<ProxyCost>,
+    /// Cores the simulator used, when its pid was given.
+    pub sim_cores: Option<f64>,
+    /// Cores the load generator itself used.
+    pub loadgen_cores: Option<f64>,
 }
 
 impl Summary {
     /// The table's header.
-    pub const HEADER: &'static str = "sessions  ready  turns  answers  complete  barge-ins  first-audio p50/p99 ms  proxy p50/p99 ms  underrun-answers  late-frames  errors  cpu-s/session-min  cores  KiB/session";
+    pub const HEADER: &'static str = "sessions  ready  turns  answers  complete  barge-ins  first-audio p50/p99 ms  proxy p50/p99 ms  underrun-answers  late-frames  errors  cpu-s/session-min  cores proxy/sim/loadgen  KiB/session";
 
     /// The table's row.
     pub fn row(&self) -> String {
         let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
         let fine = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
         let errors: usize = self.errors.values().sum();
-        let (cpu, cores, kib) = self.proxy.map_or_else(
-            || ("-".to_owned(), "-".to_owned(), "-".to_owned()),
+        let (cpu, kib) = self.proxy.map_or_else(
+            || ("-".to_owned(), "-".to_owned()),
             |c| {
                 (
                     format!("{:.3}", c.cpu_s_per_session_minute),
-                    format!("{:.2}", c.cores),
                     format!("{:.0}", c.rss_kib_per_session),
                 )
             },
         );
+        let cores = [
+            self.proxy.map(|c| c.cores),
+            self.sim_cores,
+            self.loadgen_cores,
+        ]
+        .map(fine)
+        .join("/");
         format!(
-            "{:>8}  {:>5}  {:>5}  {:>7}  {:>8}  {:>9}  {:>23}  {:>16}  {:>16}  {:>11}  {:>6}  {:>17}  {:>5}  {:>11}",
+            "{:>8}  {:>5}  {:>5}  {:>7}  {:>8}  {:>9}  {:>23}  {:>16}  {:>16}  {:>11}  {:>6}  {:>17}  {:>23}  {:>11}",
             self.sessions,
             self.sessions_ready,
             self.turns,

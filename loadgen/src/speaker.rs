@@ -6,6 +6,7 @@
 
 use audio::capture::{Capture, OUTPUT_FRAME_SAMPLES};
 use audio::vad::{VadConfig, VadEvent};
+use bytes::Bytes;
 
 /// The wire's sample rate; the "device" runs at it, so the capture does not resample.
 pub const RATE_HZ: u32 = 24_000;
@@ -19,8 +20,24 @@ const VOICE_AMPLITUDE: f32 = 0.1;
 /// Amplitude of the room noise: about −70 dBFS, a quiet room.
 const NOISE_AMPLITUDE: f32 = 0.0003;
 
-/// Fundamental of the voice, in Hz: a low speaking voice; three harmonics follow it.
+/// Fundamental of the voice, in Hz: a low speaking voice; three harmonics follow it. A whole
+/// number, so one second of it is whole periods.
 const VOICE_HZ: f32 = 140.0;
+
+/// One second of the voice, computed once for every speaker: a whole number of periods at
+/// [`VOICE_HZ`], so it loops without a seam (a thousand speakers computing sines per sample
+/// were a tenth of this generator's CPU).
+fn voice_table() -> &'static [f32] {
+    static TABLE: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        (0..RATE_HZ)
+            .map(|n| {
+                let w = std::f32::consts::TAU * VOICE_HZ * n as f32 / RATE_HZ as f32;
+                VOICE_AMPLITUDE * (0.6 * w.sin() + 0.3 * (2.0 * w).sin() + 0.1 * (3.0 * w).sin())
+            })
+            .collect()
+    })
+}
 
 /// What one tick produced, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +45,7 @@ pub enum Captured {
     /// The VAD heard speech start: send `speech_started`.
     SpeechStarted,
     /// A 20 ms frame of the utterance to send.
-    Frame(Vec<u8>),
+    Frame(Bytes),
     /// The VAD heard the speech end: send `speech_stopped`.
     SpeechStopped,
 }
@@ -89,10 +106,10 @@ impl Speaker {
             self.noise ^= self.noise << 5;
             let noise = (self.noise as f32 / u32::MAX as f32 - 0.5) * 2.0 * NOISE_AMPLITUDE;
             let voice = if n < voiced {
-                let t = self.phase as f32 / RATE_HZ as f32;
+                let table = voice_table();
+                let sample = table[self.phase as usize % table.len()];
                 self.phase += 1;
-                let w = std::f32::consts::TAU * VOICE_HZ * t;
-                VOICE_AMPLITUDE * (0.6 * w.sin() + 0.3 * (2.0 * w).sin() + 0.1 * (3.0 * w).sin())
+                sample
             } else {
                 0.0
             };
@@ -119,9 +136,61 @@ impl Speaker {
 /// Cuts samples into the page's 20 ms frames, as PCM16 LE bytes.
 fn push_frames(samples: &[i16], out: &mut Vec<Captured>) {
     for frame in samples.chunks(OUTPUT_FRAME_SAMPLES) {
-        out.push(Captured::Frame(
-            frame.iter().flat_map(|s| s.to_le_bytes()).collect(),
-        ));
+        out.push(Captured::Frame(Bytes::from(
+            frame
+                .iter()
+                .flat_map(|s| s.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        )));
+    }
+}
+
+/// Quiet ticks before an utterance is recorded: the VAD's warm-up (200 ms) and then some, so
+/// its noise floor has settled.
+const SETTLE_TICKS: usize = 25;
+
+/// Ticks after the voice within which the VAD must have ended the utterance: its hangover
+/// (500 ms) several times over.
+const MAX_TAIL_TICKS: usize = 200;
+
+/// One utterance as the page sends it, tick by tick: computed once through the capture
+/// pipeline and replayed by every simulated user, so a thousand of them cost no DSP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Utterance {
+    /// What each 20 ms tick sends, from the tick the voice starts to the `speech_stopped`.
+    pub ticks: Vec<Vec<Captured>>,
+    /// The tick that holds the last voiced sample: the end of speech a user perceives.
+    pub last_voiced_tick: usize,
+}
+
+impl Utterance {
+    /// `seconds` of voice through the capture pipeline with the browser's defaults; with
+    /// `over_an_answer`, the VAD's echo guard is up as while an answer plays (a barge-in).
+    pub fn record(seconds: f64, over_an_answer: bool) -> Self {
+        let mut speaker = Speaker::new(1);
+        let mut scratch = Vec::new();
+        for _ in 0..SETTLE_TICKS {
+            speaker.tick(&mut scratch);
+        }
+        speaker.set_assistant_audible(over_an_answer);
+        speaker.speak(seconds);
+        let mut ticks = Vec::new();
+        let mut last_voiced_tick = 0;
+        for tick in 0..(seconds * 50.0).ceil() as usize + MAX_TAIL_TICKS {
+            let mut out = Vec::new();
+            if speaker.tick(&mut out) {
+                last_voiced_tick = tick;
+            }
+            let stopped = out.contains(&Captured::SpeechStopped);
+            ticks.push(out);
+            if stopped {
+                break;
+            }
+        }
+        Self {
+            ticks,
+            last_voiced_tick,
+        }
     }
 }
 
@@ -155,5 +224,23 @@ mod tests {
         // The voice, plus the pre-roll before it and the hangover after it.
         assert!((60..=90).contains(&frames), "{frames} frames");
         assert!(!speaker.utterance_open());
+    }
+
+    #[test]
+    fn a_recorded_utterance_starts_sends_and_stops_once() {
+        let utterance = Utterance::record(1.0, false);
+        let all: Vec<&Captured> = utterance.ticks.iter().flatten().collect();
+        assert_eq!(all.first(), Some(&&Captured::SpeechStarted));
+        assert_eq!(all.last(), Some(&&Captured::SpeechStopped));
+        assert_eq!(utterance.last_voiced_tick, 49);
+        // Over an answer the echo guard delays the start, but the utterance still comes.
+        let barge_in = Utterance::record(1.0, true);
+        assert!(
+            barge_in
+                .ticks
+                .iter()
+                .flatten()
+                .any(|c| *c == Captured::SpeechStarted)
+        );
     }
 }

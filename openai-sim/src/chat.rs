@@ -4,7 +4,8 @@
 //! array of `{role, content}`, `stream`, `stream_options` only with `stream: true`, numeric
 //! ranges); a field the request schema does not have is "Unrecognized request argument
 //! supplied: X", and a model nobody serves a 404 `model_not_found` (see `models`). The reply
-//! is the next scripted one, or an echo of the last user message in two sentences.
+//! is the next scripted one, else `default_reply`, else an echo of the last user message in two
+//! sentences.
 //!
 //! `stream: true` answers `text/event-stream` (§2.2): after `llm_first_token_ms` the headers
 //! and a first chunk with `role: "assistant"` and empty content, then one chunk per word-ish

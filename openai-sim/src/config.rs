@@ -55,14 +55,30 @@ pub struct SimConfig {
     /// Realtime: how long the WebSocket handshake takes (TCP, TLS and the upgrade to a
     /// distant service are not free), in ms; `0` answers at once.
     pub realtime_handshake_ms: u64,
-    /// Realtime: commit → first `conversation.item.input_audio_transcription.delta`, in ms.
+    /// Realtime: commit → first `conversation.item.input_audio_transcription.delta`, in ms
+    /// (file transcription: the wait before the first byte or delta). The part of the wait
+    /// that does not depend on the audio; see `stt_ms_per_audio_s` for the part that does.
     pub stt_first_delta_ms: u64,
+    /// Transcription (Realtime transcription sessions, a conversation's input transcription,
+    /// `POST /v1/audio/transcriptions`): ms added to `stt_first_delta_ms` per second of the
+    /// committed audio, because a transcriber decodes the whole utterance before it answers,
+    /// so a long turn's transcript comes later than a short one's. `0` (the default) makes
+    /// the wait independent of the audio. The seed's measured log had the final transcript
+    /// 0.8 s after a 1 s utterance was committed and 2.3 s after an 8.7 s one:
+    /// `stt_first_delta_ms: 600` with `stt_ms_per_audio_s: 195` gives 795 ms and 2296 ms to
+    /// the first delta, the rest of the transcript following in a quick burst
+    /// (`stt_delta_interval_ms`).
+    pub stt_ms_per_audio_s: u64,
     /// Realtime: time between two transcription deltas of a turn, in ms.
     pub stt_delta_interval_ms: u64,
     /// Realtime conversation: `response.created` → first `response.output_audio.delta` (or
     /// first text delta of a text response), in ms. The audio then streams at
     /// `tts_realtime_factor`, the transcript at `llm_tokens_per_second` for text responses.
     pub realtime_first_audio_ms: u64,
+    /// Chat and Realtime conversation: the reply when none is scripted. `None` (the default)
+    /// echoes the last user message in two sentences; a load test sets an answer of the length
+    /// it wants to measure (say three sentences), the same for every request.
+    pub default_reply: Option<String>,
     /// Chat: request → first token (the response headers wait for it too), in ms.
     pub llm_first_token_ms: u64,
     /// Chat: tokens streamed per second after the first; `0` or infinite = as fast as possible.
@@ -214,6 +230,15 @@ impl SimConfig {
     }
 }
 
+impl SimConfig {
+    /// Commit → first transcription delta of a turn of `audio_ms` of audio:
+    /// `stt_first_delta_ms` plus `stt_ms_per_audio_s` per second of audio.
+    pub(crate) fn stt_first_delta(&self, audio_ms: u64) -> std::time::Duration {
+        let per_audio_ms = audio_ms.saturating_mul(self.stt_ms_per_audio_s) / 1000;
+        std::time::Duration::from_millis(self.stt_first_delta_ms.saturating_add(per_audio_ms))
+    }
+}
+
 /// The OpenAI-compatible servers [`SimConfig::profile`] imitates, with what differs on their
 /// wire (`docs/openai-wire.md` §7).
 pub const PROFILES: &[&str] = &["openai", "speaches", "localai", "vllm", "ollama", "kokoro"];
@@ -263,8 +288,10 @@ impl Default for SimConfig {
             api_key: None,
             realtime_handshake_ms: 0,
             stt_first_delta_ms: DEFAULT_STT_FIRST_DELTA_MS,
+            stt_ms_per_audio_s: 0,
             stt_delta_interval_ms: DEFAULT_STT_DELTA_INTERVAL_MS,
             realtime_first_audio_ms: DEFAULT_REALTIME_FIRST_AUDIO_MS,
+            default_reply: None,
             llm_first_token_ms: DEFAULT_LLM_FIRST_TOKEN_MS,
             llm_tokens_per_second: DEFAULT_LLM_TOKENS_PER_SECOND,
             tts_first_byte_ms: DEFAULT_TTS_FIRST_BYTE_MS,
@@ -291,8 +318,10 @@ impl fmt::Debug for SimConfig {
         f.debug_struct("SimConfig")
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("stt_first_delta_ms", &self.stt_first_delta_ms)
+            .field("stt_ms_per_audio_s", &self.stt_ms_per_audio_s)
             .field("stt_delta_interval_ms", &self.stt_delta_interval_ms)
             .field("realtime_first_audio_ms", &self.realtime_first_audio_ms)
+            .field("default_reply", &self.default_reply)
             .field("llm_first_token_ms", &self.llm_first_token_ms)
             .field("llm_tokens_per_second", &self.llm_tokens_per_second)
             .field("tts_first_byte_ms", &self.tts_first_byte_ms)
@@ -359,6 +388,22 @@ mod tests {
             SseStyle::all().frame(Some("error"), "{}"),
             ": keep-alive\r\n\r\nevent: error\r\ndata: {}\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn transcription_waits_longer_for_longer_audio() {
+        let flat = SimConfig::default();
+        assert_eq!(flat.stt_first_delta(8_700), flat.stt_first_delta(1_000));
+        // The seed's measured log: 0.8 s after 1 s of audio, 2.3 s after 8.7 s.
+        let measured = SimConfig {
+            stt_first_delta_ms: 600,
+            stt_ms_per_audio_s: 195,
+            ..SimConfig::default()
+        };
+        let ms = |audio_ms| measured.stt_first_delta(audio_ms).as_millis();
+        assert_eq!(ms(1_000), 795);
+        assert_eq!(ms(8_700), 2_296);
+        assert_eq!(ms(0), 600);
     }
 
     #[test]

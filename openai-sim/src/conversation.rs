@@ -24,8 +24,9 @@
 //! * **Responses** ([`response`]): `response.create` (with optional overrides) starts one
 //!   unless one is active (`conversation_already_has_active_response`); `response.cancel`
 //!   stops it (`response.done` with `cancelled` / `client_cancelled`), or answers
-//!   `response_cancel_not_active`. The reply is the next scripted reply, else an echo of the
-//!   last user message's text (typed text, or the input transcript when transcription is on).
+//!   `response_cancel_not_active`. The reply is the next scripted reply, else `default_reply`,
+//!   else an echo of the last user message's text (typed text, or the input transcript when
+//!   transcription is on).
 //! * **Items**: `conversation.item.create` (user, system or assistant `message`s with text, or
 //!   user `input_audio`) → `conversation.item.added` + `.done`; `conversation.item.delete` →
 //!   `conversation.item.deleted`; `conversation.item.truncate` of an assistant audio item →

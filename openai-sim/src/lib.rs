@@ -177,7 +177,8 @@ impl Simulator {
     }
 
     /// Queues the reply of a future chat completion or Realtime conversation response
-    /// (whichever comes first). Unscripted replies echo the last user message.
+    /// (whichever comes first). Unscripted replies are `SimConfig::default_reply`, else an echo
+    /// of the last user message.
     pub fn script_reply(&self, text: impl Into<String>) {
         let _queued = self.shared.push_reply(text.into());
     }

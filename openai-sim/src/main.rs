@@ -41,12 +41,20 @@ struct Cli {
     /// Realtime: commit → first transcription delta, ms.
     #[arg(long, env = "SIM_STT_FIRST_DELTA_MS")]
     stt_first_delta_ms: Option<u64>,
+    /// Transcription: ms added to the first-delta wait per second of committed audio
+    /// (0 = the wait does not depend on the audio).
+    #[arg(long, env = "SIM_STT_MS_PER_AUDIO_S")]
+    stt_ms_per_audio_s: Option<u64>,
     /// Realtime: time between transcription deltas, ms.
     #[arg(long, env = "SIM_STT_DELTA_INTERVAL_MS")]
     stt_delta_interval_ms: Option<u64>,
     /// Realtime conversation: response start → first audio delta, ms.
     #[arg(long, env = "SIM_REALTIME_FIRST_AUDIO_MS")]
     realtime_first_audio_ms: Option<u64>,
+    /// Chat and Realtime conversation: the reply when none is scripted (default: an echo of
+    /// the last user message).
+    #[arg(long, env = "SIM_DEFAULT_REPLY")]
+    default_reply: Option<String>,
     /// Chat: time to first token, ms.
     #[arg(long, env = "SIM_LLM_FIRST_TOKEN_MS")]
     llm_first_token_ms: Option<u64>,
@@ -104,12 +112,16 @@ impl Cli {
             stt_first_delta_ms: self
                 .stt_first_delta_ms
                 .unwrap_or(defaults.stt_first_delta_ms),
+            stt_ms_per_audio_s: self
+                .stt_ms_per_audio_s
+                .unwrap_or(defaults.stt_ms_per_audio_s),
             stt_delta_interval_ms: self
                 .stt_delta_interval_ms
                 .unwrap_or(defaults.stt_delta_interval_ms),
             realtime_first_audio_ms: self
                 .realtime_first_audio_ms
                 .unwrap_or(defaults.realtime_first_audio_ms),
+            default_reply: self.default_reply.clone(),
             llm_first_token_ms: self
                 .llm_first_token_ms
                 .unwrap_or(defaults.llm_first_token_ms),
@@ -176,4 +188,30 @@ async fn main() -> anyhow::Result<()> {
     sim.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transcription_and_reply_flags_reach_the_config() {
+        let cli = Cli::try_parse_from([
+            "openai-sim",
+            "--stt-ms-per-audio-s",
+            "195",
+            "--default-reply",
+            "Sure. Here it is. That is all.",
+        ])
+        .expect("valid flags");
+        let config = cli.config().expect("a configuration");
+        assert_eq!(config.stt_ms_per_audio_s, 195);
+        assert_eq!(
+            config.default_reply.as_deref(),
+            Some("Sure. Here it is. That is all.")
+        );
+        let defaults = Cli::try_parse_from(["openai-sim"]).expect("no flags");
+        let config = defaults.config().expect("a configuration");
+        assert_eq!((config.stt_ms_per_audio_s, config.default_reply), (0, None));
+    }
 }

@@ -128,9 +128,7 @@ pub(crate) async fn handle(
         sse,
     } = request;
     let input_tokens = text::estimate_tokens(&input);
-    let synthesis =
-        tokio::task::spawn_blocking(move || synth::synthesize(&input, &voice, speed)).await;
-    let Ok(pcm) = synthesis else {
+    let Some(pcm) = synth::speech(&input, &voice, speed).await else {
         let error = Fault::server_error()
             .http_error()
             .expect("server_error is an HTTP fault");
@@ -145,7 +143,7 @@ pub(crate) async fn handle(
         format
     };
     let audio = match format {
-        Format::Pcm => Bytes::from(pcm),
+        Format::Pcm => pcm,
         Format::Wav => {
             let header = synth::wav_header(u32::try_from(pcm.len()).unwrap_or(u32::MAX), rate_hz);
             Bytes::from([header.as_slice(), &pcm].concat())

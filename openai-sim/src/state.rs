@@ -59,7 +59,7 @@ impl RecordStore {
 }
 
 /// Locks a mutex, ignoring poisoning: every critical section leaves the data consistent.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -124,9 +124,11 @@ impl Shared {
         lock(&self.replies).pop_front()
     }
 
-    /// The reply to the user's last message: the next scripted one, else the echo.
+    /// The reply to the user's last message: the next scripted one, else the configured
+    /// [`SimConfig::default_reply`], else the echo.
     pub(crate) fn next_reply(&self, last_user_message: Option<&str>) -> String {
         self.pop_reply()
+            .or_else(|| lock(&self.config).default_reply.clone())
             .unwrap_or_else(|| text::echo_reply(last_user_message))
     }
 
@@ -328,6 +330,18 @@ mod tests {
         let at = shared.add_chat(ChatRecord::new(None, serde_json::Value::Null));
         shared.update_http(at, |record| record.set_status(500));
         assert!(shared.records().chat.is_empty());
+    }
+
+    #[test]
+    fn replies_are_scripted_else_the_default_else_the_echo() {
+        let shared = Shared::new(SimConfig::default());
+        let echo = text::echo_reply(Some("Hi?"));
+        assert_eq!(shared.next_reply(Some("Hi?")), echo);
+        shared.update_config(|config| config.default_reply = Some("Always this.".into()));
+        shared.push_reply("Scripted.".into());
+        assert_eq!(shared.next_reply(Some("Hi?")), "Scripted.");
+        assert_eq!(shared.next_reply(Some("Hi?")), "Always this.");
+        assert_eq!(shared.next_reply(None), "Always this.");
     }
 
     #[test]

@@ -9,10 +9,24 @@
 //! peak is −6 dBFS and every word starts and ends at zero, so there are no clicks. Everything
 //! derives from the text, voice and speed: the same request always gives the same bytes.
 //!
-//! The whole utterance is computed once per request into one pre-sized buffer; the per-sample
-//! loop does not allocate and needs two trigonometric calls (overtones by recurrence).
+//! The simulator is a load-test target, where synthesis was most of its CPU: hundreds of
+//! sessions speak the same few replies. So [`speech`] keeps what it synthesized in a small
+//! process-wide cache (least recently used first out, bounded in entries and bytes; the
+//! output depends on nothing but text, voice and speed) and hands out shared [`Bytes`] that
+//! streams slice without copying; concurrent requests for the same utterance wait for one
+//! synthesis. A miss computes the whole utterance into one pre-sized buffer; the per-sample
+//! loop does not allocate and needs one `sin_cos` (overtones by recurrence), the tremolo and
+//! the peak scale coming from tables computed once. The bytes are exactly those of a direct
+//! computation (tests pin them).
 
+use std::collections::HashMap;
 use std::f64::consts::{PI, TAU};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::OnceCell;
+
+use super::state::lock;
 
 /// Output sample rate: the only rate of the `pcm` format.
 pub(crate) const SAMPLE_RATE_HZ: u32 = 24_000;
@@ -57,6 +71,23 @@ const WORD_GLIDE_DOWN: f64 = 0.9;
 const WORD_GLIDE_UP: f64 = 1.12;
 /// Resolution of the scan that finds the peak of one period of the harmonic waveform.
 const PEAK_SCAN_POINTS: u32 = 4096;
+/// Most utterances [`speech`] keeps: a load test's sessions speak a few replies (per voice
+/// and speed), a test suite a few dozen.
+const CACHE_MAX_ENTRIES: usize = 64;
+/// Most PCM bytes [`speech`] keeps: about 5.8 minutes of audio at 24 kHz. An utterance
+/// larger than this is not kept at all (it would push out everything else).
+const CACHE_MAX_BYTES: usize = 32 * 1024 * 1024;
+
+/// Output amplitude per unit of the harmonic waveform, so the peak is [`PEAK_FULL_SCALE`].
+static SCALE: LazyLock<f64> =
+    LazyLock::new(|| PEAK_FULL_SCALE * f64::from(i16::MAX) / waveform_peak());
+/// [`tremolo`] for every sample of the longest word at speed 1 (longer words, at slower
+/// speeds, compute the rest).
+static TREMOLO: LazyLock<Vec<f64>> =
+    LazyLock::new(|| (0..samples_for(MAX_WORD_MS)).map(tremolo).collect());
+/// What [`speech`] synthesized.
+static CACHE: LazyLock<Mutex<SpeechCache>> =
+    LazyLock::new(|| Mutex::new(SpeechCache::new(CACHE_MAX_ENTRIES, CACHE_MAX_BYTES)));
 
 /// One piece of the utterance: a voiced word or a silence.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -66,12 +97,133 @@ struct Segment {
     pitch_hz: Option<(f64, f64)>,
 }
 
+/// [`synthesize`], from the cache when this utterance was spoken recently: the bytes are the
+/// same, shared. A miss synthesizes on the blocking pool; if the caller that started it stops
+/// waiting, the next one starts again. `None` if the synthesis task failed.
+pub(crate) async fn speech(text: &str, voice: &str, speed: f64) -> Option<Bytes> {
+    let utterance = Utterance {
+        text: text.to_owned(),
+        voice: voice.to_owned(),
+        speed_bits: speed.to_bits(),
+    };
+    let cell = lock(&CACHE).cell(&utterance);
+    let pcm = cell
+        .get_or_try_init(|| {
+            let Utterance { text, voice, .. } = utterance.clone();
+            tokio::task::spawn_blocking(move || Bytes::from(synthesize(&text, &voice, speed)))
+        })
+        .await
+        .ok()?
+        .clone();
+    lock(&CACHE).settle(&utterance, pcm.len());
+    Some(pcm)
+}
+
+/// What a synthesis depends on: the cache key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Utterance {
+    text: String,
+    voice: String,
+    /// The speed's bits (`f64` is not `Eq`).
+    speed_bits: u64,
+}
+
+/// One utterance in the cache: its audio once synthesized (callers that come while it is
+/// being synthesized wait on the same cell).
+#[derive(Debug)]
+struct Entry {
+    pcm: Arc<OnceCell<Bytes>>,
+    /// The cache's clock when it was last asked for.
+    last_used: u64,
+    /// Its size once known (0 while it is synthesized).
+    bytes: usize,
+}
+
+/// A least-recently-used map of utterances to their audio, bounded in entries and bytes.
+/// Eviction scans every entry: there are a few dozen.
+#[derive(Debug)]
+struct SpeechCache {
+    entries: HashMap<Utterance, Entry>,
+    /// Sum of the entries' `bytes`.
+    bytes: usize,
+    /// Counts lookups, to order entries by use.
+    clock: u64,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+impl SpeechCache {
+    fn new(max_entries: usize, max_bytes: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            bytes: 0,
+            clock: 0,
+            max_entries,
+            max_bytes,
+        }
+    }
+
+    /// The cell holding `utterance`'s audio (a new, empty one if it is not kept); marks it
+    /// used.
+    fn cell(&mut self, utterance: &Utterance) -> Arc<OnceCell<Bytes>> {
+        self.clock += 1;
+        if let Some(entry) = self.entries.get_mut(utterance) {
+            entry.last_used = self.clock;
+            return Arc::clone(&entry.pcm);
+        }
+        let pcm = Arc::new(OnceCell::new());
+        let entry = Entry {
+            pcm: Arc::clone(&pcm),
+            last_used: self.clock,
+            bytes: 0,
+        };
+        self.entries.insert(utterance.clone(), entry);
+        self.evict();
+        pcm
+    }
+
+    /// Counts the `bytes` of `utterance`'s finished synthesis (once) and evicts what no
+    /// longer fits; an utterance larger than the whole budget is dropped instead.
+    fn settle(&mut self, utterance: &Utterance, bytes: usize) {
+        if bytes > self.max_bytes {
+            if let Some(entry) = self.entries.remove(utterance) {
+                self.bytes -= entry.bytes;
+            }
+            return;
+        }
+        if let Some(entry) = self.entries.get_mut(utterance)
+            && entry.bytes == 0
+        {
+            entry.bytes = bytes;
+            self.bytes += bytes;
+        }
+        self.evict();
+    }
+
+    /// Drops the least recently used entries until both bounds hold.
+    fn evict(&mut self) {
+        while self.entries.len() > self.max_entries || self.bytes > self.max_bytes {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, entry)| entry.last_used)
+                .map(|(utterance, _)| utterance.clone())
+            else {
+                return;
+            };
+            if let Some(entry) = self.entries.remove(&oldest) {
+                self.bytes -= entry.bytes;
+            }
+        }
+    }
+}
+
 /// Synthesizes `text` as PCM16 LE mono 24 kHz. `speed` (0.25–4.0) scales durations.
 pub(crate) fn synthesize(text: &str, voice: &str, speed: f64) -> Vec<u8> {
     let segments = plan(text, voice, speed);
     let total: usize = segments.iter().map(|segment| segment.samples).sum();
     let mut pcm = Vec::with_capacity(total * BYTES_PER_SAMPLE);
-    let scale = PEAK_FULL_SCALE * f64::from(i16::MAX) / waveform_peak();
+    let scale = *SCALE;
     let mut phase = 0.0_f64;
     for segment in &segments {
         match segment.pitch_hz {
@@ -122,8 +274,9 @@ pub(crate) fn wav_header(data_bytes: u32, rate_hz: u32) -> [u8; 44] {
 }
 
 /// `pcm` (PCM16 mono 24 kHz) at `rate_hz` instead, as a server that speaks at another rate
-/// sends it; the resampler is the proxy's and the browser's own (`client/audio`).
-pub(crate) fn at_rate(pcm: Vec<u8>, rate_hz: u32) -> Vec<u8> {
+/// sends it; the resampler is the proxy's and the browser's own (`client/audio`). At 24 kHz
+/// the same bytes, not a copy.
+pub(crate) fn at_rate(pcm: Bytes, rate_hz: u32) -> Bytes {
     if rate_hz == SAMPLE_RATE_HZ {
         return pcm;
     }
@@ -138,7 +291,7 @@ pub(crate) fn at_rate(pcm: Vec<u8>, rate_hz: u32) -> Vec<u8> {
     resampler.process(&input, |y| {
         out.extend_from_slice(&audio::pcm::f32_to_i16(y).to_le_bytes());
     });
-    out
+    Bytes::from(out)
 }
 
 /// Duration of `bytes` of PCM16 mono 24 kHz, in milliseconds.
@@ -204,6 +357,7 @@ fn render_word(
     let release = samples_for(RELEASE_MS).min(samples - attack).max(1);
     // Sample counts are far below 2^52: conversions to f64 are exact.
     let length = samples as f64;
+    let tremolos: &[f64] = &TREMOLO;
     for index in 0..samples {
         let i = index as f64;
         let frequency = start_hz + (end_hz - start_hz) * (i / length);
@@ -221,13 +375,23 @@ fn render_word(
         } else {
             1.0
         };
-        let tremolo =
-            1.0 - SYLLABLE_DEPTH * 0.5 * (1.0 - (TAU * SYLLABLE_RATE_HZ * i / rate).cos());
+        let tremolo = tremolos
+            .get(index)
+            .copied()
+            .unwrap_or_else(|| tremolo(index));
         let value = harmonic_sum(*phase) * scale * fade_in * fade_out * tremolo;
         // |value| <= i16::MAX / 2 by construction; the cast saturates anyway.
         let sample = value.round() as i16;
         pcm.extend_from_slice(&sample.to_le_bytes());
     }
+}
+
+/// The syllable tremolo's gain at sample `index` of a word.
+fn tremolo(index: usize) -> f64 {
+    // Sample counts are far below 2^52: the conversion is exact.
+    let i = index as f64;
+    let rate = f64::from(SAMPLE_RATE_HZ);
+    1.0 - SYLLABLE_DEPTH * 0.5 * (1.0 - (TAU * SYLLABLE_RATE_HZ * i / rate).cos())
 }
 
 /// `Σ a_k sin(kφ)`, with `sin(kφ)` by the Chebyshev recurrence
@@ -319,6 +483,121 @@ mod tests {
         let pcm = synthesize("abcde fghij", "alloy", 1.0);
         let ms = duration_ms(pcm.len());
         assert!((700..=900).contains(&ms), "{ms} ms");
+    }
+
+    #[test]
+    fn the_bytes_are_those_synthesis_always_gave() {
+        // Length and FNV-1a of the output before the tables and the cache: optimizations
+        // must not change a single sample.
+        let pinned: [(&str, &str, f64, usize, u64); 5] = [
+            (
+                "Sure, here is a short answer. It has three sentences of about the usual \
+                 length. That is all for now.",
+                "marin",
+                1.0,
+                340_800,
+                0x9666_88a2_cdd0_9bcd,
+            ),
+            (
+                "Hello there. How are you doing today?",
+                "coral",
+                1.0,
+                135_120,
+                0x01cf_9a2a_a628_93f4,
+            ),
+            (
+                "Hello there.",
+                "alloy",
+                0.25,
+                203_520,
+                0x4833_792b_6cd2_2194,
+            ),
+            (
+                "Supercalifragilisticexpialidociousandevenlongerwords? a I, x!",
+                "voice_custom",
+                4.0,
+                26_760,
+                0x3a9e_349c_7777_6e07,
+            ),
+            (
+                "Ünïcödé wörds; 123 — yes: no",
+                "ash",
+                1.37,
+                66_920,
+                0x3085_94e0_01cf_c616,
+            ),
+        ];
+        for (text, voice, speed, bytes, hash) in pinned {
+            let pcm = synthesize(text, voice, speed);
+            assert_eq!((pcm.len(), fnv1a(&pcm)), (bytes, hash), "{text:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn repeated_speech_is_the_same_bytes_from_the_cache() {
+        let text = "Cached speech, spoken twice.";
+        let first = speech(text, "sage", 1.25).await.expect("synthesized");
+        let again = speech(text, "sage", 1.25).await.expect("cached");
+        assert_eq!(first, synthesize(text, "sage", 1.25));
+        assert_eq!(again, first);
+        assert_eq!(
+            again.as_ptr(),
+            first.as_ptr(),
+            "shared, not synthesized again"
+        );
+        let other_voice = speech(text, "ash", 1.25).await.expect("synthesized");
+        assert_eq!(other_voice, synthesize(text, "ash", 1.25));
+    }
+
+    fn utterance(text: &str) -> Utterance {
+        Utterance {
+            text: text.to_owned(),
+            voice: "alloy".to_owned(),
+            speed_bits: 1.0_f64.to_bits(),
+        }
+    }
+
+    /// Puts `text` with `bytes` of audio in the cache.
+    fn fill(cache: &mut SpeechCache, text: &str, bytes: usize) {
+        let cell = cache.cell(&utterance(text));
+        cell.set(Bytes::from(vec![0; bytes])).expect("a new cell");
+        cache.settle(&utterance(text), bytes);
+    }
+
+    fn kept(cache: &SpeechCache, text: &str) -> bool {
+        cache.entries.contains_key(&utterance(text))
+    }
+
+    #[test]
+    fn the_cache_drops_the_least_recently_used_beyond_its_entries() {
+        let mut cache = SpeechCache::new(2, 1_000);
+        fill(&mut cache, "a", 10);
+        fill(&mut cache, "b", 10);
+        assert!(cache.cell(&utterance("a")).initialized(), "a hit");
+        fill(&mut cache, "c", 10);
+        assert!(kept(&cache, "a") && kept(&cache, "c"));
+        assert!(!kept(&cache, "b"), "b was used least recently");
+        assert_eq!(cache.bytes, 20);
+    }
+
+    #[test]
+    fn the_cache_keeps_within_its_bytes_and_skips_what_cannot_fit() {
+        let mut cache = SpeechCache::new(10, 100);
+        fill(&mut cache, "a", 60);
+        fill(&mut cache, "b", 30);
+        fill(&mut cache, "c", 30);
+        assert!(!kept(&cache, "a") && kept(&cache, "b") && kept(&cache, "c"));
+        assert_eq!(cache.bytes, 60);
+        fill(&mut cache, "huge", 101);
+        assert!(!kept(&cache, "huge"), "larger than the whole budget");
+        assert!(
+            kept(&cache, "b") && kept(&cache, "c"),
+            "and it pushed nothing out"
+        );
+        assert_eq!(cache.bytes, 60);
+        // Settling twice counts once.
+        cache.settle(&utterance("b"), 30);
+        assert_eq!(cache.bytes, 60);
     }
 
     #[test]

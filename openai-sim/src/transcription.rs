@@ -2,7 +2,10 @@
 //! form, answered with JSON `{"text", "usage"}` (or plain text), or with `stream=true` on a
 //! gpt-4o model an SSE stream of `transcript.text.delta` events and a `transcript.text.done`.
 //! whisper-1 ignores `stream`. The transcript is the next scripted one, else the file's
-//! duration ("You spoke for 1.2 seconds.").
+//! duration ("You spoke for 1.2 seconds."). The first byte (or delta) waits
+//! `stt_first_delta_ms` plus `stt_ms_per_audio_s` per second of the file's audio, as a
+//! committed Realtime turn does; without streaming the reply also waits for the deltas it
+//! stands for.
 //!
 //! Faithful where clients stumble: the file goes by its name's extension; a `.wav` must be a
 //! RIFF file; the whole request may be at most 26,214,400 bytes (413 `server_error` beyond);
@@ -123,7 +126,7 @@ pub(crate) async fn handle(
         .into_iter()
         .map(str::to_owned)
         .collect();
-    let first_delta = Duration::from_millis(config.stt_first_delta_ms);
+    let first_delta = config.stt_first_delta(request.duration_ms);
     let interval = Duration::from_millis(config.stt_delta_interval_ms);
     let before_headers = if streamed {
         first_delta

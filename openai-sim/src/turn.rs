@@ -6,7 +6,8 @@
 //! the turn's fault when its count of sent events reaches `after` (see
 //! [`fault`](super::fault) for which turn takes which fault). After the connection has sent
 //! `committed` and the item events, [`run`] transcribes in its own task: after
-//! `stt_first_delta_ms` the word-sized deltas, one every `stt_delta_interval_ms`, then
+//! `stt_first_delta_ms` (plus `stt_ms_per_audio_s` per second of the turn's audio, see
+//! [`SimConfig::stt_first_delta`]) the word-sized deltas, one every `stt_delta_interval_ms`, then
 //! `completed` with token `usage` — or `…transcription.failed` for
 //! [`Fault::TranscriptionFailed`]. Turns run concurrently, so a later turn can complete first.
 
@@ -149,7 +150,7 @@ impl TurnPlan {
             transcript,
             audio_ms,
             prompt: String::new(),
-            first_delta: Duration::from_millis(config.stt_first_delta_ms),
+            first_delta: config.stt_first_delta(audio_ms),
             delta_interval: Duration::from_millis(config.stt_delta_interval_ms),
             quirks: config.quirks,
             item_done: false,
@@ -344,6 +345,19 @@ mod tests {
             panic!("{sent:?}")
         };
         assert_eq!(error["error"]["type"], "server_error");
+    }
+
+    #[test]
+    fn the_first_delta_waits_longer_for_a_longer_turn() {
+        let config = SimConfig {
+            stt_first_delta_ms: 100,
+            stt_ms_per_audio_s: 200,
+            ..SimConfig::default()
+        };
+        let plan =
+            |audio_ms| TurnPlan::new("item".into(), None, "Hi.".into(), audio_ms, &config, 1);
+        assert_eq!(plan(1_000).first_delta, Duration::from_millis(300));
+        assert_eq!(plan(2_500).first_delta, Duration::from_millis(600));
     }
 
     #[tokio::test]

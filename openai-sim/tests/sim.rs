@@ -648,6 +648,31 @@ async fn chat_answers_without_streaming_and_echoes_when_unscripted() {
 }
 
 #[tokio::test]
+async fn chat_answers_the_default_reply_when_unscripted() {
+    let answer = "Sure, here is a short answer. It has three sentences of about the usual \
+                  length. That is all for now.";
+    let sim = start(SimConfig {
+        default_reply: Some(answer.to_owned()),
+        ..SimConfig::instant()
+    })
+    .await;
+    sim.script_reply("Scripted first.");
+    let mut contents = Vec::new();
+    for _ in 0..3 {
+        let completion: Value = post(&sim, "/chat/completions", &bare_chat_body(false))
+            .await
+            .json()
+            .await
+            .expect("JSON");
+        contents.push(completion["choices"][0]["message"]["content"].clone());
+    }
+    assert_eq!(
+        contents,
+        [json!("Scripted first."), json!(answer), json!(answer)]
+    );
+}
+
+#[tokio::test]
 async fn chat_rejects_invalid_requests_with_the_parameter() {
     let sim = start(plain()).await;
     let mut body = bare_chat_body(true);

@@ -154,6 +154,27 @@ async fn stream_true_streams_deltas_and_a_done_except_on_whisper() {
 }
 
 #[tokio::test]
+async fn a_longer_file_waits_longer_for_its_transcript() {
+    let sim = start(SimConfig {
+        stt_first_delta_ms: 20,
+        stt_ms_per_audio_s: 100,
+        ..plain()
+    })
+    .await;
+    // `openai-processing-ms` reports the wait the simulator planned before its headers.
+    let mut planned_ms = Vec::new();
+    for ms in [500, 2_000] {
+        let fields = [("model", "gpt-4o-transcribe"), ("stream", "true")];
+        let response = upload(&sim, "turn.wav", wav(ms), &fields).await;
+        assert_eq!(response.status(), 200);
+        let header = response.headers()["openai-processing-ms"].to_str().unwrap();
+        planned_ms.push(header.parse::<u64>().unwrap());
+        read_body(response).await;
+    }
+    assert_eq!(planned_ms, [70, 220]);
+}
+
+#[tokio::test]
 async fn uploads_are_checked_as_the_service_checks_them() {
     let sim = start(plain()).await;
     let model = [("model", "gpt-4o-mini-transcribe")];

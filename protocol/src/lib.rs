@@ -557,8 +557,14 @@ pub fn encode_audio_frame(response_id: ResponseId, pcm: &[u8], out: &mut Vec<u8>
     );
     out.clear();
     out.reserve(AUDIO_HEADER_LEN + pcm.len());
-    out.extend_from_slice(&response_id.0.to_le_bytes());
+    out.extend_from_slice(&audio_frame_header(response_id));
     out.extend_from_slice(pcm);
+}
+
+/// The header that starts every proxy → browser audio frame: the response id, little-endian.
+/// For a writer that assembles frames in a buffer of its own; [`encode_audio_frame`] uses it.
+pub fn audio_frame_header(response_id: ResponseId) -> [u8; AUDIO_HEADER_LEN] {
+    response_id.0.to_le_bytes()
 }
 
 /// Splits a proxy → browser audio frame into its response id and PCM16 bytes.

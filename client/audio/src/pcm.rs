@@ -7,12 +7,19 @@
 /// Scale between a float sample in [-1, 1) and a PCM16 sample.
 const FULL_SCALE: f32 = 32_768.0;
 
-/// Converts one float sample to PCM16: rounded, clipped to the `i16` range, NaN → 0.
+/// 1.5 × 2²³: adding and subtracting it rounds any |v| ≤ 2²² to the nearest integer, ties to
+/// even, in plain float arithmetic. `round_ties_even` is a library call on baseline x86-64
+/// (no SSE4.1), which made it the costliest line of the capture path natively.
+const ROUNDER: f32 = 12_582_912.0;
+
+/// Converts one float sample to PCM16: rounded (ties to even), clipped to the `i16` range,
+/// NaN → 0.
 #[inline]
 pub fn f32_to_i16(x: f32) -> i16 {
-    // A float → int `as` cast saturates at the type's bounds and maps NaN to 0, which is
-    // exactly the clipping this needs (and ±inf clip too).
-    (x * FULL_SCALE).round_ties_even() as i16
+    // Clamping first keeps the value in the rounder's exact range (±inf included); NaN stays
+    // NaN, and the float → int `as` cast maps it to 0 (and saturates the rounded ends).
+    let clipped = (x * FULL_SCALE).clamp(-FULL_SCALE, FULL_SCALE - 1.0);
+    ((clipped + ROUNDER) - ROUNDER) as i16
 }
 
 /// Converts one PCM16 sample to a float in [-1, 1).
@@ -63,6 +70,29 @@ mod tests {
         assert_eq!(f32_to_i16(-0.5 * LSB), 0);
         assert_eq!(f32_to_i16(-1.5 * LSB), -2);
         assert_eq!(f32_to_i16(-2.5 * LSB), -2);
+    }
+
+    #[test]
+    fn agrees_with_round_ties_even_across_the_range() {
+        // Quarter-LSB steps over and beyond full scale, ties and near-ties among them.
+        for step in -140_000..=140_000 {
+            let x = step as f32 * 0.25 * LSB;
+            let expected = (x * FULL_SCALE)
+                .round_ties_even()
+                .clamp(-32_768.0, 32_767.0) as i16;
+            assert_eq!(f32_to_i16(x), expected, "{x}");
+        }
+        let mut state = 0x9e37_79b9_u32;
+        for _ in 0..100_000 {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let x = (state as f32 / u32::MAX as f32 - 0.5) * 2.2;
+            let expected = (x * FULL_SCALE)
+                .round_ties_even()
+                .clamp(-32_768.0, 32_767.0) as i16;
+            assert_eq!(f32_to_i16(x), expected, "{x}");
+        }
     }
 
     #[test]

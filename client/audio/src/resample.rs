@@ -100,6 +100,9 @@ pub struct Resampler {
     /// Position of the next output after the newest input, in `1/L` input samples.
     /// `phase >= up` means that input has no more outputs: push the next one.
     phase: u32,
+    /// Equal rates: samples pass through untouched (nothing to band-limit, and no filter
+    /// delay to pay).
+    passthrough: bool,
 }
 
 impl fmt::Debug for Resampler {
@@ -156,6 +159,7 @@ impl Resampler {
             history: vec![0.0; 2 * taps].into_boxed_slice(),
             newest: 0,
             phase: up,
+            passthrough: input_rate_hz == output_rate_hz,
         })
     }
 
@@ -181,6 +185,9 @@ impl Resampler {
 
     /// Group delay in input samples (the filter is linear-phase).
     pub fn delay_input_samples(&self) -> f64 {
+        if self.passthrough {
+            return 0.0;
+        }
         filter_centre(self.taps, self.table_phases)
     }
 
@@ -199,6 +206,10 @@ impl Resampler {
     /// Push model (capture): consumes every input and hands each output to `emit` in order.
     #[inline]
     pub fn process(&mut self, input: &[f32], mut emit: impl FnMut(f32)) {
+        if self.passthrough {
+            input.iter().for_each(|&x| emit(x));
+            return;
+        }
         for &x in input {
             self.push(x);
             while let Some(y) = self.next_output() {
@@ -210,6 +221,10 @@ impl Resampler {
     /// Pull model (playback): fills all of `out`, asking `next_input` for inputs as needed.
     #[inline]
     pub fn pull(&mut self, out: &mut [f32], mut next_input: impl FnMut() -> f32) {
+        if self.passthrough {
+            out.iter_mut().for_each(|y| *y = next_input());
+            return;
+        }
         for y in out {
             *y = loop {
                 if let Some(v) = self.next_output() {
@@ -390,6 +405,20 @@ mod tests {
         } else {
             folded
         }
+    }
+
+    #[test]
+    fn equal_rates_pass_samples_through_untouched_and_without_delay() {
+        let mut rs = Resampler::new(TARGET_HZ, TARGET_HZ).unwrap();
+        assert_eq!(rs.delay_input_samples(), 0.0);
+        let input = sine(1_000.0, TARGET_HZ, AMPLITUDE, 300);
+        let mut out = Vec::new();
+        rs.process(&input, |y| out.push(y));
+        assert_eq!(out, input);
+        let mut pulled = vec![0.0; 300];
+        let mut next = input.iter().copied();
+        rs.pull(&mut pulled, || next.next().unwrap_or_default());
+        assert_eq!(pulled, input);
     }
 
     #[test]

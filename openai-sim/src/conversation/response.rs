@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -149,7 +150,8 @@ impl Streamer {
             let reply = self.plan.reply.clone();
             let voice = voice_name(&self.plan.options.voice).to_owned();
             let speed = self.plan.options.speed;
-            tokio::task::spawn_blocking(move || synth::synthesize(&reply, &voice, speed))
+            // Its own task: a cancelled response does not waste a synthesis others may share.
+            tokio::spawn(async move { synth::speech(&reply, &voice, speed).await })
         });
         let ending = match self.stream(synthesis).await {
             Ok(()) => Ending::Completed,
@@ -167,7 +169,7 @@ impl Streamer {
     /// Everything up to the last delta.
     async fn stream(
         &mut self,
-        synthesis: Option<tokio::task::JoinHandle<Vec<u8>>>,
+        synthesis: Option<tokio::task::JoinHandle<Option<Bytes>>>,
     ) -> Result<(), Stop> {
         let started = Instant::now();
         self.check_fault().await?;
@@ -210,7 +212,7 @@ impl Streamer {
         match synthesis {
             Some(synthesis) => {
                 let pcm = tokio::select! {
-                    pcm = synthesis => pcm.unwrap_or_default(),
+                    pcm = synthesis => pcm.ok().flatten().unwrap_or_default(),
                     () = self.link.cancel.cancelled() => return Err(self.cancelled()),
                 };
                 self.stream_audio(&pcm).await

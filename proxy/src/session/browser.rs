@@ -245,6 +245,7 @@ async fn write(mut sink: SplitSink<WebSocket, Message>, lanes: Lanes, send_timeo
         live,
     } = lanes;
     let mut stale_chunks = 0u64;
+    let mut frames = bytes::BytesMut::new();
     // The response whose end was asked for, and the first frame written of the live one.
     let mut ending: Option<ResponseId> = None;
     let mut first_frame: Option<(ResponseId, Instant)> = None;
@@ -288,9 +289,12 @@ async fn write(mut sink: SplitSink<WebSocket, Message>, lanes: Lanes, send_timeo
             },
             chunk = audio.recv() => match chunk {
                 Some(chunk) if chunk.response_id == ResponseId(live.load(Ordering::SeqCst)) => {
-                    let mut frame = Vec::new();
-                    protocol::encode_audio_frame(chunk.response_id, &chunk.pcm, &mut frame);
-                    (Message::Binary(frame.into()), Some(chunk.response_id))
+                    // One buffer for every frame: its memory comes back once the socket has
+                    // written the frame before, so no frame costs an allocation.
+                    frames.reserve(protocol::AUDIO_HEADER_LEN + chunk.pcm.len());
+                    frames.extend_from_slice(&protocol::audio_frame_header(chunk.response_id));
+                    frames.extend_from_slice(&chunk.pcm);
+                    (Message::Binary(frames.split().freeze()), Some(chunk.response_id))
                 }
                 Some(_) => {
                     stale_chunks += 1;

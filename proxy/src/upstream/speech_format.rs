@@ -49,6 +49,9 @@ pub(crate) struct SpeechDecoder {
     channels: usize,
     /// Bytes of a frame split across chunks.
     carry: Vec<u8>,
+    /// Mono 24 kHz chunks split mid-sample: the bytes being realigned (at most one is left
+    /// between chunks).
+    realigned: bytes::BytesMut,
     /// `None` at 24 kHz: the samples pass through.
     resampler: Option<Resampler>,
     /// Mono samples of one chunk, for the resampler; made once, grown as needed.
@@ -64,6 +67,7 @@ impl SpeechDecoder {
             sniffing: (format == TtsFormat::Pcm).then(Vec::new),
             channels: 1,
             carry: Vec::new(),
+            realigned: bytes::BytesMut::new(),
             resampler: None,
             mono: Vec::new(),
         };
@@ -136,13 +140,17 @@ impl SpeechDecoder {
     /// Whole frames of `bytes` (with what was carried), converted.
     fn samples(&mut self, bytes: Bytes) -> Option<Bytes> {
         let frame = 2 * self.channels;
-        // The common case, OpenAI's: mono at 24 kHz, nothing carried, whole samples.
-        if self.resampler.is_none()
-            && self.channels == 1
-            && self.carry.is_empty()
-            && bytes.len().is_multiple_of(2)
-        {
-            return (!bytes.is_empty()).then_some(bytes);
+        // The common case, OpenAI's: mono at 24 kHz. Only a sample split between chunks needs
+        // work: the chunk is passed on as it is (a slice, no copy) up to its last whole sample.
+        if self.resampler.is_none() && self.channels == 1 {
+            if self.realigned.is_empty() && bytes.len().is_multiple_of(2) {
+                return (!bytes.is_empty()).then_some(bytes);
+            }
+            // One buffer for every realigned chunk: its memory comes back once the chunk
+            // before has been written to the browser.
+            self.realigned.extend_from_slice(&bytes);
+            let whole = self.realigned.len() - self.realigned.len() % 2;
+            return (whole > 0).then(|| self.realigned.split_to(whole).freeze());
         }
         let mut joined = std::mem::take(&mut self.carry);
         joined.extend_from_slice(&bytes);
