@@ -8,7 +8,9 @@
 # SESSIONS is a comma-separated list (default 50,200,500,1000); options go to `loadgen` (see
 # `target/profiling/loadgen --help`: --duration-s, --speech-s, --barge-in-every, --idle, …).
 # Builds with the `profiling` profile (release without LTO); LOADTEST_PROFILE=release for the
-# LTO build. Everything it starts ends with it.
+# LTO build. The proxy reads its settings from the environment as usual (e.g. MAX_SESSIONS for
+# an idle run of more sessions than its open-file limit allows by default). Everything it
+# starts ends with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sessions="${1:-50,200,500,1000}"
