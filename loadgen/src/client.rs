@@ -63,7 +63,7 @@ pub async fn run(plan: Arc<Plan>, start: Instant, end: Instant, tally: Arc<Mutex
     let Ok((socket, _)) =
         tokio_tungstenite::connect_async_with_config(plan.url.as_str(), Some(config), true).await
     else {
-        lock(&tally).sessions_failed += 1;
+        lock(&tally).counts.sessions_failed += 1;
         return;
     };
     let (mut sink, mut stream) = socket.split();
@@ -82,10 +82,10 @@ pub async fn run(plan: Arc<Plan>, start: Instant, end: Instant, tally: Arc<Mutex
     })
     .await;
     if ready != Ok(true) {
-        lock(&tally).sessions_failed += 1;
+        lock(&tally).counts.sessions_failed += 1;
         return;
     }
-    lock(&tally).sessions_ready += 1;
+    lock(&tally).counts.sessions_ready += 1;
     if plan.idle {
         // Hold the session, reading (pings are answered by the socket layer).
         let _ = tokio::time::timeout_at(end.into(), async {
@@ -119,7 +119,7 @@ pub async fn run(plan: Arc<Plan>, start: Instant, end: Instant, tally: Arc<Mutex
                     turns += 1;
                     barge_in_pending = plan.barge_in_every > 0 && turns.is_multiple_of(plan.barge_in_every);
                     speaking = Some((plan.utterance.clone(), 0));
-                    lock(&tally).turns += 1;
+                    lock(&tally).counts.turns += 1;
                 }
                 // A barge-in: the next turn's voice starts over the answer.
                 if let Some(playing) = &answer
@@ -130,8 +130,8 @@ pub async fn run(plan: Arc<Plan>, start: Instant, end: Instant, tally: Arc<Mutex
                     turns += 1;
                     speaking = Some((plan.barge_in.clone(), 0));
                     let mut tally = lock(&tally);
-                    tally.turns += 1;
-                    tally.barge_ins += 1;
+                    tally.counts.turns += 1;
+                    tally.counts.barge_ins += 1;
                 }
                 if let Some((utterance, tick)) = &mut speaking {
                     if *tick == utterance.last_voiced_tick {
@@ -229,7 +229,7 @@ fn on_message(
 ) {
     match message {
         ServerMessage::ResponseStarted { response_id, .. } => {
-            lock(tally).answers += 1;
+            lock(tally).counts.answers += 1;
             *answer = Some(Answer {
                 response_id,
                 player: Player::default(),

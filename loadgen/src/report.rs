@@ -21,9 +21,9 @@ pub struct TurnFigures {
     pub late_frames: u32,
 }
 
-/// Everything a run measured.
-#[derive(Debug, Clone, Default)]
-pub struct Tally {
+/// What a run counted.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counts {
     /// Sessions that got `session_ready`.
     pub sessions_ready: usize,
     /// Sessions that could not connect (or were refused).
@@ -36,7 +36,7 @@ pub struct Tally {
     pub answers_complete: usize,
     /// Barge-ins made.
     pub barge_ins: usize,
-    /// Answers with at least one underrun, and all underruns.
+    /// Answers whose playback ran dry at least once.
     pub answers_with_underruns: usize,
     /// All underruns.
     pub underruns: u64,
@@ -44,6 +44,13 @@ pub struct Tally {
     pub late_frames: u64,
     /// Errors by code.
     pub errors: BTreeMap<String, usize>,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    /// What it counted.
+    pub counts: Counts,
     /// Per answered turn.
     pub latencies_ms: Vec<f64>,
     /// Per answered turn with a waterfall.
@@ -59,17 +66,18 @@ impl Tally {
         if let Some(ms) = turn.proxy_ms {
             self.proxy_ms.push(ms);
         }
-        self.answers_complete += usize::from(turn.complete);
+        let counts = &mut self.counts;
+        counts.answers_complete += usize::from(turn.complete);
         if turn.underruns > 0 {
-            self.answers_with_underruns += 1;
-            self.underruns += u64::from(turn.underruns);
+            counts.answers_with_underruns += 1;
+            counts.underruns += u64::from(turn.underruns);
         }
-        self.late_frames += u64::from(turn.late_frames);
+        counts.late_frames += u64::from(turn.late_frames);
     }
 
     /// Adds an error.
     pub fn add_error(&mut self, code: &str) {
-        *self.errors.entry(code.to_owned()).or_default() += 1;
+        *self.counts.errors.entry(code.to_owned()).or_default() += 1;
     }
 
     /// The run's summary.
@@ -78,20 +86,11 @@ impl Tally {
         let mut proxy = self.proxy_ms.clone();
         Summary {
             sessions,
-            sessions_ready: self.sessions_ready,
-            sessions_failed: self.sessions_failed,
-            turns: self.turns,
-            answers: self.answers,
-            answers_complete: self.answers_complete,
-            barge_ins: self.barge_ins,
+            counts: self.counts.clone(),
             first_audio_p50_ms: percentile(&mut latencies, 0.50),
             first_audio_p99_ms: percentile(&mut latencies, 0.99),
             proxy_p50_ms: percentile(&mut proxy, 0.50),
             proxy_p99_ms: percentile(&mut proxy, 0.99),
-            answers_with_underruns: self.answers_with_underruns,
-            underruns: self.underruns,
-            late_frames: self.late_frames,
-            errors: self.errors.clone(),
             proxy: cost,
             sim_cores: None,
             loadgen_cores: None,
@@ -208,18 +207,9 @@ fn parse_rss_kib(status: &str) -> Option<u64> {
 pub struct Summary {
     /// Sessions asked for.
     pub sessions: usize,
-    /// Sessions that got `session_ready`.
-    pub sessions_ready: usize,
-    /// Sessions that could not connect.
-    pub sessions_failed: usize,
-    /// Turns spoken.
-    pub turns: usize,
-    /// Answers started.
-    pub answers: usize,
-    /// Answers that ended as generated.
-    pub answers_complete: usize,
-    /// Barge-ins made.
-    pub barge_ins: usize,
+    /// What the run counted.
+    #[serde(flatten)]
+    pub counts: Counts,
     /// End of speech → first audio, p50.
     pub first_audio_p50_ms: Option<f64>,
     /// End of speech → first audio, p99.
@@ -228,14 +218,6 @@ pub struct Summary {
     pub proxy_p50_ms: Option<f64>,
     /// The proxy's own hops, p99.
     pub proxy_p99_ms: Option<f64>,
-    /// Answers whose playback ran dry at least once.
-    pub answers_with_underruns: usize,
-    /// All underruns.
-    pub underruns: u64,
-    /// Audio frames after their `response_done`.
-    pub late_frames: u64,
-    /// Errors by code.
-    pub errors: BTreeMap<String, usize>,
     /// The proxy's cost, when its pid was given.
     pub proxy: Option<ProxyCost>,
     /// Cores the simulator used, when its pid was given.
@@ -252,7 +234,8 @@ impl Summary {
     pub fn row(&self) -> String {
         let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
         let fine = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
-        let errors: usize = self.errors.values().sum();
+        let c = &self.counts;
+        let errors: usize = c.errors.values().sum();
         let (cpu, kib) = self.proxy.map_or_else(
             || ("-".to_owned(), "-".to_owned()),
             |c| {
@@ -272,19 +255,19 @@ impl Summary {
         format!(
             "{:>8}  {:>5}  {:>5}  {:>7}  {:>8}  {:>9}  {:>23}  {:>16}  {:>16}  {:>11}  {:>6}  {:>17}  {:>23}  {:>11}",
             self.sessions,
-            self.sessions_ready,
-            self.turns,
-            self.answers,
-            self.answers_complete,
-            self.barge_ins,
+            c.sessions_ready,
+            c.turns,
+            c.answers,
+            c.answers_complete,
+            c.barge_ins,
             format!(
                 "{}/{}",
                 ms(self.first_audio_p50_ms),
                 ms(self.first_audio_p99_ms)
             ),
             format!("{}/{}", fine(self.proxy_p50_ms), fine(self.proxy_p99_ms)),
-            self.answers_with_underruns,
-            self.late_frames,
+            c.answers_with_underruns,
+            c.late_frames,
             errors,
             cpu,
             cores,

@@ -50,7 +50,6 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument as _;
 
 use crate::config::Limits;
-use crate::limits::Episode;
 use crate::upstream::realtime::Transcriber;
 use audio_budget::audio_ms;
 use browser::{AudioWritten, BrowserLink, Incoming};
@@ -65,9 +64,6 @@ use turn_audio::TurnAudio;
 
 /// Response events queued for the actor (text deltas, marks); read promptly.
 const RESPONSE_EVENT_QUEUE: usize = 256;
-
-/// Transcriber backlog reports closer together than this are one episode, reported once.
-const BACKLOG_EPISODE_QUIET: Duration = Duration::from_secs(10);
 
 /// Silence appended upstream after the browser's VAD says the user stopped, in the modes where
 /// the upstream ends the turn, in milliseconds. The shipped client streams audio only while
@@ -155,7 +151,6 @@ pub(crate) async fn run(
         response_task: None,
         response_events: events_tx,
         clocks: TurnClocks::default(),
-        backlog: Episode::new(BACKLOG_EPISODE_QUIET),
         turn_audio: TurnAudio::default(),
         turn_errors: std::collections::VecDeque::new(),
         actions: Vec::new(),
@@ -195,8 +190,6 @@ struct Session {
     response_task: Option<AbortOnDropHandle<()>>,
     response_events: mpsc::Sender<(ResponseId, ResponseEvent)>,
     clocks: TurnClocks,
-    /// Frames the transcriber could not take: reported once per episode.
-    backlog: Episode,
     /// The audio of turns not yet transcribed, for their retry (client turn detection).
     turn_audio: TurnAudio,
     /// Upstream errors of failed turn transcriptions, reported when the machine drops their
@@ -439,17 +432,12 @@ impl Session {
         if self.retries_turns() {
             self.turn_audio.push(audio.clone());
         }
-        if self.transcriber.append(audio).is_err()
-            && self.backlog.record(std::time::Instant::now()).is_some()
-        {
-            // Once per episode: a slow upstream drops many frames in a row.
+        if self.transcriber.append(audio).is_err() {
             self.shell
-                .send_error(ErrorEvent::new(
+                .audio_lost_upstream(
                     Stage::Stt,
-                    ErrorCode::UpstreamTimeout,
                     "Speech recognition is not keeping up; some audio was lost.",
-                    true,
-                ))
+                )
                 .await;
         }
         if self.shell.utterance_too_long(frame_ms) && self.machine.phase() == Phase::UserSpeaking {

@@ -23,6 +23,10 @@ const PROTOCOL_ERROR_WINDOW: Duration = Duration::from_secs(10);
 /// the rest counted, so one client cannot fill the log.
 const WARNING_EPISODE_QUIET: Duration = Duration::from_secs(10);
 
+/// Reports of audio the upstream could not take closer together than this are one episode,
+/// reported once: a slow upstream drops many frames in a row.
+const BACKLOG_EPISODE_QUIET: Duration = Duration::from_secs(10);
+
 /// What the user hears of a turn with (almost) no audio, in either pipeline.
 pub(crate) const AUDIO_TOO_SHORT_MESSAGE: &str =
     "I didn't catch anything; please speak a little longer.";
@@ -62,6 +66,8 @@ pub(crate) struct Shell {
     protocol_errors: TokenBucket,
     /// Warnings logged: one per episode.
     warnings: Episode,
+    /// Frames the upstream could not take: reported once per episode.
+    backlog: Episode,
     /// Whether any frame came from the browser since the last ping.
     heard_since_ping: bool,
     /// Audio of the utterance in progress, in milliseconds.
@@ -98,6 +104,7 @@ impl Shell {
             audio_budget,
             protocol_errors,
             warnings: Episode::new(WARNING_EPISODE_QUIET),
+            backlog: Episode::new(BACKLOG_EPISODE_QUIET),
             heard_since_ping: true,
             utterance_ms: 0.0,
             limits,
@@ -174,6 +181,20 @@ impl Shell {
                     .await;
                 Admitted::Closed
             }
+        }
+    }
+
+    /// The upstream's queue was full and a frame of the user's audio was lost: the user hears
+    /// `message` (from `stage`) once per episode.
+    pub(crate) async fn audio_lost_upstream(&mut self, stage: Stage, message: &'static str) {
+        if self.backlog.record(std::time::Instant::now()).is_some() {
+            self.send_error(ErrorEvent::new(
+                stage,
+                ErrorCode::UpstreamTimeout,
+                message,
+                true,
+            ))
+            .await;
         }
     }
 

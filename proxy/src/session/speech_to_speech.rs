@@ -384,12 +384,10 @@ impl Session {
         self.ensure_upstream();
         if !self.command(AgentCommand::Append(audio)) {
             self.shell
-                .send_error(ErrorEvent::new(
+                .audio_lost_upstream(
                     Stage::Llm,
-                    ErrorCode::UpstreamTimeout,
                     "The voice model is not keeping up; some audio was lost.",
-                    true,
-                ))
+                )
                 .await;
             return true;
         }

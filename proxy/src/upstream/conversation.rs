@@ -342,15 +342,14 @@ fn parse_server_event(text: &str) -> Parsed<AgentEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Endpoints;
-
-    fn config() -> UpstreamConfig {
-        UpstreamConfig::for_tests(Endpoints::from_base("http://127.0.0.1:1/v1").unwrap())
-    }
 
     #[test]
     fn session_update_is_the_ga_realtime_shape() {
-        let update = session_update(&config(), TurnDetection::Client, "Be brief.");
+        let update = session_update(
+            &UpstreamConfig::for_tests(),
+            TurnDetection::Client,
+            "Be brief.",
+        );
         assert_eq!(update["type"], "session.update");
         let session = &update["session"];
         assert_eq!(session["type"], "realtime");
@@ -370,7 +369,7 @@ mod tests {
             session.get("temperature").is_none(),
             "GA has no temperature"
         );
-        let server = session_update(&config(), TurnDetection::ServerVad, "");
+        let server = session_update(&UpstreamConfig::for_tests(), TurnDetection::ServerVad, "");
         let detection = &server["session"]["audio"]["input"]["turn_detection"];
         assert_eq!(detection["type"], "server_vad");
         assert_eq!(detection["interrupt_response"], true);

@@ -84,10 +84,11 @@ pub struct UpstreamConfig {
 
 #[cfg(test)]
 impl UpstreamConfig {
-    /// A configuration for unit tests: these endpoints, no key, one-second timeouts.
-    pub(crate) fn for_tests(endpoints: Endpoints) -> Self {
+    /// A configuration for unit tests: endpoints nobody answers on, no key, one-second
+    /// timeouts.
+    pub(crate) fn for_tests() -> Self {
         Self {
-            endpoints,
+            endpoints: Endpoints::from_base("http://127.0.0.1:1/v1").expect("a valid base URL"),
             api_key: None,
             stt_model: "gpt-4o-mini-transcribe".into(),
             stt_language: Some("en".into()),

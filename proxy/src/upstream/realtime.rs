@@ -617,15 +617,10 @@ pub(super) fn parse_input_event(value: &Value) -> ServerEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Endpoints;
-
-    fn config() -> UpstreamConfig {
-        UpstreamConfig::for_tests(Endpoints::from_base("http://127.0.0.1:1/v1").unwrap())
-    }
 
     #[test]
     fn session_update_is_the_ga_transcription_shape() {
-        let update = session_update(&config(), TurnDetection::Client);
+        let update = session_update(&UpstreamConfig::for_tests(), TurnDetection::Client);
         assert_eq!(update["type"], "session.update");
         assert_eq!(update["session"]["type"], "transcription");
         let input = &update["session"]["audio"]["input"];
@@ -633,12 +628,12 @@ mod tests {
         assert_eq!(input["transcription"]["model"], "gpt-4o-mini-transcribe");
         assert_eq!(input["transcription"]["language"], "en");
         assert!(input["turn_detection"].is_null());
-        let server = session_update(&config(), TurnDetection::ServerVad);
+        let server = session_update(&UpstreamConfig::for_tests(), TurnDetection::ServerVad);
         assert_eq!(
             server["session"]["audio"]["input"]["turn_detection"]["type"],
             "server_vad"
         );
-        let semantic = session_update(&config(), TurnDetection::SemanticVad);
+        let semantic = session_update(&UpstreamConfig::for_tests(), TurnDetection::SemanticVad);
         assert_eq!(
             semantic["session"]["audio"]["input"]["turn_detection"]["type"],
             "semantic_vad"
