@@ -110,6 +110,13 @@ pub enum ClientMessage {
     SpeechStarted,
     /// The client's VAD ended the turn: the proxy commits the audio for transcription.
     SpeechStopped,
+    /// The client's VAD heard a short pause in the user's speech (shorter than the pause that
+    /// ends a turn). Audio keeps flowing; the turn goes on with [`ClientMessage::SpeechResumed`]
+    /// or ends with [`ClientMessage::SpeechStopped`]. The proxy may commit what was said so far
+    /// and start answering it speculatively.
+    SpeechPaused,
+    /// Speech came back after a [`ClientMessage::SpeechPaused`]: the same turn goes on.
+    SpeechResumed,
     /// Stop a response: cancels whatever of it is still generating and records how many of
     /// its samples (24 kHz) the user heard, so the history keeps only that part.
     /// Valid after the response finished generating too (it may still have been playing).
@@ -146,6 +153,8 @@ impl ClientMessage {
 const CLIENT_MESSAGE_TYPES: &[&str] = &[
     "speech_started",
     "speech_stopped",
+    "speech_paused",
+    "speech_resumed",
     "cancel",
     "playback_progress",
 ];
@@ -336,6 +345,17 @@ pub struct Waterfall {
     /// The first audio frame was sent to the browser.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_audio_sent_ms: Option<f64>,
+    /// Pieces the turn's audio was committed in, when the proxy committed it at the user's
+    /// short pauses (`1`: all of it at the pause that ended the turn).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pieces: Option<u32>,
+    /// Answers started speculatively at the turn's short pauses (then steps before 0 ms
+    /// show as 0: they happened before the turn ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speculative_starts: Option<u32>,
+    /// Of those, cancelled because the user went on (never heard).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speculations_cancelled: Option<u32>,
 }
 
 /// Messages the proxy sends, as JSON text frames.
@@ -586,6 +606,8 @@ mod tests {
         vec![
             ClientMessage::SpeechStarted,
             ClientMessage::SpeechStopped,
+            ClientMessage::SpeechPaused,
+            ClientMessage::SpeechResumed,
             ClientMessage::Cancel {
                 response_id: ResponseId(3),
                 played_samples: 24_000,

@@ -286,6 +286,23 @@ pub struct Cli {
     #[arg(long, env = "TURN_DETECTION", value_enum, default_value_t = TurnDetectionArg::Client)]
     pub turn_detection: TurnDetectionArg,
 
+    /// With `TURN_DETECTION=client`: commit the user's audio in pieces at the browser VAD's
+    /// short pauses, so at the end of a long question only its last piece is left to
+    /// transcribe (the pieces' transcripts are joined into the one turn).
+    #[arg(long, env = "COMMIT_AT_PAUSES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub commit_at_pauses: bool,
+
+    /// With `COMMIT_AT_PAUSES`: when everything said up to a short pause is transcribed, start
+    /// the answer before the turn is confirmed; it is heard only if the user does not go on
+    /// (at most two per turn, none in a long turn).
+    #[arg(long, env = "SPECULATIVE_START", default_value_t = true, action = clap::ArgAction::Set)]
+    pub speculative_start: bool,
+
+    /// Open the LLM and speech connections when the user starts speaking if none is warm, so
+    /// no answer waits for a TCP and TLS handshake.
+    #[arg(long, env = "WARM_CONNECTIONS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub warm_connections: bool,
+
     /// How long a started upstream stream may go without data before it counts as stalled, in
     /// milliseconds. The transcription socket is pinged three times per this period and given
     /// up when it answers nothing for all of it.
@@ -460,6 +477,12 @@ pub struct Config {
     pub history_max_messages: usize,
     /// Who ends a user turn.
     pub turn_detection: TurnDetection,
+    /// Commit the user's audio in pieces at short pauses.
+    pub commit_at_pauses: bool,
+    /// Start answering speculatively at a short pause.
+    pub speculative_start: bool,
+    /// Warm the LLM and speech connections when the user starts speaking.
+    pub warm_connections: bool,
     /// A started upstream stream silent this long counts as stalled.
     pub upstream_stall_timeout: Duration,
     /// How long a finished turn may wait for its transcript.
@@ -571,6 +594,9 @@ impl Default for Config {
             system_prompt: DEFAULT_SYSTEM_PROMPT.to_owned(),
             history_max_messages: defaults::HISTORY_MAX_MESSAGES,
             turn_detection: TurnDetection::Client,
+            commit_at_pauses: true,
+            speculative_start: true,
+            warm_connections: true,
             upstream_stall_timeout: defaults::UPSTREAM_STALL_TIMEOUT,
             transcript_timeout: defaults::TRANSCRIPT_TIMEOUT,
             browser_send_timeout: defaults::BROWSER_SEND_TIMEOUT,
@@ -614,6 +640,9 @@ impl TryFrom<Cli> for Config {
             system_prompt: cli.system_prompt,
             history_max_messages: cli.history_max_messages,
             turn_detection: cli.turn_detection.into(),
+            commit_at_pauses: cli.commit_at_pauses,
+            speculative_start: cli.speculative_start,
+            warm_connections: cli.warm_connections,
             upstream_stall_timeout: Duration::from_millis(cli.upstream_stall_timeout_ms),
             transcript_timeout: Duration::from_millis(cli.transcript_timeout_ms),
             browser_send_timeout: Duration::from_millis(cli.browser_send_timeout_ms),

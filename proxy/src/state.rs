@@ -245,6 +245,10 @@ impl AppState {
             pipeline: Pipeline {
                 responder: Responder::new(http.clone(), upstream.clone()),
                 synthesizer: Synthesizer::new(http.clone(), upstream.clone()),
+                warmer: Arc::new(crate::upstream::warm::Warmer::new(
+                    http.clone(),
+                    upstream.clone(),
+                )),
             },
             agent: (config.pipeline == crate::config::PipelineKind::SpeechToSpeech).then(|| {
                 crate::upstream::conversation::Agent::new(
@@ -256,6 +260,11 @@ impl AppState {
             system_prompt: config.system_prompt.clone(),
             history_max_messages: config.history_max_messages,
             turn_detection: config.turn_detection,
+            early_turns: crate::session::turn::EarlyTurns {
+                commit_at_pauses: config.commit_at_pauses,
+                speculate: config.commit_at_pauses && config.speculative_start,
+            },
+            warm_connections: config.warm_connections,
             simulated: simulator.is_some(),
             transcript_timeout: config.transcript_timeout,
             browser_send_timeout: config.browser_send_timeout,

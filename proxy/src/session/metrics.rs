@@ -99,10 +99,13 @@ impl TurnClocks {
         }
     }
 
-    /// Records a step of the newest turn (a commit is always the newest turn's).
-    pub(crate) fn mark_latest(&mut self, step: Step, at: Instant) {
-        if let Some(clock) = self.clocks.back_mut() {
-            clock.mark(step, at);
+    /// Records what was done for a turn before it ended (pieces, speculative starts).
+    pub(crate) fn early_work(&mut self, turn_id: TurnId, work: super::turn::EarlyWork) {
+        if let Some(clock) = self.clock_mut(turn_id) {
+            let w = &mut clock.waterfall;
+            w.pieces = Some(work.pieces);
+            w.speculative_starts = Some(work.speculations);
+            w.speculations_cancelled = Some(work.speculations_cancelled);
         }
     }
 

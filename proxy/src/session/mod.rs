@@ -114,6 +114,10 @@ pub(crate) struct SessionContext {
     pub history_max_messages: usize,
     /// Who ends a turn.
     pub turn_detection: TurnDetection,
+    /// How far the turn machine gets ahead of the end of a turn.
+    pub early_turns: turn::EarlyTurns,
+    /// Whether the LLM and speech connections are warmed when the user starts speaking.
+    pub warm_connections: bool,
     /// Whether the upstream is the built-in simulator.
     pub simulated: bool,
     /// How long a committed turn may wait for its transcript.
@@ -138,7 +142,7 @@ pub(crate) async fn run(
     let cancel = shutdown.child_token();
     let shell = Shell::new(browser, audio_written, context.limits.clone());
     let mut session = Session {
-        machine: TurnMachine::new(context.turn_detection),
+        machine: TurnMachine::with_early_turns(context.turn_detection, context.early_turns),
         conversation: Conversation::new(
             context.system_prompt.clone(),
             context.history_max_messages,
@@ -149,6 +153,7 @@ pub(crate) async fn run(
         shell,
         ending: None,
         response_task: None,
+        speculation: None,
         response_events: events_tx,
         clocks: TurnClocks::default(),
         turn_audio: TurnAudio::default(),
@@ -188,6 +193,8 @@ struct Session {
     ending: Option<(ResponseId, u64)>,
     transcriber: TranscriberSlot,
     response_task: Option<AbortOnDropHandle<()>>,
+    /// The response started at a short pause, not yet the turn's answer.
+    speculation: Option<Speculation>,
     response_events: mpsc::Sender<(ResponseId, ResponseEvent)>,
     clocks: TurnClocks,
     /// The audio of turns not yet transcribed, for their retry (client turn detection).
@@ -196,6 +203,19 @@ struct Session {
     /// turns (in turn order, as it drops them).
     turn_errors: std::collections::VecDeque<ErrorEvent>,
     actions: Vec<Action>,
+}
+
+/// A response started speculatively at a short pause: nothing of it reaches the browser or the
+/// history until the turn ends as it was when it started.
+struct Speculation {
+    id: ResponseId,
+    /// Its events so far, replayed in order once it is confirmed. Bounded in practice: a
+    /// speculation lives for the rest of a hangover (a few hundred milliseconds) and its audio
+    /// waits in the response's own bounded queues.
+    events: Vec<ResponseEvent>,
+    /// Fired when confirmed (its audio may go out); dropped when void.
+    release: tokio::sync::oneshot::Sender<()>,
+    task: AbortOnDropHandle<()>,
 }
 
 impl Session {
@@ -380,8 +400,13 @@ impl Session {
                 self.shell.utterance_started();
                 self.speech_activity();
                 self.transcriber.ensure();
+                if self.context.warm_connections {
+                    self.context.pipeline.warm();
+                }
                 self.apply(Input::ClientSpeechStarted).await;
             }
+            ClientMessage::SpeechPaused => self.apply(Input::ClientSpeechPaused).await,
+            ClientMessage::SpeechResumed => self.apply(Input::ClientSpeechResumed).await,
             ClientMessage::SpeechStopped => {
                 self.speech_activity();
                 self.pad_silence_for_the_upstream_vad();
@@ -493,9 +518,6 @@ impl Session {
         match action {
             Action::TurnEnded(turn) => {
                 self.clocks.start(turn, Instant::now());
-                if self.retries_turns() {
-                    self.turn_audio.commit(turn);
-                }
                 self.refresh_transcript_deadline();
             }
             Action::Recommit(turn) => {
@@ -504,9 +526,31 @@ impl Session {
                 }
                 self.transcriber.commit();
             }
-            Action::Commit => {
+            Action::Commit(turn) => {
                 self.transcriber.commit();
-                self.clocks.mark_latest(Step::CommitSent, Instant::now());
+                if self.retries_turns() {
+                    self.turn_audio.commit(turn);
+                }
+                self.clocks.mark(turn, Step::CommitSent, Instant::now());
+            }
+            Action::ClearInput(turn) => {
+                self.transcriber.clear();
+                self.turn_audio.clear_pending();
+                // Its words went up at the pause: the commit is already done.
+                self.clocks.mark(turn, Step::CommitSent, Instant::now());
+            }
+            Action::EarlyWork(turn, work) => self.clocks.early_work(turn, work),
+            Action::StartSpeculation(response_id, _turn, text) => {
+                self.start_speculation(response_id, text);
+            }
+            Action::ConfirmSpeculation(response_id, turn_id) => {
+                self.confirm_speculation(response_id, turn_id).await;
+            }
+            Action::CancelSpeculation(response_id) => {
+                if self.speculation.as_ref().is_some_and(|s| s.id == response_id) {
+                    // Aborts its task (closing its requests); nothing of it went out.
+                    self.speculation = None;
+                }
             }
             Action::NotifySpeechStarted(turn_id) => {
                 self.shell
@@ -575,6 +619,69 @@ impl Session {
         }
     }
 
+    /// Starts answering the history plus `text` (what the user said up to a short pause),
+    /// held back until confirmed.
+    fn start_speculation(&mut self, response_id: ResponseId, text: String) {
+        let mut messages = self.conversation.messages();
+        match messages.last_mut() {
+            // The history joins consecutive user messages the same way.
+            Some(last) if last.role == crate::upstream::chat::Role::User => {
+                last.content.push('\n');
+                last.content.push_str(&text);
+            }
+            _ => messages.push(crate::upstream::chat::ChatMessage {
+                role: crate::upstream::chat::Role::User,
+                content: text,
+            }),
+        }
+        let (release, hold) = tokio::sync::oneshot::channel();
+        let task = self.context.pipeline.clone().respond(
+            response_id,
+            messages,
+            self.response_events.clone(),
+            self.shell.browser.audio_sender(),
+            Some(hold),
+        );
+        self.speculation = Some(Speculation {
+            id: response_id,
+            events: Vec::new(),
+            release,
+            task: AbortOnDropHandle::new(tokio::spawn(task.in_current_span())),
+        });
+    }
+
+    /// The turn ended as speculated: the speculative response becomes its answer, and what it
+    /// did so far reaches the browser in order.
+    async fn confirm_speculation(&mut self, response_id: ResponseId, turn_id: TurnId) {
+        let Some(speculation) = self.speculation.take() else {
+            return;
+        };
+        if speculation.id != response_id {
+            return;
+        }
+        let Speculation {
+            events,
+            release,
+            task,
+            ..
+        } = speculation;
+        self.clocks.set_response(turn_id, response_id);
+        self.shell.browser.set_live(response_id);
+        self.conversation.begin_answer(response_id, turn_id);
+        self.shell
+            .browser
+            .send(ServerMessage::ResponseStarted {
+                response_id,
+                turn_id,
+            })
+            .await;
+        self.response_task = Some(task);
+        let _ = release.send(());
+        for event in events {
+            Box::pin(self.on_response(response_id, event)).await;
+        }
+    }
+
     async fn start_response(&mut self, response_id: ResponseId, turn_id: TurnId) {
         self.clocks.set_response(turn_id, response_id);
         self.shell.browser.set_live(response_id);
@@ -592,6 +699,7 @@ impl Session {
             messages,
             self.response_events.clone(),
             self.shell.browser.audio_sender(),
+            None,
         );
         self.response_task = Some(AbortOnDropHandle::new(tokio::spawn(task.in_current_span())));
     }
@@ -618,6 +726,12 @@ impl Session {
     }
 
     async fn on_response(&mut self, id: ResponseId, event: ResponseEvent) {
+        if let Some(speculation) = self.speculation.as_mut()
+            && speculation.id == id
+        {
+            speculation.events.push(event);
+            return;
+        }
         let Some(answer) = self.conversation.answer_mut(id) else {
             return;
         };

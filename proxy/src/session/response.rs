@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use protocol::{ResponseId, Stage};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
@@ -22,6 +22,7 @@ use crate::speakable::{SentenceSplitter, SplitterConfig};
 use crate::upstream::UpstreamError;
 use crate::upstream::chat::{ChatMessage, Responder};
 use crate::upstream::speech::Synthesizer;
+use crate::upstream::warm::Warmer;
 
 /// Speech requests running at once for one response: the sentence playing, the next one
 /// synthesizing, and one more to absorb a slow time-to-first-byte.
@@ -89,6 +90,8 @@ pub(crate) struct Pipeline {
     pub responder: Responder,
     /// The TTS.
     pub synthesizer: Synthesizer,
+    /// Opens their connections ahead of a turn.
+    pub warmer: Arc<Warmer>,
 }
 
 /// One sentence on its way: its text and its audio as it arrives.
@@ -98,14 +101,22 @@ struct SentenceJob {
 }
 
 impl Pipeline {
+    /// Warms the LLM and speech connections (see [`Warmer::warm`]).
+    pub(crate) fn warm(&self) {
+        self.warmer.warm();
+    }
+
     /// Produces the response `id` to `messages`, reporting to `events` and sending audio to
-    /// `audio`. Returns when done; abort the task to cancel.
+    /// `audio`. Returns when done; abort the task to cancel. With `hold`, its first audio
+    /// waits until `hold` fires (a speculative answer, heard only once confirmed); meanwhile
+    /// the LLM writes on and the first Speech request streams into its bounded queue.
     pub(crate) async fn respond(
         self,
         id: ResponseId,
         messages: Vec<ChatMessage>,
         events: mpsc::Sender<(ResponseId, ResponseEvent)>,
         audio: mpsc::Sender<AudioOut>,
+        hold: Option<oneshot::Receiver<()>>,
     ) {
         let (jobs_tx, jobs_rx) = mpsc::channel(SENTENCE_QUEUE);
         let mut sentences = SentenceQueue {
@@ -119,7 +130,7 @@ impl Pipeline {
         };
         let reporter = Reporter { id, events };
         let writer = write_text(&self.responder, &messages, &reporter, &mut sentences);
-        let speaker = speak(id, jobs_rx, &reporter, &audio);
+        let speaker = speak(id, jobs_rx, &reporter, &audio, hold);
         tokio::pin!(writer, speaker);
         let mut writing = true;
         // The speaker ends after the writer unless TTS fails; then the answer stops there and
@@ -310,6 +321,7 @@ async fn speak(
     mut jobs: mpsc::Receiver<SentenceJob>,
     reporter: &Reporter,
     audio: &mpsc::Sender<AudioOut>,
+    mut hold: Option<oneshot::Receiver<()>>,
 ) -> (u64, Option<UpstreamError>) {
     let mut sent_samples = 0u64;
     let mut first_audio = true;
@@ -333,6 +345,12 @@ async fn speak(
                     return (sent_samples + sentence_samples, Some(error));
                 }
             };
+            if let Some(hold) = hold.take()
+                && hold.await.is_err()
+            {
+                // The speculation was dropped: nothing of it is heard.
+                return (0, None);
+            }
             sentence_samples += (pcm.len() / protocol::BYTES_PER_SAMPLE) as u64;
             if audio
                 .send(AudioOut {

@@ -322,6 +322,8 @@ impl Session {
                     self.speaking = Some(self.new_turn());
                 }
             }
+            // The model hears the whole turn at once; short pauses change nothing here.
+            ClientMessage::SpeechPaused | ClientMessage::SpeechResumed => {}
             ClientMessage::SpeechStopped => {
                 self.speech_activity();
                 if let Some(silence) = silence_pad(self.context.turn_detection) {

@@ -152,6 +152,15 @@ impl TranscriberSlot {
         }
     }
 
+    /// Forgets the audio appended since the last commit (a turn's trailing silence, once its
+    /// words were committed at the pause before it).
+    pub(crate) fn clear(&mut self) {
+        if let Some(current) = &self.current {
+            // In order behind the audio; a full queue is reported on append.
+            let _ = current.commands.try_send(TranscriberCommand::Clear);
+        }
+    }
+
     /// The next event of the transcriber, or never when there is none.
     pub(crate) async fn next_event(&mut self) -> Option<TranscriberEvent> {
         match &mut self.current {

@@ -27,10 +27,11 @@ impl TurnAudio {
         self.pending.push(frame);
     }
 
-    /// The audio appended since the last commit now belongs to `turn`.
+    /// The audio appended since the last commit now belongs to `turn` (after what it had: a
+    /// turn may be committed in pieces).
     pub(crate) fn commit(&mut self, turn: TurnId) {
         let audio = std::mem::take(&mut self.pending);
-        self.committed.insert(turn, audio);
+        self.committed.entry(turn).or_default().extend(audio);
     }
 
     /// The audio appended since the last commit is not a turn after all (the commit was

@@ -7,6 +7,7 @@
 //! * [`speech`] — the synthesizer: the Speech API, streamed PCM.
 //! * [`conversation`] — the speech-to-speech pipeline's one upstream: a Realtime
 //!   conversation WebSocket per session, sharing the transcriber's socket code.
+//! * [`warm`] — opens the LLM and speech connections when a user starts speaking.
 //!
 //! The session talks to these three roles, never to raw HTTP, so another provider or pipeline
 //! can stand in for any of them.
@@ -18,6 +19,7 @@ pub mod realtime;
 pub mod speech;
 pub mod speech_format;
 pub(crate) mod sse;
+pub mod warm;
 
 use std::time::Duration;
 
@@ -339,6 +341,10 @@ pub fn retry_delay(error: &UpstreamError, retry: u32, rng: &mut impl Rng) -> Opt
     Some(exponential.mul_f64(rng.random_range(0.75..=1.0)))
 }
 
+/// How long the shared HTTP client keeps an idle connection (reqwest's default, made
+/// explicit): long enough to span a user's thinking pause between turns.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// Builds the shared HTTP client: HTTP/1.1 and HTTP/2 with a connection pool, so the pipelined
 /// TTS requests of one answer reuse warm connections. `connect_timeout` bounds the TCP and TLS
 /// handshake of each attempt.
@@ -346,7 +352,7 @@ pub fn http_client(connect_timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .build()
         .expect("the TLS backend initializes")
 }
