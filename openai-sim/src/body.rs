@@ -70,19 +70,22 @@ impl Tracker {
         self.at
     }
 
-    /// Records the final outcome (the first final outcome recorded wins).
+    /// Records the final outcome and when it came (the first final outcome recorded wins).
     pub(crate) fn finish(&mut self, outcome: Outcome) {
         self.finished = true;
+        let at_ms = self.shared.now_ms();
         self.shared
-            .update_http(self.at, |record| record.finish(outcome));
+            .update_http(self.at, |record| record.finish(outcome, at_ms));
     }
 }
 
 impl Drop for Tracker {
+    /// Hyper drops the handler's future (before the headers) or the response body (while
+    /// streaming) as soon as it sees the connection close, even while the producer sleeps
+    /// until its next chunk: this is the moment the simulator saw the client go away.
     fn drop(&mut self) {
         if !self.finished {
-            self.shared
-                .update_http(self.at, |record| record.finish(Outcome::ClientClosed));
+            self.finish(Outcome::ClientClosed);
         }
     }
 }

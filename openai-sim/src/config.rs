@@ -52,8 +52,14 @@ pub struct SimConfig {
     /// header is always a 401. Never serialized.
     #[serde(skip_serializing)]
     pub api_key: Option<String>,
-    /// Realtime: how long the WebSocket handshake takes (TCP, TLS and the upgrade to a
-    /// distant service are not free), in ms; `0` answers at once.
+    /// Every new TCP connection (HTTP or WebSocket alike): how long its setup takes, in ms,
+    /// as TCP and TLS to a distant service do. The simulator reads nothing on a connection
+    /// for this long after accepting it, so the first request on a connection waits this
+    /// much more and later requests on the same keep-alive connection do not; connections
+    /// set up concurrently. Read when a connection is accepted. `0` (the default): no wait.
+    pub handshake_ms: u64,
+    /// Realtime: how long the WebSocket handshake takes (the upgrade to a distant service is
+    /// not free), in ms, on top of the connection's `handshake_ms`; `0` answers at once.
     pub realtime_handshake_ms: u64,
     /// Realtime: commit → first `conversation.item.input_audio_transcription.delta`, in ms
     /// (file transcription: the wait before the first byte or delta). The part of the wait
@@ -286,6 +292,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         Self {
             api_key: None,
+            handshake_ms: 0,
             realtime_handshake_ms: 0,
             stt_first_delta_ms: DEFAULT_STT_FIRST_DELTA_MS,
             stt_ms_per_audio_s: 0,
@@ -317,6 +324,8 @@ impl fmt::Debug for SimConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SimConfig")
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("handshake_ms", &self.handshake_ms)
+            .field("realtime_handshake_ms", &self.realtime_handshake_ms)
             .field("stt_first_delta_ms", &self.stt_first_delta_ms)
             .field("stt_ms_per_audio_s", &self.stt_ms_per_audio_s)
             .field("stt_delta_interval_ms", &self.stt_delta_interval_ms)

@@ -12,7 +12,7 @@
 //! | `POST /_sim/replies` | `{"text": "..."}` or `{"texts": [...]}` | `{"queued": n}` |
 //! | `POST /_sim/faults` | `{"stage": "chat", "fault": {...}}` or `{"stage": ..., "preset": "rate_limited"}` | `{"queued": n, "fault": {...}}` |
 //! | `GET /_sim/faults` | | the faults still queued, per stage |
-//! | `GET /_sim/records` | `?audio=false` leaves out the audio bytes | the [`Records`](super::Records) |
+//! | `GET /_sim/records` | `?audio=false` leaves out the audio bytes | the [`Records`](super::Records), plus `now_ms`, the records' clock when answered |
 //! | `POST /_sim/reset` | | scripts, faults and records emptied, starting configuration back |
 //!
 //! Errors use OpenAI's envelope: 400 `invalid_request_error` naming what is wrong.
@@ -219,6 +219,8 @@ async fn get_records(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuer
         .split('&')
         .any(|pair| pair == "audio=false" || pair == "audio=0");
     let mut records = serde_json::to_value(shared.records()).unwrap_or_default();
+    // The clock of `received_ms`/`ended_ms`, for a client in another process.
+    records["now_ms"] = json!(shared.now_ms());
     if without_audio {
         for list in ["realtime", "speech", "transcription"] {
             for record in records[list].as_array_mut().into_iter().flatten() {

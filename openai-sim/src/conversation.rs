@@ -549,6 +549,7 @@ impl Conversation {
                 reply: reply.clone(),
                 status: "in_progress".to_owned(),
                 fault: fault.clone(),
+                started_ms: self.link.shared.now_ms(),
                 ..ResponseRecord::default()
             });
         });

@@ -61,12 +61,15 @@ pub(crate) fn accept(
         None => Value::String(String::from_utf8_lossy(raw).into_owned()),
     };
     let authorization = header_text(headers, "authorization");
+    let received_ms = shared.now_ms();
     let at = match api {
-        Api::Chat => shared.add_chat(ChatRecord::new(authorization, recorded)),
-        Api::Speech => shared.add_speech(SpeechRecord::new(authorization, recorded)),
-        Api::Transcription => {
-            shared.add_transcription(TranscriptionRecord::new(authorization, recorded))
-        }
+        Api::Chat => shared.add_chat(ChatRecord::new(authorization, recorded, received_ms)),
+        Api::Speech => shared.add_speech(SpeechRecord::new(authorization, recorded, received_ms)),
+        Api::Transcription => shared.add_transcription(TranscriptionRecord::new(
+            authorization,
+            recorded,
+            received_ms,
+        )),
     };
     let tracker = Tracker::new(Arc::clone(shared), at);
     if let Err(error) = shared.authorize(bearer(headers)) {

@@ -55,7 +55,9 @@
 //!   token splitting, the echo reply; `models` — the model list and checks; `params` — the
 //!   readers of request parameters;
 //! * `link` and `input` — what both kinds of Realtime session share: the way to the client
-//!   and the records, and the input audio buffer with its turn detection.
+//!   and the records, and the input audio buffer with its turn detection;
+//! * `listener` — accepts connections: `TCP_NODELAY`, the connection count, and the setup
+//!   cost of a new connection ([`SimConfig::handshake_ms`]).
 
 mod body;
 mod chat;
@@ -67,6 +69,7 @@ mod fault;
 mod http;
 mod input;
 mod link;
+mod listener;
 mod models;
 mod params;
 mod realtime;
@@ -88,7 +91,6 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use futures_util::StreamExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -131,12 +133,7 @@ impl Simulator {
         let shared = Arc::new(Shared::new(config));
         let app = router(Arc::clone(&shared));
         let shutdown = shared.shutdown.clone();
-        // Small SSE events and audio chunks must leave at once, not wait for Nagle.
-        let listener = listener.tap_io(|stream| {
-            if let Err(error) = stream.set_nodelay(true) {
-                tracing::debug!(%error, "could not set TCP_NODELAY");
-            }
-        });
+        let listener = listener::SimListener::new(listener, Arc::clone(&shared));
         let server = tokio::spawn(async move {
             let serve =
                 axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
@@ -217,6 +214,13 @@ impl Simulator {
     /// A snapshot of everything recorded so far.
     pub fn records(&self) -> Records {
         self.shared.records()
+    }
+
+    /// Milliseconds since the simulator started: the clock of the moments in the records
+    /// (`received_ms`, `ended_ms`, `started_ms`), so a client in the same process can place
+    /// its own moments (say, when it cancelled) on it.
+    pub fn now_ms(&self) -> f64 {
+        self.shared.now_ms()
     }
 
     /// Waits until `condition` holds on the records, or `timeout` passes. Wakes on every

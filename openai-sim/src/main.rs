@@ -35,7 +35,11 @@ struct Cli {
     /// Require this bearer token (otherwise any token is accepted).
     #[arg(long, env = "SIM_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
-    /// Realtime: how long the WebSocket handshake takes, ms.
+    /// Every new TCP connection: its setup time (TCP and TLS to a distant service), ms; the
+    /// first request on a connection waits this long, later ones on it do not (default 0).
+    #[arg(long, env = "SIM_HANDSHAKE_MS")]
+    handshake_ms: Option<u64>,
+    /// Realtime: how long the WebSocket handshake takes, ms (after the connection setup).
     #[arg(long, env = "SIM_REALTIME_HANDSHAKE_MS")]
     realtime_handshake_ms: Option<u64>,
     /// Realtime: commit → first transcription delta, ms.
@@ -106,6 +110,7 @@ impl Cli {
         let defaults = SimConfig::default();
         let config = SimConfig {
             api_key: self.api_key.clone(),
+            handshake_ms: self.handshake_ms.unwrap_or(defaults.handshake_ms),
             realtime_handshake_ms: self
                 .realtime_handshake_ms
                 .unwrap_or(defaults.realtime_handshake_ms),
@@ -213,5 +218,14 @@ mod tests {
         let defaults = Cli::try_parse_from(["openai-sim"]).expect("no flags");
         let config = defaults.config().expect("a configuration");
         assert_eq!((config.stt_ms_per_audio_s, config.default_reply), (0, None));
+        assert_eq!(config.handshake_ms, 0);
+    }
+
+    #[test]
+    fn the_handshake_flag_reaches_the_config() {
+        let cli = Cli::try_parse_from(["openai-sim", "--handshake-ms", "120"]).expect("valid");
+        let config = cli.config().expect("a configuration");
+        assert_eq!(config.handshake_ms, 120);
+        assert_eq!(config.realtime_handshake_ms, 0, "the upgrade adds nothing");
     }
 }

@@ -7,6 +7,10 @@
 //!
 //! The JSON form (serde, `GET /_sim/records`) has the same field names; byte fields (`audio`,
 //! `synthesized`, `sent`) are base64 strings, outcomes snake case (`"client_closed"`).
+//!
+//! Moments (`received_ms`, `ended_ms`, `started_ms`) are milliseconds since the simulator
+//! started, on the clock of [`Simulator::now_ms`](super::Simulator::now_ms) (the control
+//! surface's records carry the same clock's `now_ms`), fractional.
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -25,6 +29,9 @@ pub struct Records {
     pub speech: Vec<SpeechRecord>,
     /// File transcription requests.
     pub transcription: Vec<TranscriptionRecord>,
+    /// TCP connections accepted (HTTP and WebSocket alike), so a test can tell a client that
+    /// reused a warm keep-alive connection from one that opened a new one.
+    pub connections_accepted: u64,
 }
 
 impl Records {
@@ -83,7 +90,7 @@ pub struct RealtimeRecord {
 }
 
 /// One response of a Realtime conversation session.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ResponseRecord {
     /// The `resp_…` id.
     pub id: String,
@@ -105,6 +112,13 @@ pub struct ResponseRecord {
     pub status_reason: Option<String>,
     /// The fault it took, if any.
     pub fault: Option<Fault>,
+    /// When it started (`response.create`, or the VAD commit that started it), ms since the
+    /// simulator started.
+    pub started_ms: f64,
+    /// When it stopped sending, ms since the simulator started: its `response.done` was
+    /// decided (completed, cancelled — the cancel seen at its next event —, failed), a fault
+    /// cut it off, or the connection ended. `None` while it runs.
+    pub ended_ms: Option<f64>,
 }
 
 /// A successful `conversation.item.truncate`.
@@ -191,6 +205,14 @@ pub struct ChatRecord {
     pub fault: Option<Fault>,
     /// The full reply text the simulator planned to send (before any fault or truncation).
     pub reply: Option<String>,
+    /// When the request reached its handler, ms since the simulator started (Chat and Speech
+    /// have their whole body by then; a file transcription reads its upload afterwards).
+    pub received_ms: f64,
+    /// When it ended, ms since the simulator started: answered in full, failed, rejected, or
+    /// the moment the simulator saw the client go away (hyper dropped the response or the
+    /// request on the closed connection, even in the middle of a long wait). `None` while
+    /// in progress.
+    pub ended_ms: Option<f64>,
 }
 
 /// One Speech request.
@@ -215,6 +237,14 @@ pub struct SpeechRecord {
     pub sent: Vec<u8>,
     /// The size of every body chunk handed to the socket (SSE: audio bytes per delta).
     pub sent_chunks: Vec<usize>,
+    /// When the request reached its handler, ms since the simulator started (Chat and Speech
+    /// have their whole body by then; a file transcription reads its upload afterwards).
+    pub received_ms: f64,
+    /// When it ended, ms since the simulator started: answered in full, failed, rejected, or
+    /// the moment the simulator saw the client go away (hyper dropped the response or the
+    /// request on the closed connection, even in the middle of a long wait). `None` while
+    /// in progress.
+    pub ended_ms: Option<f64>,
 }
 
 /// One file transcription request (`POST /v1/audio/transcriptions`).
@@ -241,10 +271,18 @@ pub struct TranscriptionRecord {
     pub transcript: Option<String>,
     /// Whether it answered with an SSE stream.
     pub streamed: bool,
+    /// When the request reached its handler, ms since the simulator started (Chat and Speech
+    /// have their whole body by then; a file transcription reads its upload afterwards).
+    pub received_ms: f64,
+    /// When it ended, ms since the simulator started: answered in full, failed, rejected, or
+    /// the moment the simulator saw the client go away (hyper dropped the response or the
+    /// request on the closed connection, even in the middle of a long wait). `None` while
+    /// in progress.
+    pub ended_ms: Option<f64>,
 }
 
 impl TranscriptionRecord {
-    pub(crate) fn new(authorization: Option<String>, body: Value) -> Self {
+    pub(crate) fn new(authorization: Option<String>, body: Value, received_ms: f64) -> Self {
         Self {
             authorization,
             body,
@@ -256,12 +294,14 @@ impl TranscriptionRecord {
             fault: None,
             transcript: None,
             streamed: false,
+            received_ms,
+            ended_ms: None,
         }
     }
 }
 
 impl ChatRecord {
-    pub(crate) fn new(authorization: Option<String>, body: Value) -> Self {
+    pub(crate) fn new(authorization: Option<String>, body: Value, received_ms: f64) -> Self {
         Self {
             authorization,
             body,
@@ -269,12 +309,14 @@ impl ChatRecord {
             outcome: Outcome::InProgress,
             fault: None,
             reply: None,
+            received_ms,
+            ended_ms: None,
         }
     }
 }
 
 impl SpeechRecord {
-    pub(crate) fn new(authorization: Option<String>, body: Value) -> Self {
+    pub(crate) fn new(authorization: Option<String>, body: Value, received_ms: f64) -> Self {
         Self {
             authorization,
             body,
@@ -284,6 +326,8 @@ impl SpeechRecord {
             synthesized: Bytes::new(),
             sent: Vec::new(),
             sent_chunks: Vec::new(),
+            received_ms,
+            ended_ms: None,
         }
     }
 }
@@ -324,8 +368,9 @@ impl RecordRef {
 /// The parts of a chat or speech record an HTTP handler updates.
 pub(crate) trait HttpRecord {
     fn set_status(&mut self, status: u16);
-    /// Sets the outcome unless one is already final: the first ending wins.
-    fn finish(&mut self, outcome: Outcome);
+    /// Sets the outcome, and `ended_ms` to `at_ms`, unless one is already final: the first
+    /// ending wins.
+    fn finish(&mut self, outcome: Outcome, at_ms: f64);
     fn set_fault(&mut self, fault: Fault);
 }
 
@@ -335,9 +380,10 @@ macro_rules! impl_http_record {
             fn set_status(&mut self, status: u16) {
                 self.status = status;
             }
-            fn finish(&mut self, outcome: Outcome) {
-                if !self.outcome.is_final() {
+            fn finish(&mut self, outcome: Outcome, at_ms: f64) {
+                if !self.outcome.is_final() && outcome.is_final() {
                     self.outcome = outcome;
+                    self.ended_ms = Some(at_ms);
                 }
             }
             fn set_fault(&mut self, fault: Fault) {

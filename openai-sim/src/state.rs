@@ -11,6 +11,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use axum::http::HeaderMap;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::config::SimConfig;
@@ -41,6 +42,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     /// Counts requests and turns, to derive a distinct seed for each.
     streams: AtomicU64,
+    /// When the simulator started: the origin of every moment in the records.
+    started: Instant,
 }
 
 /// The records and their generation, bumped by every reset.
@@ -75,7 +78,13 @@ impl Shared {
             changes: watch::Sender::new(0),
             shutdown: CancellationToken::new(),
             streams: AtomicU64::new(0),
+            started: Instant::now(),
         }
+    }
+
+    /// Milliseconds since the simulator started, the clock of the records' moments.
+    pub(crate) fn now_ms(&self) -> f64 {
+        self.started.elapsed().as_secs_f64() * 1000.0
     }
 
     pub(crate) fn config(&self) -> SimConfig {
@@ -191,6 +200,13 @@ impl Shared {
     /// Whether records are being kept ([`SimConfig::recording`]).
     pub(crate) fn recording(&self) -> bool {
         lock(&self.config).recording
+    }
+
+    /// Counts an accepted TCP connection, if recording.
+    pub(crate) fn count_connection(&self) {
+        if self.recording() {
+            self.record(|store| store.records.connections_accepted += 1);
+        }
     }
 
     pub(crate) fn add_realtime(&self, record: RealtimeRecord) -> RecordRef {
@@ -327,7 +343,7 @@ mod tests {
             recording: false,
             ..SimConfig::default()
         });
-        let at = shared.add_chat(ChatRecord::new(None, serde_json::Value::Null));
+        let at = shared.add_chat(ChatRecord::new(None, serde_json::Value::Null, 0.0));
         shared.update_http(at, |record| record.set_status(500));
         assert!(shared.records().chat.is_empty());
     }
@@ -347,13 +363,13 @@ mod tests {
     #[test]
     fn a_reset_detaches_requests_in_flight() {
         let shared = Shared::new(SimConfig::default());
-        let old = shared.add_chat(ChatRecord::new(None, serde_json::Value::Null));
+        let old = shared.add_chat(ChatRecord::new(None, serde_json::Value::Null, 0.0));
         shared.push_reply("scripted".into());
         shared.update_config(|config| config.quirks = false);
         shared.reset();
         assert!(shared.pop_reply().is_none());
         assert!(shared.config().quirks, "the starting configuration is back");
-        let new = shared.add_chat(ChatRecord::new(None, serde_json::Value::Null));
+        let new = shared.add_chat(ChatRecord::new(None, serde_json::Value::Null, 0.0));
         shared.update_http(old, |record| record.set_status(500));
         shared.update_http(new, |record| record.set_status(201));
         let records = shared.records();

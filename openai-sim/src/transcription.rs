@@ -63,6 +63,7 @@ pub(crate) async fn handle(
     let at = shared.add_transcription(TranscriptionRecord::new(
         header_text(&headers, "authorization"),
         Value::Object(Map::new()),
+        shared.now_ms(),
     ));
     let mut tracker = body::Tracker::new(Arc::clone(&shared), at);
     if let Err(error) = shared.authorize(http::bearer(&headers)) {

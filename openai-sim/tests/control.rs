@@ -185,6 +185,11 @@ async fn control_serves_the_records_as_json() {
     assert_eq!(chat["status"], 200);
     assert_eq!(chat["outcome"], "completed");
     assert_eq!(chat["reply"], json!(rust.chat[0].reply));
+    assert_eq!(chat["received_ms"], json!(rust.chat[0].received_ms));
+    assert_eq!(chat["ended_ms"], json!(rust.chat[0].ended_ms));
+    assert!(chat["ended_ms"].as_f64() <= records["now_ms"].as_f64());
+    // The chat and speech requests, and this one: each on a connection of its own.
+    assert_eq!(records["connections_accepted"], 3);
     let speech = &records["speech"][0];
     assert_eq!(speech["outcome"], "completed");
     let sent = BASE64
@@ -280,9 +285,16 @@ async fn control_reset_forgets_scripts_faults_records_and_config_changes() {
     control_json(&sim, Method::PATCH, "/config", Some(json!({"seed": 42}))).await;
     let reset = control_json(&sim, Method::POST, "/reset", None).await;
     assert_eq!(reset, json!({"reset": true}));
-    let records = control_json(&sim, Method::GET, "/records", None).await;
+    let mut records = control_json(&sim, Method::GET, "/records", None).await;
+    let now_ms = records
+        .as_object_mut()
+        .and_then(|records| records.remove("now_ms"));
+    assert!(now_ms.is_some_and(|ms| ms.as_f64().is_some_and(|ms| ms > 0.0)));
     let empty = json!({"realtime": [], "chat": [], "speech": [], "transcription": []});
-    assert_eq!(records, empty);
+    let mut no_records = empty.clone();
+    // Only the connection that asked for them since the reset.
+    no_records["connections_accepted"] = json!(1);
+    assert_eq!(records, no_records);
     let pending = control_json(&sim, Method::GET, "/faults", None).await;
     assert_eq!(pending, empty);
     assert_eq!(

@@ -367,6 +367,7 @@ async fn a_cancel_stops_the_response_and_a_second_one_is_refused() {
     let (sim, mut ws) = long_response().await;
     let started = events_until(&mut ws, "response.output_audio.delta").await;
     let response_id = started[0]["response"]["id"].clone();
+    let cancelling_ms = sim.now_ms();
     send(&mut ws, json!({"type": "response.cancel"})).await;
     let rest = events_until(&mut ws, "response.done").await;
     let events = [started, rest].concat();
@@ -417,6 +418,13 @@ async fn a_cancel_stops_the_response_and_a_second_one_is_refused() {
     assert_eq!(response.status_reason.as_deref(), Some("client_cancelled"));
     assert_eq!(response.transcript_sent, sent);
     assert!(response.audio_ms_sent < (full.len() / BYTES_PER_MS) as u64);
+    assert!(response.started_ms <= cancelling_ms, "{response:?}");
+    assert!(
+        response
+            .ended_ms
+            .is_some_and(|ended_ms| ended_ms >= cancelling_ms),
+        "it stopped once the cancel came: {response:?}"
+    );
 }
 
 #[tokio::test]
@@ -794,10 +802,20 @@ async fn a_drop_fault_ends_the_socket_without_a_close_frame() {
     let (sim, mut ws) = faulty_session(Fault::Drop { after: 5 }).await;
     create_response(&mut ws).await;
     expect_abrupt_end(&mut ws).await;
-    let records = wait(&sim, |records| records.realtime[0].closed).await;
+    let records = wait(&sim, |records| {
+        records.realtime[0].closed
+            && records.realtime[0]
+                .responses
+                .first()
+                .is_some_and(|response| response.ended_ms.is_some())
+    })
+    .await;
     let record = &records.realtime[0];
     assert_eq!(record.sent_count("response.done"), 0);
-    assert_eq!(record.responses[0].status, "in_progress");
+    assert_eq!(
+        record.responses[0].status, "in_progress",
+        "no status, but an end"
+    );
 
     // Input audio: the connection drops once this much was appended.
     sim.inject(SimStage::Realtime, Fault::DropAfterAudio { bytes: 4_800 });

@@ -16,6 +16,14 @@ use support::*;
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+/// A token every 100 s: a stream between two tokens stays there well past [`DEADLINE`].
+const GLACIAL_TOKENS_PER_SECOND: f64 = 0.01;
+/// Speech at a thousandth of playback speed: every chunk after the first is due well past
+/// [`DEADLINE`].
+const GLACIAL_REALTIME_FACTOR: f64 = 0.001;
+/// A first byte of speech due well past [`DEADLINE`].
+const GLACIAL_FIRST_BYTE_MS: u64 = 100_000;
+
 /// The `data:` payloads of an SSE body in the default framing (`data: ...` and a blank line),
 /// in order; anything framed otherwise is left out.
 fn sse_payloads(body: &[u8]) -> Vec<String> {
@@ -563,6 +571,92 @@ async fn realtime_out_of_order_completes_the_second_turn_first() {
     assert_eq!(completed[1]["transcript"], "first");
 }
 
+#[tokio::test]
+async fn realtime_items_committed_back_to_back_are_transcribed_concurrently() {
+    // A second of audio costs a second of transcription: the long first piece (2 s) is still
+    // being transcribed when the short last one (0.2 s), committed right after, is done,
+    // unless a piece waits for the ones before it.
+    let sim = start(SimConfig {
+        stt_first_delta_ms: 0,
+        stt_ms_per_audio_s: 1_000,
+        ..plain()
+    })
+    .await;
+    let transcripts = ["The first piece of", "the same utterance", "ends here."];
+    for transcript in transcripts {
+        sim.script_transcript(transcript);
+    }
+    let mut ws = transcription_session(&sim).await;
+    configure(&mut ws, Value::Null).await;
+    // The proxy's pieces at the user's short pauses: 2 s, then 1.5 s, then a short last one.
+    for ms in [2_000, 1_500, 200] {
+        append_and_commit(&mut ws, &tone(ms, 0.3)).await;
+    }
+    let mut events = Vec::new();
+    while of_type(&events, COMPLETED).len() < transcripts.len() {
+        events.push(next_event(&mut ws).await);
+    }
+    let committed: Vec<&str> = of_type(&events, "input_audio_buffer.committed")
+        .iter()
+        .map(|event| event["item_id"].as_str().expect("an item id"))
+        .collect();
+    assert_eq!(committed.len(), 3, "committed in commit order");
+    for (index, item_id) in committed.iter().enumerate() {
+        let of_item: Vec<&Value> = events
+            .iter()
+            .filter(|event| event["item_id"] == *item_id)
+            .collect();
+        let completed = of_item
+            .iter()
+            .position(|event| event["type"] == COMPLETED)
+            .expect("completed");
+        let deltas: String = of_item[..completed]
+            .iter()
+            .filter(|event| event["type"] == DELTA)
+            .map(|event| event["delta"].as_str().expect("a delta"))
+            .collect();
+        assert_eq!(
+            deltas, transcripts[index],
+            "its own deltas, before its completed"
+        );
+        assert_eq!(of_item[completed]["transcript"], transcripts[index]);
+        assert!(
+            of_item[completed + 1..]
+                .iter()
+                .all(|event| event["type"] != DELTA),
+            "no delta after its completed"
+        );
+        if index > 0 {
+            assert_eq!(
+                events[position_of(&events, "input_audio_buffer.committed", item_id)]["previous_item_id"],
+                committed[index - 1]
+            );
+        }
+    }
+    let completed_order: Vec<&str> = of_type(&events, COMPLETED)
+        .iter()
+        .map(|event| event["item_id"].as_str().expect("an item id"))
+        .collect();
+    let done_at = |item_id: &str| completed_order.iter().position(|id| *id == item_id);
+    assert!(
+        done_at(committed[2]) < done_at(committed[0]),
+        "the short last piece does not wait for the long first one: {completed_order:?}"
+    );
+}
+
+/// `…input_audio_transcription.completed`.
+const COMPLETED: &str = "conversation.item.input_audio_transcription.completed";
+/// `…input_audio_transcription.delta`.
+const DELTA: &str = "conversation.item.input_audio_transcription.delta";
+
+/// Where the event of type `kind` about item `item_id` is.
+fn position_of(events: &[Value], kind: &str, item_id: &str) -> usize {
+    events
+        .iter()
+        .position(|event| event["type"] == kind && event["item_id"] == item_id)
+        .unwrap_or_else(|| panic!("no {kind} for {item_id}"))
+}
+
 // --- Chat Completions ---
 
 #[tokio::test]
@@ -797,9 +891,9 @@ async fn chat_drop_fault_cuts_the_stream_without_done() {
 }
 
 #[tokio::test]
-async fn chat_client_that_leaves_is_recorded() {
+async fn chat_client_that_leaves_is_recorded_when_it_leaves() {
     let sim = start(SimConfig {
-        llm_tokens_per_second: 20.0,
+        llm_tokens_per_second: GLACIAL_TOKENS_PER_SECOND,
         ..plain()
     })
     .await;
@@ -810,9 +904,56 @@ async fn chat_client_that_leaves_is_recorded() {
         .await
         .expect("a first chunk")
         .expect("not the end");
+    let leaving_ms = sim.now_ms();
     drop(response);
+    // The next token is due long after the deadline: only the closed connection can end it.
     let records = wait(&sim, |records| records.chat[0].outcome.is_final()).await;
-    assert_eq!(records.chat[0].outcome, Outcome::ClientClosed);
+    let record = &records.chat[0];
+    assert_eq!(record.outcome, Outcome::ClientClosed);
+    let ended_ms = record.ended_ms.expect("the end is recorded");
+    assert!(ended_ms >= record.received_ms, "{record:?}");
+    assert!(
+        ended_ms >= leaving_ms,
+        "seen after the client left: {record:?}"
+    );
+}
+
+#[tokio::test]
+async fn chat_and_speech_record_when_they_arrived_and_ended() {
+    let sim = start(plain()).await;
+    let before_ms = sim.now_ms();
+    let (bytes, error) =
+        read_body(post(&sim, "/chat/completions", &bare_chat_body(true)).await).await;
+    assert!(error.is_none() && !bytes.is_empty());
+    body_bytes(post(&sim, "/audio/speech", &speech_body("Timed.")).await).await;
+    let rejected = post(&sim, "/audio/speech", &json!({"model": "gpt-4o-mini-tts"})).await;
+    assert_eq!(rejected.status(), 400);
+    let records = wait(&sim, |records| {
+        records.chat.iter().all(|r| r.outcome.is_final())
+            && records.speech.len() == 2
+            && records.speech.iter().all(|r| r.outcome.is_final())
+    })
+    .await;
+    let chat = &records.chat[0];
+    let speech = &records.speech[0];
+    let refused = &records.speech[1];
+    assert_eq!(
+        (chat.outcome, speech.outcome, refused.outcome),
+        (Outcome::Completed, Outcome::Completed, Outcome::Rejected)
+    );
+    assert!(chat.received_ms >= before_ms);
+    for (received_ms, ended_ms) in [
+        (chat.received_ms, chat.ended_ms),
+        (speech.received_ms, speech.ended_ms),
+        (refused.received_ms, refused.ended_ms),
+    ] {
+        assert!(ended_ms.is_some_and(|ended_ms| ended_ms >= received_ms));
+    }
+    assert!(
+        speech.received_ms >= chat.ended_ms.expect("ended"),
+        "one after the other"
+    );
+    assert!(sim.now_ms() >= refused.ended_ms.expect("ended"));
 }
 
 #[tokio::test]
@@ -997,7 +1138,7 @@ async fn speech_without_quirks_keeps_whole_samples() {
 #[tokio::test]
 async fn speech_client_that_leaves_is_recorded() {
     let sim = start(SimConfig {
-        tts_realtime_factor: 1.0,
+        tts_realtime_factor: GLACIAL_REALTIME_FACTOR,
         ..plain()
     })
     .await;
@@ -1015,6 +1156,42 @@ async fn speech_client_that_leaves_is_recorded() {
     assert_eq!(record.outcome, Outcome::ClientClosed);
     assert!(record.sent.len() < record.synthesized.len());
     assert_eq!(&record.sent[..first.len()], first.as_ref());
+    assert!(
+        record
+            .ended_ms
+            .is_some_and(|ended_ms| ended_ms >= record.received_ms)
+    );
+}
+
+#[tokio::test]
+async fn speech_client_that_leaves_during_the_first_byte_wait_is_seen_at_once() {
+    let sim = start(SimConfig {
+        tts_first_byte_ms: GLACIAL_FIRST_BYTE_MS,
+        ..plain()
+    })
+    .await;
+    let url = format!("{}/audio/speech", sim.base_url());
+    let client = tokio::spawn(async move {
+        http()
+            .post(url)
+            .bearer_auth(KEY)
+            .json(&speech_body("Never waited for."))
+            .send()
+            .await
+    });
+    wait(&sim, |records| !records.speech.is_empty()).await;
+    let leaving_ms = sim.now_ms();
+    client.abort();
+    // The headers are due long after the deadline: only the closed connection can end it.
+    let records = wait(&sim, |records| records.speech[0].outcome.is_final()).await;
+    let record = &records.speech[0];
+    assert_eq!(record.outcome, Outcome::ClientClosed);
+    assert!(record.sent.is_empty());
+    let ended_ms = record.ended_ms.expect("the end is recorded");
+    assert!(
+        ended_ms >= leaving_ms && leaving_ms >= record.received_ms,
+        "{record:?}"
+    );
 }
 
 #[tokio::test]

@@ -92,10 +92,18 @@ pub(super) struct Link {
 /// Runs a response until it is done, or until the connection ends.
 pub(super) async fn run(plan: ResponsePlan, link: Link) {
     let done = link.done.clone();
+    let ledger = Arc::clone(&link.ledger);
+    let response_id = plan.response_id.clone();
     let mut streamer = Streamer::new(plan, link);
     tokio::select! {
         () = streamer.respond() => {}
-        () = done.cancelled() => {}
+        () = done.cancelled() => {
+            // The connection ended mid-response: that is when it stopped.
+            let at_ms = ledger.shared.now_ms();
+            ledger.update_response(&response_id, |record| {
+                record.ended_ms.get_or_insert(at_ms);
+            });
+        }
     }
 }
 
@@ -394,7 +402,8 @@ impl Streamer {
 
     /// The response is over (or cut off): the conversation keeps what was said, the session
     /// may start another response, and the record gets its final status (`None`: the status
-    /// stays `in_progress`, since no `response.done` will come).
+    /// stays `in_progress`, since no `response.done` will come) and its `ended_ms` (the first
+    /// settle's).
     fn settle(&mut self, outcome: Option<(&str, Option<&str>)>) {
         let transcript = self.transcript_sent.clone();
         let id = self.plan.response_id.clone();
@@ -409,8 +418,10 @@ impl Streamer {
                 dialogue.active = None;
             }
         });
+        let at_ms = self.link.ledger.shared.now_ms();
         self.link.ledger.update_response(&id, |record| {
             record.transcript_sent = transcript;
+            record.ended_ms.get_or_insert(at_ms);
             if let Some((status, reason)) = outcome {
                 record.status = status.to_owned();
                 record.status_reason = reason.map(str::to_owned);
