@@ -303,6 +303,11 @@ pub struct Cli {
     #[arg(long, env = "WARM_CONNECTIONS", default_value_t = true, action = clap::ArgAction::Set)]
     pub warm_connections: bool,
 
+    /// The shortest first clause of an answer sent to speech on its own, in speakable
+    /// characters: the answer's first audio waits for it. Later segments are whole sentences.
+    #[arg(long, env = "FIRST_CLAUSE_MIN_CHARS", default_value_t = crate::speakable::DEFAULT_FIRST_CLAUSE_MIN_CHARS)]
+    pub first_clause_min_chars: usize,
+
     /// How long a started upstream stream may go without data before it counts as stalled, in
     /// milliseconds. The transcription socket is pinged three times per this period and given
     /// up when it answers nothing for all of it.
@@ -483,6 +488,8 @@ pub struct Config {
     pub speculative_start: bool,
     /// Warm the LLM and speech connections when the user starts speaking.
     pub warm_connections: bool,
+    /// The shortest first clause sent to speech on its own.
+    pub first_clause_min_chars: usize,
     /// A started upstream stream silent this long counts as stalled.
     pub upstream_stall_timeout: Duration,
     /// How long a finished turn may wait for its transcript.
@@ -597,6 +604,7 @@ impl Default for Config {
             commit_at_pauses: true,
             speculative_start: true,
             warm_connections: true,
+            first_clause_min_chars: crate::speakable::DEFAULT_FIRST_CLAUSE_MIN_CHARS,
             upstream_stall_timeout: defaults::UPSTREAM_STALL_TIMEOUT,
             transcript_timeout: defaults::TRANSCRIPT_TIMEOUT,
             browser_send_timeout: defaults::BROWSER_SEND_TIMEOUT,
@@ -643,6 +651,7 @@ impl TryFrom<Cli> for Config {
             commit_at_pauses: cli.commit_at_pauses,
             speculative_start: cli.speculative_start,
             warm_connections: cli.warm_connections,
+            first_clause_min_chars: cli.first_clause_min_chars,
             upstream_stall_timeout: Duration::from_millis(cli.upstream_stall_timeout_ms),
             transcript_timeout: Duration::from_millis(cli.transcript_timeout_ms),
             browser_send_timeout: Duration::from_millis(cli.browser_send_timeout_ms),

@@ -249,6 +249,7 @@ impl AppState {
                     http.clone(),
                     upstream.clone(),
                 )),
+                first_clause_min_chars: config.first_clause_min_chars,
             },
             agent: (config.pipeline == crate::config::PipelineKind::SpeechToSpeech).then(|| {
                 crate::upstream::conversation::Agent::new(

@@ -410,6 +410,8 @@ impl Session {
             ClientMessage::SpeechStopped => {
                 self.speech_activity();
                 self.pad_silence_for_the_upstream_vad();
+                // Whatever is batched goes up now: the upstream's VAD must hear the end.
+                let _ = self.transcriber.flush();
                 self.apply(Input::ClientSpeechStopped).await;
             }
             ClientMessage::PlaybackProgress {

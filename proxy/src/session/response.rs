@@ -92,6 +92,8 @@ pub(crate) struct Pipeline {
     pub synthesizer: Synthesizer,
     /// Opens their connections ahead of a turn.
     pub warmer: Arc<Warmer>,
+    /// The shortest first clause sent to TTS on its own, in speakable chars.
+    pub first_clause_min_chars: usize,
 }
 
 /// One sentence on its way: its text and its audio as it arrives.
@@ -129,7 +131,17 @@ impl Pipeline {
             started: false,
         };
         let reporter = Reporter { id, events };
-        let writer = write_text(&self.responder, &messages, &reporter, &mut sentences);
+        let splitter = SplitterConfig {
+            first_clause_min_chars: self.first_clause_min_chars,
+            ..SplitterConfig::default()
+        };
+        let writer = write_text(
+            &self.responder,
+            &messages,
+            splitter,
+            &reporter,
+            &mut sentences,
+        );
         let speaker = speak(id, jobs_rx, &reporter, &audio, hold);
         tokio::pin!(writer, speaker);
         let mut writing = true;
@@ -169,10 +181,11 @@ impl Reporter {
 async fn write_text(
     responder: &Responder,
     messages: &[ChatMessage],
+    splitter: SplitterConfig,
     reporter: &Reporter,
     sentences: &mut SentenceQueue,
 ) {
-    let mut splitter = SentenceSplitter::new(SplitterConfig::default());
+    let mut splitter = SentenceSplitter::new(splitter);
     let mut complete = Vec::new();
     let mut first_token = true;
     reporter

@@ -7,14 +7,14 @@
 //! that a transcriber's items are gone) comes back as an [`Input`] or a [`Report`] for the
 //! session to apply.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use protocol::{ErrorCode, ErrorEvent, Stage};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
 
 use super::turn::Input;
 use crate::upstream::realtime::{
-    Transcriber, TranscriberCommand, TranscriberEvent, TranscriberHandle,
+    APPEND_BATCH_BYTES, Transcriber, TranscriberCommand, TranscriberEvent, TranscriberHandle,
 };
 use crate::upstream::unix_now_s;
 
@@ -60,6 +60,9 @@ pub(crate) struct TranscriberSlot {
     /// The last one was lost to a failure: audio alone does not reopen it (that would hammer a
     /// failing upstream once per frame); the next speech start does.
     lost: bool,
+    /// Audio gathered for the transcriber until a batch is full: one command (and one wake of
+    /// its socket task) per [`APPEND_BATCH_BYTES`] instead of per browser frame.
+    batch: BytesMut,
 }
 
 impl TranscriberSlot {
@@ -72,7 +75,15 @@ impl TranscriberSlot {
             ready: false,
             expires_at_unix_s: None,
             lost: false,
+            batch: BytesMut::new(),
         }
+    }
+
+    /// Forgets the transcriber and the audio gathered for it (the session replays what a
+    /// fresh one must hear from the turns' kept audio).
+    fn drop_current(&mut self) {
+        self.current = None;
+        self.batch.clear();
     }
 
     /// Whether a transcriber is open (or connecting).
@@ -95,7 +106,7 @@ impl TranscriberSlot {
     /// Drops the transcriber (closing its socket). The returned input makes the machine forget
     /// its item ids, so a fresh one's items cannot be matched to them.
     pub(crate) fn close(&mut self) -> Input {
-        self.current = None;
+        self.drop_current();
         Input::TranscriberLost
     }
 
@@ -132,9 +143,31 @@ impl TranscriberSlot {
         if self.current.is_none() && !self.lost {
             self.ensure();
         }
+        if self.current.is_none() {
+            return Ok(());
+        }
+        if self.batch.capacity() == 0 {
+            // Made at the first speech, not for an idle session; reused from then on.
+            self.batch.reserve(APPEND_BATCH_BYTES * 2);
+        }
+        self.batch.extend_from_slice(&audio);
+        if self.batch.len() < APPEND_BATCH_BYTES {
+            return Ok(());
+        }
+        self.flush()
+    }
+
+    /// Hands the audio gathered so far to the transcriber (at the end of speech, before a
+    /// commit, or when a batch is full).
+    pub(crate) fn flush(&mut self) -> Result<(), AppendError> {
         let Some(current) = &self.current else {
+            self.batch.clear();
             return Ok(());
         };
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let audio = self.batch.split().freeze();
         match current.commands.try_send(TranscriberCommand::Append(audio)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(AppendError::Backlogged),
@@ -145,6 +178,8 @@ impl TranscriberSlot {
 
     /// Ends the turn upstream, opening a transcriber first if none runs.
     pub(crate) fn commit(&mut self) {
+        // A full queue is reported by the next frame's append.
+        let _ = self.flush();
         self.ensure();
         if let Some(current) = &self.current {
             // Commands are in order behind the audio; a full queue is reported on append.
@@ -155,6 +190,7 @@ impl TranscriberSlot {
     /// Forgets the audio appended since the last commit (a turn's trailing silence, once its
     /// words were committed at the pause before it).
     pub(crate) fn clear(&mut self) {
+        self.batch.clear();
         if let Some(current) = &self.current {
             // In order behind the audio; a full queue is reported on append.
             let _ = current.commands.try_send(TranscriberCommand::Clear);
@@ -174,7 +210,7 @@ impl TranscriberSlot {
     /// nothing.
     pub(crate) fn on_event(&mut self, event: Option<TranscriberEvent>, idle: bool) -> Report {
         let Some(event) = event else {
-            self.current = None;
+            self.drop_current();
             return Report::Nothing;
         };
         let input = match event {
@@ -221,7 +257,7 @@ impl TranscriberSlot {
             }
             TranscriberEvent::Closed(error) => {
                 let ready = self.ready;
-                self.current = None;
+                self.drop_current();
                 if ready && idle {
                     // Nothing was lost (the session reached its maximum duration, say): the
                     // next speech start opens a fresh one, and the user need not hear of it.

@@ -47,4 +47,4 @@ mod emoji;
 mod markdown;
 mod sentences;
 
-pub(crate) use sentences::{SentenceSplitter, SplitterConfig};
+pub(crate) use sentences::{DEFAULT_FIRST_CLAUSE_MIN_CHARS, SentenceSplitter, SplitterConfig};

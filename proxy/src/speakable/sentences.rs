@@ -27,13 +27,16 @@ use super::markdown::{
     Fence, LinePrefix, MAX_MARKER_RUN_CHARS, classify_line_prefix, closes_fence,
 };
 
-/// Default for [`SplitterConfig::first_clause_min_chars`]: 20 chars.
+/// Default for [`SplitterConfig::first_clause_min_chars`]: 4 chars.
 ///
-/// Why: about four words or 1.4 s of speech (at ~14 chars/s). That is long enough to be a
-/// natural intonation unit ("Sure, I can help with that," qualifies, "Sure," does not) and for
-/// its playback to hide the time the next segment needs (LLM tokens plus TTS first byte),
-/// while costing only ~5 LLM tokens (~50-100 ms) of waiting before audio starts.
-pub(super) const DEFAULT_FIRST_CLAUSE_MIN_CHARS: usize = 20;
+/// Why: the answer's first audio waits for its first clause, so it should be as short as
+/// reads naturally: an opening interjection with its own intonation ("Sure," "Well," "Yes,")
+/// qualifies, a bare "No," or "I," does not and runs on to the next boundary. A short first
+/// segment leaves no gap behind it: the next segment's Speech request goes out as soon as its
+/// text is complete, while the first one is still being synthesized, and an LLM writes far
+/// faster than speech plays. Measured with the latency benchmark (BENCHMARKS.md) against the
+/// earlier 20 (about four words): first audio ~130 ms sooner at 60 tokens/s, no underrun.
+pub(crate) const DEFAULT_FIRST_CLAUSE_MIN_CHARS: usize = 4;
 
 /// Default for [`SplitterConfig::first_segment_max_chars`]: 100 chars.
 ///

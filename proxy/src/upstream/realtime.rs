@@ -268,7 +268,7 @@ impl SocketCommand for TranscriberCommand {
 /// sends 20 ms frames; one base64 JSON event each was a fifth of the proxy's CPU under load
 /// (the loopback send path), and five to an event cost the turn nothing, since a commit sends
 /// what is batched first.
-const APPEND_BATCH_BYTES: usize = 4_800;
+pub(crate) const APPEND_BATCH_BYTES: usize = 4_800;
 
 /// Longest that batched audio waits for more, so the upstream's VAD (server turn detection)
 /// hears the audio at most this late.

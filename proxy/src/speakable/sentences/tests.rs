@@ -14,8 +14,33 @@ fn split_with(config: SplitterConfig, deltas: &[&str]) -> Vec<String> {
     out
 }
 
+/// The table's first-clause minimum: about four words, so its cases exercise both the early
+/// first clause and the sentence ends after it.
+const TABLE_FIRST_CLAUSE_MIN_CHARS: usize = 20;
+
 fn split(deltas: &[&str]) -> Vec<String> {
-    split_with(SplitterConfig::default(), deltas)
+    split_with(
+        SplitterConfig {
+            first_clause_min_chars: TABLE_FIRST_CLAUSE_MIN_CHARS,
+            ..SplitterConfig::default()
+        },
+        deltas,
+    )
+}
+
+#[test]
+fn by_default_an_opening_interjection_is_the_first_clause_and_a_bare_short_word_is_not() {
+    let default = |deltas: &[&str]| split_with(SplitterConfig::default(), deltas);
+    assert_eq!(
+        default(&["Sure, ", "I can help with that, and here is how."]),
+        ["Sure,", "I can help with that, and here is how."]
+    );
+    assert_eq!(default(&["Well, ", "it depends."]), ["Well,", "it depends."]);
+    assert_eq!(default(&["No, ", "not at all."]), ["No, not at all."]);
+    assert_eq!(
+        default(&["Hi! How", " can I help you today?"]),
+        ["Hi! How can I help you today?"]
+    );
 }
 
 /// Splits `text` into one delta per char.
@@ -574,7 +599,10 @@ fn buffer_stays_small_so_work_stays_linear() {
 
 #[test]
 fn finish_resets_for_the_next_response() {
-    let mut splitter = SentenceSplitter::default();
+    let mut splitter = SentenceSplitter::new(SplitterConfig {
+        first_clause_min_chars: TABLE_FIRST_CLAUSE_MIN_CHARS,
+        ..SplitterConfig::default()
+    });
     let mut out = Vec::new();
     splitter.push("```\nunclosed code", &mut out);
     splitter.finish(&mut out);
