@@ -35,6 +35,17 @@ trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
   --default-reply "Sure, here is a short answer. It has three sentences of about the usual length. That is all for now." \
   >/dev/null 2>&1 &
 pids+=("$!")
+# The same with transcription as fast as today's streaming recognizers (150 ms + 50 ms per
+# audio second): then a short pause's words are in before the hangover ends, and the
+# speculative start has something to win.
+fast_sim_port=$((sim_port + 2))
+"$bin/openai-sim" --port "$fast_sim_port" --api-key "$key" \
+  --stt-first-delta-ms 150 --stt-ms-per-audio-s 50 --stt-delta-interval-ms 10 \
+  --llm-first-token-ms 400 --llm-tokens-per-second 60 --tts-first-byte-ms 600 \
+  --handshake-ms "$handshake_ms" \
+  --default-reply "Sure, here is a short answer. It has three sentences of about the usual length. That is all for now." \
+  >/dev/null 2>&1 &
+pids+=("$!")
 
 questions=(
   "short|--speech-s 1.0"
@@ -66,6 +77,25 @@ run_loadgen() {
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(uname -srm)"
 echo "handshake: ${handshake_ms} ms per new upstream connection; ${sessions} sessions × ${duration_s} s per row"
+# Starts a proxy on the simulator at port $1 with the settings in the rest; sets proxy_pid.
+start_proxy() {
+  local port="$1"
+  shift
+  env OPENAI_API_KEY="$key" OPENAI_BASE_URL="http://127.0.0.1:$port/v1" \
+    LISTEN_ADDR="127.0.0.1:$proxy_port" CLIENT_DIR=/nonexistent RUST_LOG=warn \
+    "$@" "$bin/proxy" &
+  proxy_pid=$!
+  for _ in $(seq 100); do
+    curl -fsS "http://127.0.0.1:$proxy_port/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+}
+
+stop_proxy() {
+  kill "$proxy_pid"
+  wait "$proxy_pid" 2>/dev/null || true
+}
+
 for question in "${questions[@]}"; do
   name="${question%%|*}"
   # shellcheck disable=SC2206
@@ -76,17 +106,37 @@ for question in "${questions[@]}"; do
     label="${variant%%|*}"
     # shellcheck disable=SC2206
     settings=(${variant#*|})
-    env OPENAI_API_KEY="$key" OPENAI_BASE_URL="http://127.0.0.1:$sim_port/v1" \
-      LISTEN_ADDR="127.0.0.1:$proxy_port" CLIENT_DIR=/nonexistent RUST_LOG=warn \
-      "${settings[@]}" "$bin/proxy" &
-    proxy_pid=$!
-    for _ in $(seq 100); do
-      curl -fsS "http://127.0.0.1:$proxy_port/healthz" >/dev/null 2>&1 && break
-      sleep 0.1
-    done
+    start_proxy "$sim_port" "${settings[@]}"
     run_loadgen "$name | $label" "${speech[@]}" --url "ws://127.0.0.1:$proxy_port/ws" \
       --proxy-pid "$proxy_pid"
-    kill "$proxy_pid"
-    wait "$proxy_pid" 2>/dev/null || true
+    stop_proxy
   done
+done
+
+name="short, fast transcription"
+OPENAI_API_KEY="$key" run_loadgen "$name | sequential (seed)" --speech-s 1.0 \
+  --sequential-upstream "http://127.0.0.1:$fast_sim_port/v1"
+for variant in "streamed, all on|" "streamed, no speculative start|SPECULATIVE_START=false"; do
+  # shellcheck disable=SC2206
+  settings=(${variant#*|})
+  start_proxy "$fast_sim_port" "${settings[@]}"
+  run_loadgen "$name | ${variant%%|*}" --speech-s 1.0 --url "ws://127.0.0.1:$proxy_port/ws" \
+    --proxy-pid "$proxy_pid"
+  stop_proxy
+done
+
+# A cold turn: the first turn of a fresh proxy, whose connections to the LLM and speech hosts
+# are not open yet (as after a quiet spell longer than the servers' keep-alive). Five each.
+echo
+echo "cold first turn (fresh proxy, one session, one short turn): end of speech → first audio, ms"
+for warm in true false; do
+  values=()
+  for _ in 1 2 3 4 5; do
+    start_proxy "$sim_port" WARM_CONNECTIONS="$warm"
+    row="$("$bin/loadgen" --sessions 1 --duration-s 0.5 --ramp-s 0 --speech-s 1.0 \
+      --url "ws://127.0.0.1:$proxy_port/ws" --json | tail -n 1)"
+    values+=("$(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["first_audio_p50_ms"]))' "$row")")
+    stop_proxy
+  done
+  echo "WARM_CONNECTIONS=$warm: ${values[*]}"
 done

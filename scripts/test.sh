@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 bash scripts/install-tools.sh
 # trunk reads NO_COLOR as its own true/false flag and fails on anything else.
 unset NO_COLOR
-cargo build -p audio --release --target wasm32-unknown-unknown
+# The worklet tests run the DSP wasm as the page gets it (the trunk hook's build, wasm-opt).
+sh scripts/build-audio-wasm.sh target/audio.wasm
 node --test client/worklet/test/
 cargo test --workspace "$@"
 cargo test -p browser-tests --features browsers "$@"

@@ -16,7 +16,7 @@ use crate::session::{ResponseTrack, Session};
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VadRecord {
-    /// `speech_started` or `speech_stopped`.
+    /// `speech_started`, `speech_paused`, `speech_resumed` or `speech_stopped`.
     pub event: &'static str,
     /// Milliseconds of capture stream since the worklet started.
     pub audio_ms: f64,

@@ -17,6 +17,14 @@
 //!
 //! Audio frames of the cancelled response still in flight are dropped
 //! ([`AudioVerdict::Drop`]).
+//!
+//! # Short pauses
+//!
+//! The VAD also reports a short pause inside speech and the speech coming back. Inside a turn
+//! we announced, they go to the proxy as [`ClientMessage::SpeechPaused`] and
+//! [`ClientMessage::SpeechResumed`] (a resume only after a pause it was told of), so it may
+//! start answering before the hangover ends the turn. Audio keeps flowing through a pause and
+//! the page still shows the user speaking.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +35,10 @@ use protocol::{ClientMessage, PROTOCOL_VERSION, ResponseId, ServerMessage};
 pub enum CaptureEvent {
     /// Speech started; the pre-roll and the speech frames follow.
     SpeechStarted,
+    /// A short pause inside speech; the frames go on.
+    SpeechPaused,
+    /// Speech came back after a pause, in the same turn.
+    SpeechResumed,
     /// Speech ended: the end of the user's turn.
     SpeechStopped,
 }
@@ -207,6 +219,8 @@ pub struct Session {
     user_speaking: bool,
     /// We sent `speech_started` and not yet `speech_stopped`: audio frames may go out.
     turn_open: bool,
+    /// We sent `speech_paused` in the open turn and no `speech_resumed` since.
+    pause_sent: bool,
     /// A turn ended and its answer has not started (or the turn failed) yet.
     awaiting_answer: bool,
     /// A barge-in cleared playback; `cancel` goes out when the worklet confirms.
@@ -383,13 +397,27 @@ impl Session {
                     self.barge_pending = Some(response_id);
                 }
                 self.turn_open = true;
+                self.pause_sent = false;
                 self.awaiting_answer = false;
                 out.push(Command::Send(ClientMessage::SpeechStarted));
+            }
+            CaptureEvent::SpeechPaused => {
+                if self.turn_open && !self.pause_sent {
+                    self.pause_sent = true;
+                    out.push(Command::Send(ClientMessage::SpeechPaused));
+                }
+            }
+            CaptureEvent::SpeechResumed => {
+                if self.turn_open && self.pause_sent {
+                    self.pause_sent = false;
+                    out.push(Command::Send(ClientMessage::SpeechResumed));
+                }
             }
             CaptureEvent::SpeechStopped => {
                 self.user_speaking = false;
                 if self.turn_open {
                     self.turn_open = false;
+                    self.pause_sent = false;
                     self.awaiting_answer = true;
                     out.push(Command::Send(ClientMessage::SpeechStopped));
                 }
@@ -554,6 +582,70 @@ mod tests {
             ]
         );
         assert_eq!(session.pipeline(), Pipeline::Thinking);
+    }
+
+    #[test]
+    fn short_pauses_inside_a_turn_are_announced_and_audio_flows_through_them() {
+        let mut session = ready_session();
+        let mut out = Vec::new();
+        session.on_capture(CaptureEvent::SpeechStarted, &mut out);
+        session.on_capture(CaptureEvent::SpeechPaused, &mut out);
+        assert!(session.should_send_audio(), "audio flows through a pause");
+        assert_eq!(session.pipeline(), Pipeline::UserSpeaking);
+        session.on_capture(CaptureEvent::SpeechResumed, &mut out);
+        session.on_capture(CaptureEvent::SpeechPaused, &mut out);
+        session.on_capture(CaptureEvent::SpeechStopped, &mut out);
+        assert_eq!(
+            out,
+            [
+                Command::Send(ClientMessage::SpeechStarted),
+                Command::Send(ClientMessage::SpeechPaused),
+                Command::Send(ClientMessage::SpeechResumed),
+                Command::Send(ClientMessage::SpeechPaused),
+                Command::Send(ClientMessage::SpeechStopped),
+            ]
+        );
+        assert_eq!(session.pipeline(), Pipeline::Thinking);
+    }
+
+    #[test]
+    fn pauses_outside_an_announced_turn_are_not_sent() {
+        let mut session = Session::new();
+        let mut out = Vec::new();
+        // Before session_ready: the turn was never announced, nor is its pause.
+        session.on_capture(CaptureEvent::SpeechStarted, &mut out);
+        session
+            .on_server_message(&session_ready(PROTOCOL_VERSION), &mut out)
+            .unwrap();
+        session.on_capture(CaptureEvent::SpeechPaused, &mut out);
+        session.on_capture(CaptureEvent::SpeechResumed, &mut out);
+        session.on_capture(CaptureEvent::SpeechStopped, &mut out);
+        // After the turn ended: nothing to pause.
+        session.on_capture(CaptureEvent::SpeechPaused, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_resume_goes_out_only_after_a_pause_that_went_out() {
+        let mut session = ready_session();
+        let mut out = Vec::new();
+        session.on_capture(CaptureEvent::SpeechStarted, &mut out);
+        session.on_capture(CaptureEvent::SpeechResumed, &mut out);
+        session.on_capture(CaptureEvent::SpeechPaused, &mut out);
+        session.on_capture(CaptureEvent::SpeechPaused, &mut out);
+        assert_eq!(
+            out,
+            [
+                Command::Send(ClientMessage::SpeechStarted),
+                Command::Send(ClientMessage::SpeechPaused),
+            ]
+        );
+        // A turn that ended paused starts the next one unpaused.
+        session.on_capture(CaptureEvent::SpeechStopped, &mut out);
+        out.clear();
+        session.on_capture(CaptureEvent::SpeechStarted, &mut out);
+        session.on_capture(CaptureEvent::SpeechResumed, &mut out);
+        assert_eq!(out, [Command::Send(ClientMessage::SpeechStarted)]);
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub enum Key {
     SampleRate,
     /// `pcm`: an `ArrayBuffer` of PCM16 LE 24 kHz samples (`audio`).
     Pcm,
-    /// `event`: `speech_started` or `speech_stopped` (`vad`).
+    /// `event`: `speech_started`, `speech_paused`, `speech_resumed` or `speech_stopped` (`vad`).
     Event,
     /// `reason`: why speech stopped, `silence` or `max_length` (`vad`).
     Reason,
@@ -54,6 +54,10 @@ pub enum Key {
     AudioStartMs,
     /// `audioEndMs`: where speech stopped, ms of capture stream (`vad`).
     AudioEndMs,
+    /// `audioPauseMs`: where a short pause began, ms of capture stream (`vad`).
+    AudioPauseMs,
+    /// `audioResumeMs`: where speech came back after a pause, ms of capture stream (`vad`).
+    AudioResumeMs,
     /// `dbfs`: the input level (`level`).
     Dbfs,
     /// `speaking`: the VAD hears speech (`level`).
@@ -74,7 +78,7 @@ pub enum Key {
 
 impl Key {
     /// Every key, in declaration order (`Key::ALL[k as usize] == k`).
-    pub const ALL: [Key; 16] = [
+    pub const ALL: [Key; 18] = [
         Key::Type,
         Key::Via,
         Key::SampleRate,
@@ -83,6 +87,8 @@ impl Key {
         Key::Reason,
         Key::AudioStartMs,
         Key::AudioEndMs,
+        Key::AudioPauseMs,
+        Key::AudioResumeMs,
         Key::Dbfs,
         Key::Speaking,
         Key::ResponseId,
@@ -104,6 +110,8 @@ impl Key {
             Key::Reason => "reason",
             Key::AudioStartMs => "audioStartMs",
             Key::AudioEndMs => "audioEndMs",
+            Key::AudioPauseMs => "audioPauseMs",
+            Key::AudioResumeMs => "audioResumeMs",
             Key::Dbfs => "dbfs",
             Key::Speaking => "speaking",
             Key::ResponseId => "responseId",
@@ -155,6 +163,10 @@ pub enum Word {
     SpeechStarted,
     /// VAD event `speech_stopped`.
     SpeechStopped,
+    /// VAD event `speech_paused`: a short pause inside speech.
+    SpeechPaused,
+    /// VAD event `speech_resumed`: speech again after a pause.
+    SpeechResumed,
     /// Stop reason `silence`: the hangover elapsed.
     Silence,
     /// Stop reason `max_length`: the utterance reached its longest.
@@ -163,7 +175,7 @@ pub enum Word {
 
 impl Word {
     /// Every word, in declaration order (`Word::ALL[w as usize] == w`).
-    pub const ALL: [Word; 14] = [
+    pub const ALL: [Word; 16] = [
         Word::Ready,
         Word::Audio,
         Word::Vad,
@@ -176,6 +188,8 @@ impl Word {
         Word::Clear,
         Word::SpeechStarted,
         Word::SpeechStopped,
+        Word::SpeechPaused,
+        Word::SpeechResumed,
         Word::Silence,
         Word::MaxLength,
     ];
@@ -195,6 +209,8 @@ impl Word {
             Word::Clear => "clear",
             Word::SpeechStarted => "speech_started",
             Word::SpeechStopped => "speech_stopped",
+            Word::SpeechPaused => "speech_paused",
+            Word::SpeechResumed => "speech_resumed",
             Word::Silence => "silence",
             Word::MaxLength => "max_length",
         }
@@ -328,7 +344,17 @@ pub enum Vad {
         /// Where speech started.
         audio_start_ms: f64,
     },
-    /// `speech_stopped` (any `event` other than `speech_started`).
+    /// `speech_paused`: a short pause inside speech; the frames go on.
+    SpeechPaused {
+        /// Where the pause began.
+        audio_pause_ms: f64,
+    },
+    /// `speech_resumed`: speech again after a pause, in the same turn.
+    SpeechResumed {
+        /// Where speech came back.
+        audio_resume_ms: f64,
+    },
+    /// `speech_stopped` (any `event` the page does not know).
     SpeechStopped {
         /// Why.
         reason: Option<StopReason>,
@@ -342,11 +368,13 @@ impl Vad {
     pub fn event(&self) -> CaptureEvent {
         match self {
             Vad::SpeechStarted { .. } => CaptureEvent::SpeechStarted,
+            Vad::SpeechPaused { .. } => CaptureEvent::SpeechPaused,
+            Vad::SpeechResumed { .. } => CaptureEvent::SpeechResumed,
             Vad::SpeechStopped { .. } => CaptureEvent::SpeechStopped,
         }
     }
 
-    /// The event's name (`speech_started` or `speech_stopped`).
+    /// The event's name (`speech_started`, `speech_paused`, `speech_resumed`, `speech_stopped`).
     pub fn name(&self) -> &'static str {
         self.word().as_str()
     }
@@ -355,6 +383,8 @@ impl Vad {
     pub fn audio_ms(&self) -> f64 {
         match *self {
             Vad::SpeechStarted { audio_start_ms } => audio_start_ms,
+            Vad::SpeechPaused { audio_pause_ms } => audio_pause_ms,
+            Vad::SpeechResumed { audio_resume_ms } => audio_resume_ms,
             Vad::SpeechStopped { audio_end_ms, .. } => audio_end_ms,
         }
     }
@@ -362,22 +392,33 @@ impl Vad {
     fn word(&self) -> Word {
         match self {
             Vad::SpeechStarted { .. } => Word::SpeechStarted,
+            Vad::SpeechPaused { .. } => Word::SpeechPaused,
+            Vad::SpeechResumed { .. } => Word::SpeechResumed,
             Vad::SpeechStopped { .. } => Word::SpeechStopped,
         }
     }
 
+    /// The events other than a stop, which is what any other `event` means.
+    const NOT_STOPS: [Word; 3] = [Word::SpeechStarted, Word::SpeechPaused, Word::SpeechResumed];
+
     fn decode<F: Fields + ?Sized>(message: &F) -> Self {
-        if message.word(Key::Event, &[Word::SpeechStarted]).is_some() {
-            Vad::SpeechStarted {
-                audio_start_ms: message.number(Key::AudioStartMs).unwrap_or(f64::NAN),
-            }
-        } else {
-            Vad::SpeechStopped {
+        let time = |key| message.number(key).unwrap_or(f64::NAN);
+        match message.word(Key::Event, &Self::NOT_STOPS) {
+            Some(Word::SpeechStarted) => Vad::SpeechStarted {
+                audio_start_ms: time(Key::AudioStartMs),
+            },
+            Some(Word::SpeechPaused) => Vad::SpeechPaused {
+                audio_pause_ms: time(Key::AudioPauseMs),
+            },
+            Some(Word::SpeechResumed) => Vad::SpeechResumed {
+                audio_resume_ms: time(Key::AudioResumeMs),
+            },
+            _ => Vad::SpeechStopped {
                 reason: message
                     .word(Key::Reason, &StopReason::WORDS)
                     .and_then(StopReason::from_word),
-                audio_end_ms: message.number(Key::AudioEndMs).unwrap_or(f64::NAN),
-            }
+                audio_end_ms: time(Key::AudioEndMs),
+            },
         }
     }
 
@@ -387,6 +428,12 @@ impl Vad {
         match *self {
             Vad::SpeechStarted { audio_start_ms } => {
                 message.set_number(Key::AudioStartMs, audio_start_ms);
+            }
+            Vad::SpeechPaused { audio_pause_ms } => {
+                message.set_number(Key::AudioPauseMs, audio_pause_ms);
+            }
+            Vad::SpeechResumed { audio_resume_ms } => {
+                message.set_number(Key::AudioResumeMs, audio_resume_ms);
             }
             Vad::SpeechStopped {
                 reason,
@@ -411,7 +458,7 @@ pub enum FromCapture<B> {
         /// The frame.
         pcm: B,
     },
-    /// `{ type: 'vad', event, reason?, audioStartMs | audioEndMs }`.
+    /// `{ type: 'vad', event, reason?, audioStartMs | audioPauseMs | audioResumeMs | audioEndMs }`.
     Vad(Vad),
     /// `{ type: 'level', dbfs, speaking }`, every ~50 ms.
     Level {
@@ -1077,6 +1124,18 @@ mod tests {
             }))
         );
         assert_eq!(
+            decode(json!({ "type": "vad", "event": "speech_paused", "audioPauseMs": 1_800 })),
+            Ok(FromCapture::Vad(Vad::SpeechPaused {
+                audio_pause_ms: 1_800.0
+            }))
+        );
+        assert_eq!(
+            decode(json!({ "type": "vad", "event": "speech_resumed", "audioResumeMs": 2_100 })),
+            Ok(FromCapture::Vad(Vad::SpeechResumed {
+                audio_resume_ms: 2_100.0
+            }))
+        );
+        assert_eq!(
             decode(json!({
                 "type": "vad", "event": "speech_stopped", "reason": "max_length", "audioEndMs": 2_500
             })),
@@ -1104,13 +1163,20 @@ mod tests {
                 speaking: false
             })
         );
-        // Any event but `speech_started` is a stop; a missing time is NaN.
+        // An event the page does not know is a stop; a missing time is NaN.
         let Ok(FromCapture::Vad(vad)) = decode(json!({ "type": "vad", "event": "other" })) else {
             panic!("a vad message");
         };
         assert_eq!(vad.event(), CaptureEvent::SpeechStopped);
         assert_eq!(vad.name(), "speech_stopped");
         assert!(vad.audio_ms().is_nan());
+        let Ok(FromCapture::Vad(pause)) =
+            decode(json!({ "type": "vad", "event": "speech_paused" }))
+        else {
+            panic!("a vad message");
+        };
+        assert_eq!(pause.event(), CaptureEvent::SpeechPaused);
+        assert!(pause.audio_ms().is_nan());
         assert_eq!(
             decode(json!({ "type": "ready" })),
             Ok(FromCapture::Ready(Ready::default()))
@@ -1248,6 +1314,18 @@ mod tests {
         assert_eq!(started.event(), CaptureEvent::SpeechStarted);
         assert_eq!(started.name(), "speech_started");
         assert_eq!(started.audio_ms(), 5.0);
+        let paused = Vad::SpeechPaused {
+            audio_pause_ms: 7.0,
+        };
+        assert_eq!(paused.event(), CaptureEvent::SpeechPaused);
+        assert_eq!(paused.name(), "speech_paused");
+        assert_eq!(paused.audio_ms(), 7.0);
+        let resumed = Vad::SpeechResumed {
+            audio_resume_ms: 9.0,
+        };
+        assert_eq!(resumed.event(), CaptureEvent::SpeechResumed);
+        assert_eq!(resumed.name(), "speech_resumed");
+        assert_eq!(resumed.audio_ms(), 9.0);
     }
 
     #[test]
@@ -1298,6 +1376,12 @@ mod tests {
             FromCapture::Audio { pcm: vec![1, 2] },
             FromCapture::Vad(Vad::SpeechStarted {
                 audio_start_ms: 20.0,
+            }),
+            FromCapture::Vad(Vad::SpeechPaused {
+                audio_pause_ms: 30.0,
+            }),
+            FromCapture::Vad(Vad::SpeechResumed {
+                audio_resume_ms: 35.0,
             }),
             FromCapture::Vad(Vad::SpeechStopped {
                 reason: Some(StopReason::Silence),

@@ -10,13 +10,15 @@
 // main thread) or, where a Module cannot be cloned into the worklet (DataCloneError), with
 // `{ bytes }` (the .wasm as an ArrayBuffer). Each node instantiates its own copy synchronously
 // in its constructor, so two nodes never share DSP state. Capture also takes optional
-// `processorOptions.vad = { hangoverMs, maxUtteranceMs, echoGuardDb }`. Use a mono input for
+// `processorOptions.vad = { hangoverMs, pauseMs, maxUtteranceMs, echoGuardDb }`. Use a mono input for
 // capture (`channelCount: 1, channelCountMode: 'explicit'` lets the browser down-mix).
 //
 // Messages (every `type` and string value is an entry of MSG below), worklet → main thread:
 //   both:     { type: 'ready', via: 'module' | 'bytes', sampleRate }
 //   capture:  { type: 'audio', pcm: ArrayBuffer }            one 20 ms frame, 480 samples, transferred
 //             { type: 'vad', event: 'speech_started', audioStartMs }
+//             { type: 'vad', event: 'speech_paused', audioPauseMs }   a short pause inside speech
+//             { type: 'vad', event: 'speech_resumed', audioResumeMs } speech again after a pause
 //             { type: 'vad', event: 'speech_stopped', reason: 'silence' | 'max_length', audioEndMs }
 //             { type: 'level', dbfs, speaking }               every ~50 ms
 //   playback: { type: 'progress', responseId, playedSamples, underruns, staleDropped, buffered }
@@ -51,6 +53,8 @@ const MSG = Object.freeze({
   CLEAR: 'clear',
   SPEECH_STARTED: 'speech_started',
   SPEECH_STOPPED: 'speech_stopped',
+  SPEECH_PAUSED: 'speech_paused',
+  SPEECH_RESUMED: 'speech_resumed',
   SILENCE: 'silence',
   MAX_LENGTH: 'max_length',
 });
@@ -58,8 +62,21 @@ const MSG = Object.freeze({
 const CAPTURE_FRAME_SAMPLES = 480; // 20 ms at 24 kHz, as framed by the wasm
 const LEVEL_INTERVAL_S = 0.05;
 const PROGRESS_INTERVAL_S = 0.1;
-const STOP_REASONS = { 2: MSG.SILENCE, 3: MSG.MAX_LENGTH };
+// `cap_event_kind` codes (client/audio/src/wasm.rs); 2 and 3 are the two stop reasons.
 const EVENT_SPEECH_STARTED = 1;
+const EVENT_SPEECH_PAUSED = 4;
+const EVENT_SPEECH_RESUMED = 5;
+const STOP_REASONS = { 2: MSG.SILENCE, 3: MSG.MAX_LENGTH };
+
+// The `vad` message for event code `kind` at `ms` of capture stream.
+function vadMessage(kind, ms) {
+  switch (kind) {
+    case EVENT_SPEECH_STARTED: return { type: MSG.VAD, event: MSG.SPEECH_STARTED, audioStartMs: ms };
+    case EVENT_SPEECH_PAUSED: return { type: MSG.VAD, event: MSG.SPEECH_PAUSED, audioPauseMs: ms };
+    case EVENT_SPEECH_RESUMED: return { type: MSG.VAD, event: MSG.SPEECH_RESUMED, audioResumeMs: ms };
+    default: return { type: MSG.VAD, event: MSG.SPEECH_STOPPED, reason: STOP_REASONS[kind], audioEndMs: ms };
+  }
+}
 
 function instantiate(processorOptions) {
   const o = processorOptions || {};
@@ -77,6 +94,7 @@ class CaptureProcessor extends AudioWorkletProcessor {
     if (!this.ex.cap_new(sampleRate)) throw new Error(`capture: unsupported sample rate ${sampleRate}`);
     const vad = o.vad || {};
     if (vad.hangoverMs !== undefined) this.ex.cap_set_hangover_ms(vad.hangoverMs);
+    if (vad.pauseMs !== undefined) this.ex.cap_set_pause_ms(vad.pauseMs);
     if (vad.maxUtteranceMs !== undefined) this.ex.cap_set_max_utterance_ms(vad.maxUtteranceMs);
     if (vad.echoGuardDb !== undefined) this.ex.cap_set_echo_guard_db(vad.echoGuardDb);
     this.levelEvery = Math.round(sampleRate * LEVEL_INTERVAL_S);
@@ -101,17 +119,14 @@ class CaptureProcessor extends AudioWorkletProcessor {
     this.input.set(n === channel.length ? channel : channel.subarray(0, n));
     const ready = ex.cap_process(n);
 
-    // Frames before each event first, so the main thread sees start → frames → stop in order.
+    // Frames before each event first, so the main thread sees start → frames → (pause → frames
+    // → resume →) frames → stop in order.
     let posted = 0;
     for (let i = 0, count = ex.cap_event_count(); i < count; i++) {
       const offset = ex.cap_event_offset(i);
       this.postFrames(posted, offset);
       posted = offset;
-      const kind = ex.cap_event_kind(i);
-      const ms = ex.cap_event_ms(i);
-      this.port.postMessage(kind === EVENT_SPEECH_STARTED
-        ? { type: MSG.VAD, event: MSG.SPEECH_STARTED, audioStartMs: ms }
-        : { type: MSG.VAD, event: MSG.SPEECH_STOPPED, reason: STOP_REASONS[kind], audioEndMs: ms });
+      this.port.postMessage(vadMessage(ex.cap_event_kind(i), ex.cap_event_ms(i)));
     }
     this.postFrames(posted, ready);
 

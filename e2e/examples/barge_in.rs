@@ -41,7 +41,9 @@ async fn main() {
         proxy.sim.script_reply(STORY);
         browser.say(&tone(0.3)).await;
         browser
-            .wait_for_frame(|r| matches!(r, Received::Audio { response_id: id, .. } if *id == response_id))
+            .wait_for_frame(
+                |r| matches!(r, Received::Audio { response_id: id, .. } if *id == response_id),
+            )
             .await;
         let signal_ms = proxy.sim.now_ms();
         browser.send(ClientMessage::SpeechStarted).await;

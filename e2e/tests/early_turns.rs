@@ -149,7 +149,11 @@ async fn an_answer_started_at_the_pause_is_heard_once_the_turn_ends_there() {
         (Some(1), Some(1), Some(0))
     );
     let records = proxy.sim.records();
-    assert_eq!(records.chat.len(), 1, "the speculative answer was the answer");
+    assert_eq!(
+        records.chat.len(),
+        1,
+        "the speculative answer was the answer"
+    );
     assert_eq!(buffer_events(&records, "input_audio_buffer.commit"), 1);
     assert_eq!(
         buffer_events(&records, "input_audio_buffer.clear"),
@@ -186,7 +190,9 @@ async fn going_on_after_the_pause_cancels_the_early_answer_unheard_and_answers_t
     proxy
         .sim
         .wait_until(DEADLINE, |r| {
-            r.chat.first().is_some_and(|c| c.outcome == Outcome::ClientClosed)
+            r.chat
+                .first()
+                .is_some_and(|c| c.outcome == Outcome::ClientClosed)
         })
         .await
         .expect("the early answer's request is closed");
@@ -225,7 +231,10 @@ async fn going_on_after_the_pause_cancels_the_early_answer_unheard_and_answers_t
         unreachable!()
     };
     assert_eq!(
-        (waterfall.speculative_starts, waterfall.speculations_cancelled),
+        (
+            waterfall.speculative_starts,
+            waterfall.speculations_cancelled
+        ),
         (Some(1), Some(1))
     );
     proxy.stop().await;

@@ -23,6 +23,9 @@ const READ_BUFFER_BYTES: usize = 8 * 1024;
 /// How often the player reports what it played, as the playback worklet does.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
+/// How long a turn spoken before the end of the run may wait for its answer.
+const ANSWER_WAIT_MAX: Duration = Duration::from_secs(15);
+
 /// How long after an answer's first audio a barge-in starts speaking.
 const BARGE_IN_AFTER: Duration = Duration::from_millis(600);
 
@@ -111,7 +114,9 @@ pub async fn run(plan: Arc<Plan>, start: Instant, end: Instant, tally: Arc<Mutex
         tokio::select! {
             _ = ticks.tick() => {
                 let now = Instant::now();
-                if now >= end && answer.is_none() && speaking.is_none() {
+                // A turn spoken before the end is still answered and measured (within reason).
+                let awaiting = voice_ended_at.is_some_and(|at| now < at + ANSWER_WAIT_MAX);
+                if now >= end && answer.is_none() && speaking.is_none() && !awaiting {
                     break;
                 }
                 if next_turn_at.is_some_and(|at| now >= at) && now < end {
@@ -152,6 +157,8 @@ pub async fn run(plan: Arc<Plan>, start: Instant, end: Instant, tally: Arc<Mutex
                                 }
                                 Message::text(ClientMessage::SpeechStarted.to_json())
                             }
+                            Captured::SpeechPaused => Message::text(ClientMessage::SpeechPaused.to_json()),
+                            Captured::SpeechResumed => Message::text(ClientMessage::SpeechResumed.to_json()),
                             Captured::SpeechStopped => Message::text(ClientMessage::SpeechStopped.to_json()),
                         };
                         if sink.send(message).await.is_err() {
@@ -211,6 +218,10 @@ pub async fn run(plan: Arc<Plan>, start: Instant, end: Instant, tally: Arc<Mutex
                             continue;
                         };
                         on_message(message, &mut answer, now, &tally);
+                        if answer.as_ref().is_some_and(|a| a.done) {
+                            // This turn is answered; the next one sets its own end of speech.
+                            voice_ended_at = None;
+                        }
                     }
                     _ => {}
                 }

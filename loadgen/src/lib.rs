@@ -12,11 +12,13 @@
 //! * [`speaker`] — the microphone and the capture pipeline;
 //! * [`player`] — the player model;
 //! * [`client`] — one browser's session;
+//! * [`sequential`] — the seed's sequential design, a baseline talking to the upstream itself;
 //! * [`report`] — the tally and the printed row.
 
 pub mod client;
 pub mod player;
 pub mod report;
+pub mod sequential;
 pub mod speaker;
 
 use std::sync::{Arc, Mutex};
@@ -24,18 +26,30 @@ use std::time::{Duration, Instant};
 
 use report::{ProcReading, ProxyCost, Summary, Tally};
 
+/// Who the simulated browsers talk to.
+#[derive(Debug, Clone)]
+pub enum Browsers {
+    /// The proxy, as the page does.
+    Proxy(client::Plan),
+    /// The upstream directly, in the seed's sequential design.
+    Sequential(sequential::Plan),
+}
+
 /// One run: `sessions` browsers following `plan`, their starts spread over `ramp`, speaking
 /// for `duration` after the last has started. With `proxy_pid`, the proxy's cost is read from
 /// `/proc` over the part of the run when every session is open.
 pub async fn run(
-    plan: client::Plan,
+    browsers: Browsers,
     sessions: usize,
     ramp: Duration,
     duration: Duration,
     proxy_pid: Option<u32>,
     sim_pid: Option<u32>,
 ) -> Summary {
-    let plan = Arc::new(plan);
+    let browsers = match browsers {
+        Browsers::Proxy(plan) => Ok(Arc::new(plan)),
+        Browsers::Sequential(plan) => Err(Arc::new(plan)),
+    };
     let tally = Arc::new(Mutex::new(Tally::default()));
     let began = Instant::now();
     let steady_from = began + ramp;
@@ -44,12 +58,20 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..sessions {
         let offset = ramp.mul_f64(n as f64 / sessions.max(1) as f64);
-        tasks.spawn(client::run(
-            plan.clone(),
-            began + offset,
-            end,
-            tally.clone(),
-        ));
+        match &browsers {
+            Ok(plan) => tasks.spawn(client::run(
+                plan.clone(),
+                began + offset,
+                end,
+                tally.clone(),
+            )),
+            Err(plan) => tasks.spawn(sequential::run(
+                plan.clone(),
+                began + offset,
+                end,
+                tally.clone(),
+            )),
+        };
     }
     let others = tokio::spawn(cores_of(
         [sim_pid, Some(std::process::id())],

@@ -29,6 +29,19 @@ struct Cli {
     /// Voice per turn, in seconds.
     #[arg(long, default_value_t = 1.5)]
     speech_s: f64,
+    /// Speak each turn in phrases of this many seconds with short pauses between them (0: one
+    /// phrase), as a long question is spoken.
+    #[arg(long, default_value_t = 0.0)]
+    phrase_s: f64,
+    /// The pause between phrases, in milliseconds: longer than the VAD's short pause, shorter
+    /// than its hangover.
+    #[arg(long, default_value_t = 300)]
+    phrase_gap_ms: u64,
+    /// Instead of the proxy, talk to this upstream base URL (e.g. `http://127.0.0.1:8001/v1`)
+    /// in the seed's sequential design: whole transcript, whole answer, one Speech request
+    /// (with the key in `OPENAI_API_KEY`, if set).
+    #[arg(long)]
+    sequential_upstream: Option<String>,
     /// Pause after an answer has played, in seconds.
     #[arg(long, default_value_t = 1.0)]
     think_s: f64,
@@ -56,18 +69,33 @@ async fn main() {
     if let Ok((_, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
         let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, hard, hard);
     }
-    let plan = loadgen::client::Plan {
-        url: cli.url.clone(),
-        utterance: std::sync::Arc::new(loadgen::speaker::Utterance::record(cli.speech_s, false)),
-        barge_in: std::sync::Arc::new(loadgen::speaker::Utterance::record(cli.speech_s, true)),
-        think_s: cli.think_s,
-        barge_in_every: cli.barge_in_every,
-        idle: cli.idle,
+    let phrases = loadgen::speaker::phrases(cli.speech_s, cli.phrase_s);
+    let gap = Duration::from_millis(cli.phrase_gap_ms);
+    let utterance = std::sync::Arc::new(loadgen::speaker::Utterance::record_phrases(
+        &phrases, gap, false,
+    ));
+    let browsers = match &cli.sequential_upstream {
+        Some(base_url) => loadgen::Browsers::Sequential(loadgen::sequential::Plan {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_key: std::env::var("OPENAI_API_KEY").ok(),
+            utterance,
+            think_s: cli.think_s,
+        }),
+        None => loadgen::Browsers::Proxy(loadgen::client::Plan {
+            url: cli.url.clone(),
+            utterance,
+            barge_in: std::sync::Arc::new(loadgen::speaker::Utterance::record_phrases(
+                &phrases, gap, true,
+            )),
+            think_s: cli.think_s,
+            barge_in_every: cli.barge_in_every,
+            idle: cli.idle,
+        }),
     };
     println!("{}", loadgen::report::Summary::HEADER);
     for &sessions in &cli.sessions {
         let summary = loadgen::run(
-            plan.clone(),
+            browsers.clone(),
             sessions,
             Duration::from_secs_f64(cli.ramp_s),
             Duration::from_secs_f64(cli.duration_s),

@@ -299,6 +299,7 @@ mod tests {
             tts_request_ms: Some(1300.3),
             tts_first_byte_ms: Some(1900.0),
             first_audio_sent_ms: Some(1900.4),
+            ..Waterfall::default()
         };
         assert!((proxy_hops_ms(&w) - 1.0).abs() < 1e-9);
     }

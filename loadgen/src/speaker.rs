@@ -46,6 +46,10 @@ pub enum Captured {
     SpeechStarted,
     /// A 20 ms frame of the utterance to send.
     Frame(Bytes),
+    /// The VAD heard a short pause inside the speech: send `speech_paused`.
+    SpeechPaused,
+    /// The speech came back after the pause: send `speech_resumed`.
+    SpeechResumed,
     /// The VAD heard the speech end: send `speech_stopped`.
     SpeechStopped,
 }
@@ -125,12 +129,30 @@ impl Speaker {
             sent = event.output_offset;
             out.push(match event.event {
                 VadEvent::SpeechStarted { .. } => Captured::SpeechStarted,
+                VadEvent::SpeechPaused { .. } => Captured::SpeechPaused,
+                VadEvent::SpeechResumed { .. } => Captured::SpeechResumed,
                 VadEvent::SpeechStopped { .. } => Captured::SpeechStopped,
             });
         }
         push_frames(&output[sent..], out);
         ended
     }
+}
+
+/// `seconds` of voice cut into phrases of `phrase_s` (the last one shorter); one phrase when
+/// `phrase_s` is 0 or longer than the whole.
+pub fn phrases(seconds: f64, phrase_s: f64) -> Vec<f64> {
+    if phrase_s <= 0.0 || phrase_s >= seconds {
+        return vec![seconds];
+    }
+    let mut phrases = Vec::new();
+    let mut left = seconds;
+    while left > 1e-9 {
+        let phrase = phrase_s.min(left);
+        phrases.push(phrase);
+        left -= phrase;
+    }
+    phrases
 }
 
 /// Cuts samples into the page's 20 ms frames, as PCM16 LE bytes.
@@ -167,23 +189,43 @@ impl Utterance {
     /// `seconds` of voice through the capture pipeline with the browser's defaults; with
     /// `over_an_answer`, the VAD's echo guard is up as while an answer plays (a barge-in).
     pub fn record(seconds: f64, over_an_answer: bool) -> Self {
+        Self::record_phrases(&[seconds], std::time::Duration::ZERO, over_an_answer)
+    }
+
+    /// Phrases of voice (`phrases`, in seconds) with `gap` of room noise between them, through
+    /// the capture pipeline, as a long question is spoken: a gap longer than the VAD's short
+    /// pause and shorter than its hangover gives a `speech_paused` and a `speech_resumed`.
+    pub fn record_phrases(phrases: &[f64], gap: std::time::Duration, over_an_answer: bool) -> Self {
         let mut speaker = Speaker::new(1);
         let mut scratch = Vec::new();
         for _ in 0..SETTLE_TICKS {
             speaker.tick(&mut scratch);
         }
         speaker.set_assistant_audible(over_an_answer);
-        speaker.speak(seconds);
+        let gap_ticks = (gap.as_secs_f64() * 50.0).round() as usize;
+        // When each phrase starts, in ticks from the first.
+        let mut starts = Vec::with_capacity(phrases.len());
+        let mut at = 0;
+        for seconds in phrases {
+            starts.push(at);
+            // Whole ticks of voice, not fooled by 2.1 × 50 = 105.000…01.
+            at += (seconds * 50.0 - 1e-6).ceil() as usize + gap_ticks;
+        }
+        let mut next_phrase = 0;
         let mut ticks = Vec::new();
         let mut last_voiced_tick = 0;
-        for tick in 0..(seconds * 50.0).ceil() as usize + MAX_TAIL_TICKS {
+        for tick in 0..at + MAX_TAIL_TICKS {
+            if next_phrase < phrases.len() && tick == starts[next_phrase] {
+                speaker.speak(phrases[next_phrase]);
+                next_phrase += 1;
+            }
             let mut out = Vec::new();
             if speaker.tick(&mut out) {
                 last_voiced_tick = tick;
             }
             let stopped = out.contains(&Captured::SpeechStopped);
             ticks.push(out);
-            if stopped {
+            if stopped && next_phrase == phrases.len() {
                 break;
             }
         }
@@ -242,5 +284,60 @@ mod tests {
                 .flatten()
                 .any(|c| *c == Captured::SpeechStarted)
         );
+    }
+
+    #[test]
+    fn a_recorded_utterance_pauses_where_the_voice_ends_then_stops() {
+        let utterance = Utterance::record(1.0, false);
+        let tick_of = |wanted: &Captured| {
+            utterance
+                .ticks
+                .iter()
+                .position(|tick| tick.contains(wanted))
+                .expect("the event is recorded")
+        };
+        let (paused, stopped) = (
+            tick_of(&Captured::SpeechPaused),
+            tick_of(&Captured::SpeechStopped),
+        );
+        // The VAD's defaults: a pause after 200 ms of quiet (10 ticks), the stop after 500 ms.
+        let after_voice = paused - utterance.last_voiced_tick;
+        assert!(
+            (9..=12).contains(&after_voice),
+            "paused {after_voice} ticks after the voice"
+        );
+        assert!(stopped > paused);
+        // The voice never pauses: no resume.
+        assert!(
+            !utterance
+                .ticks
+                .iter()
+                .flatten()
+                .any(|c| *c == Captured::SpeechResumed)
+        );
+    }
+
+    #[test]
+    fn a_long_question_in_phrases_pauses_and_resumes_between_them_and_stops_once() {
+        let phrases = phrases(9.0, 2.1);
+        assert_eq!(phrases.len(), 5);
+        assert!((phrases.iter().sum::<f64>() - 9.0).abs() < 1e-9);
+        let utterance =
+            Utterance::record_phrases(&phrases, std::time::Duration::from_millis(300), false);
+        let count = |wanted: &Captured| {
+            utterance
+                .ticks
+                .iter()
+                .flatten()
+                .filter(|c| *c == wanted)
+                .count()
+        };
+        assert_eq!(count(&Captured::SpeechStarted), 1);
+        assert_eq!(count(&Captured::SpeechStopped), 1);
+        // A pause in each of the four gaps and one at the end; speech resumes after each gap.
+        assert_eq!(count(&Captured::SpeechPaused), 5);
+        assert_eq!(count(&Captured::SpeechResumed), 4);
+        // The end of speech is the last phrase's last sample: 9 s of voice and 4 gaps.
+        assert_eq!(utterance.last_voiced_tick, 450 + 4 * 15 - 1);
     }
 }

@@ -11,8 +11,14 @@
 //! * Each [`Capture::process`] call returns the complete frames it finished (a partial frame is
 //!   carried into the next call) plus the VAD events, each tagged with the offset in that
 //!   output where it happened, so a consumer can interleave events and frames in order.
+//!   Short pauses ([`VadEvent::SpeechPaused`], [`VadEvent::SpeechResumed`]) change nothing in
+//!   the gating: the audio inside an utterance flows through them.
 //!
 //! Everything is allocated in [`Capture::new`]; a call never allocates.
+
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
 
 use crate::pcm;
 use crate::resample::{Resampler, UnsupportedRate};
@@ -45,7 +51,9 @@ pub struct CaptureEvent {
     /// What happened.
     pub event: VadEvent,
     /// Output samples (of [`Capture::output`]) that precede the event; always a whole number of
-    /// frames. For a start, the utterance's audio begins here; for a stop, it ended here.
+    /// frames. For a start, the utterance's audio begins here; for a stop, it ended here; a
+    /// pause or a resume falls inside the utterance, after the frames complete when it was
+    /// decided (the frame being filled then follows it).
     pub output_offset: usize,
 }
 
@@ -171,9 +179,9 @@ struct Gate {
     events: Vec<CaptureEvent>,
 }
 
-impl std::fmt::Debug for Gate {
+impl core::fmt::Debug for Gate {
     // Not the sample buffers, which hold seconds of audio.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Gate")
             .field("vad", &self.vad)
             .field("preroll_len", &self.preroll_len)
@@ -222,6 +230,10 @@ impl Gate {
                 self.out_len += padding;
                 self.record(event);
             }
+            Some(event @ (VadEvent::SpeechPaused { .. } | VadEvent::SpeechResumed { .. })) => {
+                self.emit_frame();
+                self.record(event);
+            }
             None if self.vad.is_speaking() => self.emit_frame(),
             None => self.preroll_push_frame(),
         }
@@ -232,9 +244,11 @@ impl Gate {
             self.events.len() < self.events.capacity(),
             "event capacity is reserved"
         );
+        // Starts and stops sit on a frame boundary already; a pause or a resume goes before
+        // the frame being filled, so it never splits one.
         self.events.push(CaptureEvent {
             event,
-            output_offset: self.out_len,
+            output_offset: self.out_len - self.out_len % OUTPUT_FRAME_SAMPLES,
         });
     }
 
@@ -275,7 +289,7 @@ const _: () = assert!(OUTPUT_FRAME_SAMPLES.is_multiple_of(FRAME_SAMPLES));
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{CaptureRun, Lcg, sine};
+    use crate::test_support::{CaptureRun, Lcg, RunKind, sine};
     use crate::vad::StopReason;
 
     const HANGOVER_MS: f64 = 500.0;
@@ -462,5 +476,58 @@ mod tests {
         let odd = CaptureRun::new(44_100, VadConfig::default()).feed(&input, 333);
         assert_eq!(small.utterances, large.utterances);
         assert_eq!(small.utterances, odd.utterances);
+    }
+
+    #[test]
+    fn a_short_pause_keeps_the_audio_flowing_and_is_reported_in_order() {
+        let rate = 48_000;
+        // Two phrases 300 ms apart: one utterance, paused and resumed between them.
+        let input = noise_with_bursts(rate, 4.0, &[(1.0, 1.6), (1.9, 2.5)], 300.0, -25.0);
+        let run = CaptureRun::new(rate, VadConfig::default()).feed(&input, 128);
+        let kinds: Vec<RunKind> = run.events.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                RunKind::Started,
+                RunKind::Paused,
+                RunKind::Resumed,
+                RunKind::Paused,
+                RunKind::Stopped
+            ]
+        );
+        assert_eq!(run.utterances.len(), 1);
+        assert_eq!(run.frames_outside_utterances, 0);
+        assert!(
+            run.all_output_in_frames,
+            "event offsets on frame boundaries"
+        );
+        let pause_ms = f64::from(VadConfig::default().pause_ms);
+        let (pause, resume) = (
+            run.of_kind(RunKind::Paused)[0],
+            run.of_kind(RunKind::Resumed)[0],
+        );
+        assert!(
+            (pause.at_s - 1.6).abs() <= 0.015,
+            "pause at {} s",
+            pause.at_s
+        );
+        let pause_delay_ms = (pause.reported_s - 1.6) * 1e3;
+        assert!(
+            (pause_delay_ms - pause_ms).abs() <= 30.0,
+            "pause reported {pause_delay_ms:.0} ms after the phrase"
+        );
+        assert!(
+            (resume.at_s - 1.9).abs() <= 0.015,
+            "resume at {} s",
+            resume.at_s
+        );
+        // The whole turn, the pause included: pre-roll + 1.5 s of speech after the
+        // confirmation + hangover.
+        let expected_ms = 300.0 + (1_500.0 - 30.0) + HANGOVER_MS;
+        let got_ms = run.utterances[0].len() as f64 / 24.0;
+        assert!(
+            (got_ms - expected_ms).abs() <= 30.0,
+            "utterance of {got_ms} ms"
+        );
     }
 }

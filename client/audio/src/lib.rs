@@ -13,11 +13,17 @@
 //!   Flat (±1 dB) to 10 kHz, ≥ 80 dB rejection from 13 kHz at 24 kHz.
 //! * [`pcm`] — f32 ↔ PCM16 with rounding, clipping and NaN → 0.
 //! * [`vad`] — energy VAD on 10 ms frames at 24 kHz: adaptive noise floor, onset
-//!   confirmation, hangover, maximum utterance length, echo guard.
+//!   confirmation, short pauses, hangover, maximum utterance length, echo guard.
 //! * [`capture`] — resample → PCM16 → VAD → 300 ms pre-roll → gated 20 ms frames + events.
 //! * [`playback`] — jitter-buffered ring of 24 kHz PCM16 tagged with response ids: cushion,
 //!   fades on underrun and barge-in, stale-chunk dropping, played-sample accounting.
-//! * `wasm` (wasm32 only) — the exports below; the only module with `unsafe`.
+//! * `wasm` (wasm32 only) — the exports below, the allocator and the panic handler; the only
+//!   module with `unsafe`.
+//!
+//! On wasm32 the crate is `no_std` (`core` and `alloc` only): std's panic, formatting and
+//! allocator machinery was most of the module's size. Native builds keep std for the tests
+//! and benches. The few float functions `core` lacks (`log10`, `sin`) live in a small `math`
+//! module that both targets run, so the native tests check the browser's arithmetic.
 //!
 //! Real-time rule: nothing allocates or logs per quantum or per sample. Every buffer is
 //! allocated in a constructor; the worst-case sizes are derived from [`capture::MAX_INPUT_SAMPLES`]
@@ -34,25 +40,25 @@
 //!
 //! | export | meaning |
 //! |---|---|
-//! | `cap_new(sample_rate) -> u32` | create for the device rate; 1 ok, 0 unsupported rate |
+//! | `cap_new(sample_rate) -> u32` | create (or re-create, in the old one's memory) for the device rate; 1 ok, 0 unsupported rate (the old one stays) |
 //! | `cap_in_ptr() -> *mut f32`, `cap_in_capacity() -> u32` | input buffer (4096 samples) |
 //! | `cap_process(n) -> u32` | process `n` input samples; returns PCM16 samples ready (whole 480-sample / 20 ms frames) |
 //! | `cap_out_ptr() -> *const i16` | those samples, valid until the next `cap_process` |
 //! | `cap_event_count() -> u32` | VAD events of the last `cap_process` |
-//! | `cap_event_kind(i) -> u32` | 1 speech started, 2 stopped by silence, 3 stopped at max length |
-//! | `cap_event_ms(i) -> f64` | onset / end of speech, ms of capture stream since `cap_new` |
+//! | `cap_event_kind(i) -> u32` | 1 speech started, 2 stopped by silence, 3 stopped at max length, 4 paused, 5 resumed |
+//! | `cap_event_ms(i) -> f64` | onset / pause / resume / end of speech, ms of capture stream since `cap_new` |
 //! | `cap_event_offset(i) -> u32` | output samples that precede the event (post those frames first) |
 //! | `cap_speaking() -> u32` | 1 while speech is in progress |
 //! | `cap_take_level_dbfs() -> f32` | input RMS since the previous call, dBFS (−100 = silence) |
 //! | `cap_noise_floor_dbfs() -> f32` | the VAD's noise floor |
 //! | `cap_set_assistant_audible(audible)` | echo guard on (nonzero) / off |
-//! | `cap_set_hangover_ms(ms)`, `cap_set_max_utterance_ms(ms)`, `cap_set_echo_guard_db(f32)` | VAD tuning |
+//! | `cap_set_hangover_ms(ms)`, `cap_set_pause_ms(ms)`, `cap_set_max_utterance_ms(ms)`, `cap_set_echo_guard_db(f32)` | VAD tuning |
 //!
 //! Playback (24 kHz PCM16 chunks in, device-rate f32 quanta out):
 //!
 //! | export | meaning |
 //! |---|---|
-//! | `play_new(sample_rate) -> u32` | create for the device rate; 1 ok, 0 unsupported rate |
+//! | `play_new(sample_rate) -> u32` | create (or re-create) for the device rate; 1 ok, 0 unsupported rate (the old one stays) |
 //! | `play_in_ptr() -> *mut i16`, `play_in_capacity() -> u32` | chunk buffer (8192 samples; push larger chunks in pieces) |
 //! | `play_push(response_id, n) -> u32` | queue `n` samples; 0 queued, 1 stale (dropped), 2 ring full (partly dropped) |
 //! | `play_end(response_id)` | all audio of the response was pushed: play it out, then report it drained |
@@ -65,7 +71,12 @@
 //! | `play_played_samples(response_id) -> u32` | 24 kHz samples of it played so far |
 //! | `play_buffered_samples()`, `play_underruns()`, `play_stale_chunks()`, `play_overflow_samples()`, `play_cushion_samples()`, `play_is_playing()` | statistics |
 
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
 pub mod capture;
+mod math;
 pub mod pcm;
 pub mod playback;
 pub mod resample;

@@ -23,7 +23,10 @@
 //! rendered (the filter adds about one millisecond of delay). All memory is allocated in
 //! [`Playback::new`].
 
-use std::collections::VecDeque;
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::vec;
+use alloc::vec::Vec;
 
 use crate::pcm;
 use crate::resample::{Resampler, UnsupportedRate};
@@ -368,7 +371,7 @@ impl Queue {
             played_samples,
         };
 
-        let cancelled: [Option<u32>; MAX_SEGMENTS + 1] = std::array::from_fn(|i| match i {
+        let cancelled: [Option<u32>; MAX_SEGMENTS + 1] = core::array::from_fn(|i| match i {
             0 => self.current,
             _ => self.segments.get(i - 1).map(|s| s.response_id),
         });
@@ -546,9 +549,9 @@ struct Ring {
     len: usize,
 }
 
-impl std::fmt::Debug for Ring {
+impl core::fmt::Debug for Ring {
     // Not the samples: the ring holds a minute of audio.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Ring")
             .field("capacity", &self.buf.len())
             .field("len", &self.len)

@@ -118,11 +118,20 @@ pub(crate) fn read_wav(bytes: &[u8]) -> Result<Wav, String> {
     Err("no data chunk".into())
 }
 
+/// Which VAD event a [`RunEvent`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunKind {
+    Started,
+    Paused,
+    Resumed,
+    Stopped,
+}
+
 /// A VAD event as seen from outside the capture pipeline.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RunEvent {
-    pub(crate) started: bool,
-    /// The event's position (onset or end of speech) in seconds of input.
+    pub(crate) kind: RunKind,
+    /// The event's position (onset, pause, resume or end of speech) in seconds of input.
     pub(crate) at_s: f64,
     /// Input time at the end of the quantum that reported it, in seconds.
     pub(crate) reported_s: f64,
@@ -167,19 +176,33 @@ impl CaptureRun {
             for event in self.capture.events().to_vec() {
                 self.file_frames(posted, event.output_offset);
                 posted = event.output_offset;
-                let (started, sample, reason) = match event.event {
-                    VadEvent::SpeechStarted { start_sample } => (true, start_sample, None),
+                let (kind, sample, reason) = match event.event {
+                    VadEvent::SpeechStarted { start_sample } => {
+                        (RunKind::Started, start_sample, None)
+                    }
+                    VadEvent::SpeechPaused { pause_sample } => {
+                        (RunKind::Paused, pause_sample, None)
+                    }
+                    VadEvent::SpeechResumed { resume_sample } => {
+                        (RunKind::Resumed, resume_sample, None)
+                    }
                     VadEvent::SpeechStopped { end_sample, reason } => {
-                        (false, end_sample, Some(reason))
+                        (RunKind::Stopped, end_sample, Some(reason))
                     }
                 };
-                if started {
-                    self.utterances.push(Vec::new());
+                self.all_output_in_frames &=
+                    event.output_offset.is_multiple_of(OUTPUT_FRAME_SAMPLES);
+                match kind {
+                    RunKind::Started => {
+                        self.utterances.push(Vec::new());
+                        self.speaking = true;
+                    }
+                    RunKind::Stopped => self.speaking = false,
+                    RunKind::Paused | RunKind::Resumed => {}
                 }
-                self.speaking = started;
                 let at_s = sample as f64 / f64::from(OUTPUT_RATE_HZ);
                 self.events.push(RunEvent {
-                    started,
+                    kind,
                     at_s,
                     reported_s,
                     reason,
@@ -200,11 +223,19 @@ impl CaptureRun {
         }
     }
 
+    pub(crate) fn of_kind(&self, kind: RunKind) -> Vec<RunEvent> {
+        self.events
+            .iter()
+            .copied()
+            .filter(|e| e.kind == kind)
+            .collect()
+    }
+
     pub(crate) fn starts(&self) -> Vec<RunEvent> {
-        self.events.iter().copied().filter(|e| e.started).collect()
+        self.of_kind(RunKind::Started)
     }
 
     pub(crate) fn stops(&self) -> Vec<RunEvent> {
-        self.events.iter().copied().filter(|e| !e.started).collect()
+        self.of_kind(RunKind::Stopped)
     }
 }

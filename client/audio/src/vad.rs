@@ -15,6 +15,11 @@
 //!   frames, so its own voice leaking from the speakers past the browser's echo canceller
 //!   (loudest while the canceller re-converges, e.g. right after the user cut in) does not
 //!   barge in, while a real interruption still does.
+//! * **pause**: inside speech, a quiet run (frames below the stop threshold) that reaches
+//!   `pause_ms` is reported once as a short pause, and the first frame that breaks the run
+//!   after it as a resume. A pause is shorter than the hangover, so it comes first: the proxy
+//!   may commit what was said and start answering before the turn is confirmed. A turn that
+//!   ends is a pause followed by a stop.
 //! * **stop**: the level must stay below the start threshold minus `stop_hysteresis_db` for
 //!   `hangover_ms` (does not cut between words), or the utterance reaches `max_utterance_ms`.
 //!   After a forced stop the detector re-arms only once the level has dropped below the stop
@@ -23,7 +28,7 @@
 //!
 //! Positions in events count 24 kHz samples since the detector was created.
 
-use crate::pcm;
+use crate::{math, pcm};
 
 /// Rate the detector runs at: the capture pipeline's output rate.
 pub const SAMPLE_RATE_HZ: u32 = 24_000;
@@ -54,6 +59,9 @@ pub struct VadConfig {
     /// Quiet time after speech before the stop event, in ms (rounded up to whole frames,
     /// at least one).
     pub hangover_ms: u32,
+    /// Quiet time inside speech reported as a short pause, in ms (rounded up to whole frames,
+    /// at least one). No pause is reported when it is not shorter than `hangover_ms`.
+    pub pause_ms: u32,
     /// Longest utterance; speech is force-stopped at this length, in ms.
     pub max_utterance_ms: u32,
     /// Added to the start threshold while the assistant is audible, in dB.
@@ -92,6 +100,10 @@ impl Default for VadConfig {
             onset_ms: 30,
             // Matches common server VAD defaults (≈ 500 ms) and the latency budget's ≤ 500 ms.
             hangover_ms: 500,
+            // Natural pauses between phrases run ~150–400 ms; 200 ms catches most of them and
+            // comes 300 ms before the hangover confirms the end of the turn, the head start a
+            // speculative answer gets.
+            pause_ms: 200,
             // Bounds one turn's upload; longer monologues are split into several turns.
             max_utterance_ms: 30_000,
             // Speaker echo after browser AEC is typically 10–20 dB below the user's voice.
@@ -133,6 +145,18 @@ pub enum VadEvent {
         /// First sample of the first loud frame of the onset.
         start_sample: u64,
     },
+    /// A short pause inside speech: the quiet run reached `pause_ms`. Speech goes on (the
+    /// audio keeps flowing) and is followed by [`VadEvent::SpeechResumed`] or
+    /// [`VadEvent::SpeechStopped`].
+    SpeechPaused {
+        /// First sample of the quiet run.
+        pause_sample: u64,
+    },
+    /// Speech came back after a [`VadEvent::SpeechPaused`], within the same utterance.
+    SpeechResumed {
+        /// First sample of the frame that ended the quiet run.
+        resume_sample: u64,
+    },
     /// Speech ended.
     SpeechStopped {
         /// First sample of the quiet run for [`StopReason::Silence`]; the cut point for
@@ -156,6 +180,8 @@ enum State {
         frames: u32,
         /// Consecutive frames below the stop threshold.
         quiet_frames: u32,
+        /// The current quiet run was reported as a pause.
+        paused: bool,
     },
 }
 
@@ -166,6 +192,8 @@ struct FrameCounts {
     barge_in_onset: u32,
     echo_tail: u32,
     hangover: u32,
+    /// `None` when a pause could not come before the hangover.
+    pause: Option<u32>,
     max_utterance: u32,
     warmup: u32,
 }
@@ -173,11 +201,14 @@ struct FrameCounts {
 impl FrameCounts {
     fn from_config(config: &VadConfig) -> Self {
         let frames = |ms: u32| ms.div_ceil(FRAME_MS);
+        let hangover = frames(config.hangover_ms).max(1);
+        let pause = frames(config.pause_ms).max(1);
         Self {
             onset: frames(config.onset_ms).max(1),
             barge_in_onset: frames(config.barge_in_onset_ms).max(1),
             echo_tail: frames(config.echo_tail_ms),
-            hangover: frames(config.hangover_ms).max(1),
+            hangover,
+            pause: (pause < hangover).then_some(pause),
             max_utterance: frames(config.max_utterance_ms).max(1),
             warmup: frames(config.warmup_ms),
         }
@@ -316,6 +347,7 @@ impl Vad {
                     self.state = State::Speaking {
                         frames: *loud_frames,
                         quiet_frames: 0,
+                        paused: false,
                     };
                     return Some(VadEvent::SpeechStarted { start_sample });
                 }
@@ -325,6 +357,7 @@ impl Vad {
             State::Speaking {
                 frames,
                 quiet_frames,
+                paused,
             } => {
                 *frames += 1;
                 *quiet_frames = if is_quiet { *quiet_frames + 1 } else { 0 };
@@ -348,6 +381,16 @@ impl Vad {
                         end_sample: frame_end,
                         reason: StopReason::MaxLength,
                     }
+                } else if !*paused && self.counts.pause.is_some_and(|p| *quiet_frames >= p) {
+                    *paused = true;
+                    VadEvent::SpeechPaused {
+                        pause_sample: frame_end - u64::from(*quiet_frames) * FRAME_SAMPLES as u64,
+                    }
+                } else if *paused && *quiet_frames == 0 {
+                    *paused = false;
+                    VadEvent::SpeechResumed {
+                        resume_sample: frame_start,
+                    }
                 } else {
                     return None;
                 };
@@ -364,22 +407,31 @@ impl Vad {
             self.config.floor_rise_per_frame
         };
         self.floor_dbfs += rate * (level - self.floor_dbfs);
+        // Not `clamp`: its check of the bounds (which come from the config) would link float
+        // formatting into the wasm for the panic message.
         self.floor_dbfs = self
             .floor_dbfs
-            .clamp(self.config.floor_min_dbfs, self.config.floor_max_dbfs);
+            .min(self.config.floor_max_dbfs)
+            .max(self.config.floor_min_dbfs);
     }
 }
 
 /// Mean power of a frame in dBFS, floored at [`SILENCE_DBFS`].
 pub fn frame_level_dbfs(frame: &[i16]) -> f32 {
-    let energy: f32 = frame.iter().map(|&s| pcm::i16_to_f32(s).powi(2)).sum();
+    let energy: f32 = frame
+        .iter()
+        .map(|&s| {
+            let x = pcm::i16_to_f32(s);
+            x * x
+        })
+        .sum();
     power_to_dbfs(energy / frame.len().max(1) as f32)
 }
 
 /// `10·log10(mean square)` floored at [`SILENCE_DBFS`].
 pub fn power_to_dbfs(mean_square: f32) -> f32 {
     if mean_square > 0.0 {
-        (10.0 * mean_square.log10()).max(SILENCE_DBFS)
+        (10.0 * math::log10(mean_square)).max(SILENCE_DBFS)
     } else {
         SILENCE_DBFS
     }
@@ -428,6 +480,24 @@ mod tests {
         events
     }
 
+    /// The starts and stops of `events`: the turns, without the pauses inside them.
+    fn turns(events: Vec<(u64, VadEvent)>) -> Vec<(u64, VadEvent)> {
+        events
+            .into_iter()
+            .filter(|(_, e)| {
+                matches!(
+                    e,
+                    VadEvent::SpeechStarted { .. } | VadEvent::SpeechStopped { .. }
+                )
+            })
+            .collect()
+    }
+
+    /// Frame `i`'s first sample.
+    fn sample(frame: u64) -> u64 {
+        frame * FRAME_SAMPLES as u64
+    }
+
     #[test]
     fn frame_level_measures_dbfs() {
         assert_eq!(frame_level_dbfs(&[0; FRAME_SAMPLES]), SILENCE_DBFS);
@@ -449,7 +519,7 @@ mod tests {
         let mut vad = Vad::new(VadConfig::default());
         let events = run(&mut vad, 300, |i| (100..150).contains(&i).then_some(-25.0));
         assert_eq!(
-            events,
+            turns(events),
             [
                 (
                     102,
@@ -549,15 +619,15 @@ mod tests {
         assert!(run(&mut guarded, 300, burst).is_empty());
 
         let mut unguarded = Vad::new(VadConfig::default());
-        assert_eq!(run(&mut unguarded, 300, burst).len(), 2);
+        assert_eq!(turns(run(&mut unguarded, 300, burst)).len(), 2);
 
         // A louder voice still barges in through the guard.
         let mut barge_in = Vad::new(VadConfig::default());
         barge_in.set_assistant_audible(true);
         assert_eq!(
-            run(&mut barge_in, 300, |i| (100..150)
+            turns(run(&mut barge_in, 300, |i| (100..150)
                 .contains(&i)
-                .then_some(-20.0))
+                .then_some(-20.0)))
             .len(),
             2
         );
@@ -598,9 +668,9 @@ mod tests {
         // Without the assistant audible the same short burst is speech.
         let mut unguarded = Vad::new(config);
         assert_eq!(
-            run(&mut unguarded, 300, |i| (100..100 + short)
+            turns(run(&mut unguarded, 300, |i| (100..100 + short)
                 .contains(&i)
-                .then_some(-20.0))
+                .then_some(-20.0)))
             .len(),
             2
         );
@@ -621,7 +691,10 @@ mod tests {
         assert!(after_end.is_empty(), "{after_end:?}");
         assert!(!vad.is_echo_guarded());
         // ...the same burst once the tail is over does.
-        assert_eq!(run(&mut vad, 100, |i| (i < 10).then_some(-40.0)).len(), 2);
+        assert_eq!(
+            turns(run(&mut vad, 100, |i| (i < 10).then_some(-40.0))).len(),
+            2
+        );
         // Setting "not audible" again does not restart the tail.
         vad.set_assistant_audible(false);
         assert!(!vad.is_echo_guarded());
@@ -656,5 +729,176 @@ mod tests {
         let stopped_after =
             (1..=20).find(|_| vad.process_frame(&noise_frame(&mut rng, -60.0)).is_some());
         assert_eq!(stopped_after, Some(10));
+    }
+
+    /// Default settings: 200 ms (20 frames) make a pause, 500 ms (50 frames) end the turn.
+    const PAUSE_FRAMES: u64 = 20;
+    const HANGOVER_FRAMES: u64 = 50;
+
+    #[test]
+    fn a_short_pause_is_reported_and_speech_that_comes_back_resumes_the_same_turn() {
+        let mut vad = Vad::new(VadConfig::default());
+        // A phrase, 250 ms of quiet, another phrase, then silence.
+        let events = run(&mut vad, 400, |i| {
+            ((100..150).contains(&i) || (175..220).contains(&i)).then_some(-25.0)
+        });
+        assert_eq!(
+            events,
+            [
+                (
+                    102,
+                    VadEvent::SpeechStarted {
+                        start_sample: sample(100)
+                    }
+                ),
+                (
+                    150 + PAUSE_FRAMES - 1,
+                    VadEvent::SpeechPaused {
+                        pause_sample: sample(150)
+                    }
+                ),
+                (
+                    175,
+                    VadEvent::SpeechResumed {
+                        resume_sample: sample(175)
+                    }
+                ),
+                (
+                    220 + PAUSE_FRAMES - 1,
+                    VadEvent::SpeechPaused {
+                        pause_sample: sample(220)
+                    }
+                ),
+                (
+                    220 + HANGOVER_FRAMES - 1,
+                    VadEvent::SpeechStopped {
+                        end_sample: sample(220),
+                        reason: StopReason::Silence
+                    }
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_end_of_a_turn_is_a_pause_then_a_stop_at_the_same_sample() {
+        let mut vad = Vad::new(VadConfig::default());
+        let events = run(&mut vad, 300, |i| (100..150).contains(&i).then_some(-25.0));
+        assert_eq!(
+            events[1..],
+            [
+                (
+                    150 + PAUSE_FRAMES - 1,
+                    VadEvent::SpeechPaused {
+                        pause_sample: sample(150)
+                    }
+                ),
+                (
+                    150 + HANGOVER_FRAMES - 1,
+                    VadEvent::SpeechStopped {
+                        end_sample: sample(150),
+                        reason: StopReason::Silence
+                    }
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_quiet_run_shorter_than_the_pause_is_no_pause() {
+        let mut vad = Vad::new(VadConfig::default());
+        // 150 ms between two phrases: one run of speech, paused only at its end.
+        let events = run(&mut vad, 400, |i| {
+            ((100..150).contains(&i) || (165..200).contains(&i)).then_some(-25.0)
+        });
+        let pauses: Vec<_> = events
+            .iter()
+            .filter(|(_, e)| matches!(e, VadEvent::SpeechPaused { .. }))
+            .collect();
+        assert_eq!(
+            pauses,
+            [&(
+                200 + PAUSE_FRAMES - 1,
+                VadEvent::SpeechPaused {
+                    pause_sample: sample(200)
+                }
+            )]
+        );
+        assert!(
+            !events
+                .iter()
+                .any(|(_, e)| matches!(e, VadEvent::SpeechResumed { .. }))
+        );
+    }
+
+    #[test]
+    fn long_speech_reports_one_pause_and_one_resume_per_quiet_run() {
+        let mut vad = Vad::new(VadConfig::default());
+        // Ten 400 ms phrases 300 ms apart: 7 s of speech in one turn.
+        let phrase = |i: u64| (100..100 + 10 * 70).contains(&i) && (i - 100) % 70 < 40;
+        let events = run(&mut vad, 1_000, |i| phrase(i).then_some(-25.0));
+        let mut expected = vec![VadEvent::SpeechStarted {
+            start_sample: sample(100),
+        }];
+        for gap in 0..10 {
+            let quiet_from = 100 + gap * 70 + 40;
+            expected.push(VadEvent::SpeechPaused {
+                pause_sample: sample(quiet_from),
+            });
+            if gap < 9 {
+                expected.push(VadEvent::SpeechResumed {
+                    resume_sample: sample(quiet_from + 30),
+                });
+            }
+        }
+        expected.push(VadEvent::SpeechStopped {
+            end_sample: sample(100 + 9 * 70 + 40),
+            reason: StopReason::Silence,
+        });
+        assert_eq!(
+            events.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
+            expected
+        );
+    }
+
+    #[test]
+    fn no_pause_is_reported_when_it_could_not_come_before_the_hangover() {
+        for pause_ms in [500, 800] {
+            let mut vad = Vad::new(VadConfig {
+                pause_ms,
+                ..VadConfig::default()
+            });
+            let events = run(&mut vad, 300, |i| (100..150).contains(&i).then_some(-25.0));
+            assert_eq!(events.len(), 2, "pause_ms {pause_ms}: {events:?}");
+            assert_eq!(turns(events.clone()), events);
+        }
+    }
+
+    #[test]
+    fn no_pause_follows_a_forced_stop_at_max_length() {
+        let mut vad = Vad::new(VadConfig {
+            max_utterance_ms: 1_000,
+            ..VadConfig::default()
+        });
+        // The cut falls 100 ms into the quiet after the speech, before a pause is due.
+        let events = run(&mut vad, 400, |i| (50..140).contains(&i).then_some(-25.0));
+        assert_eq!(
+            events,
+            [
+                (
+                    52,
+                    VadEvent::SpeechStarted {
+                        start_sample: sample(50)
+                    }
+                ),
+                (
+                    149,
+                    VadEvent::SpeechStopped {
+                        end_sample: sample(150),
+                        reason: StopReason::MaxLength
+                    }
+                ),
+            ]
+        );
     }
 }

@@ -5,14 +5,22 @@
 //! worklet (or both). Every export is total: before `cap_new`/`play_new` succeeded, or with an
 //! out-of-range argument, it does nothing and returns 0 (or null, or −1 where documented)
 //! instead of trapping.
+//!
+//! The crate is `no_std` here, so this module also provides what std would: the allocator
+//! ([`Heap`]) and the panic handler (a trap: the exports never panic on any input, so a panic
+//! is a bug, and a trap shows it in the worklet's `processorerror` without linking any of
+//! `core::fmt`).
 
-// This is the one module with `unsafe`: `#[unsafe(no_mangle)]` exports and the global state
-// slots they share. Everything below it is safe Rust.
+// This is the one module with `unsafe`: `#[unsafe(no_mangle)]` exports, the global state
+// slots they share and the allocator. Everything below it is safe Rust.
 #![allow(unsafe_code)]
 // The exports are reached through the wasm symbol table, not through Rust paths.
 #![allow(unreachable_pub)]
 
-use std::cell::UnsafeCell;
+use alloc::boxed::Box;
+use alloc::vec;
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::{Cell, UnsafeCell};
 
 use crate::capture::{Capture, MAX_INPUT_SAMPLES};
 use crate::playback::Playback;
@@ -29,6 +37,87 @@ const PLAY_OUT_SAMPLES: usize = 4096;
 const EVENT_SPEECH_STARTED: u32 = 1;
 const EVENT_SPEECH_STOPPED_SILENCE: u32 = 2;
 const EVENT_SPEECH_STOPPED_MAX_LENGTH: u32 = 3;
+const EVENT_SPEECH_PAUSED: u32 = 4;
+const EVENT_SPEECH_RESUMED: u32 = 5;
+
+// ---- runtime: panic handler and allocator --------------------------------------------------
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    core::arch::wasm32::unreachable()
+}
+
+/// Bytes in one page of wasm memory.
+const WASM_PAGE_BYTES: usize = 65_536;
+
+/// A bump allocator over pages taken with `memory.grow`, which is all this module needs: every
+/// buffer is made once, in `cap_new` / `play_new`, and lives as long as the instance (each
+/// worklet node instantiates its own module and calls its `*_new` once).
+///
+/// It still takes memory back in the two cases that occur: freeing the newest block moves the
+/// top back (the filter design's scratch row), and when no block is live the heap starts over.
+/// The `*_new` exports drop the old state before building the new one, so re-creating the only
+/// pipeline of an instance reuses its memory; re-creating one while the other slot is alive
+/// leaves the old one's buffers unused (bounded: one pipeline's worth per call).
+struct Heap {
+    /// Address of the heap's first byte (0 until the first allocation).
+    base: Cell<usize>,
+    /// First free byte.
+    top: Cell<usize>,
+    /// End of the memory the heap owns.
+    end: Cell<usize>,
+    /// Blocks allocated and not freed.
+    live: Cell<usize>,
+}
+
+// SAFETY: one thread, no re-entrancy (see `Slot`).
+unsafe impl Sync for Heap {}
+
+#[global_allocator]
+static HEAP: Heap = Heap {
+    base: Cell::new(0),
+    top: Cell::new(0),
+    end: Cell::new(0),
+    live: Cell::new(0),
+};
+
+unsafe impl GlobalAlloc for Heap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if self.base.get() == 0 {
+            // Everything below the current memory size belongs to the stack and statics.
+            let start = core::arch::wasm32::memory_size(0) * WASM_PAGE_BYTES;
+            self.base.set(start);
+            self.top.set(start);
+            self.end.set(start);
+        }
+        let Some(start) = self.top.get().checked_next_multiple_of(layout.align()) else {
+            return core::ptr::null_mut();
+        };
+        let Some(new_top) = start.checked_add(layout.size()) else {
+            return core::ptr::null_mut();
+        };
+        if new_top > self.end.get() {
+            let pages = (new_top - self.end.get()).div_ceil(WASM_PAGE_BYTES);
+            if core::arch::wasm32::memory_grow(0, pages) == usize::MAX {
+                return core::ptr::null_mut();
+            }
+            self.end.set(self.end.get() + pages * WASM_PAGE_BYTES);
+        }
+        self.top.set(new_top);
+        self.live.set(self.live.get() + 1);
+        start as *mut u8
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let live = self.live.get() - 1;
+        self.live.set(live);
+        if live == 0 {
+            self.top.set(self.base.get());
+        } else if ptr as usize + layout.size() == self.top.get() {
+            self.top.set(ptr as usize);
+        }
+    }
+}
 
 /// One piece of global state.
 struct Slot<T>(UnsafeCell<Option<T>>);
@@ -55,6 +144,12 @@ impl<T> Slot<T> {
         // SAFETY: as in `with`; no reference to the old contents is alive.
         unsafe { *self.0.get() = Some(value) }
     }
+
+    /// Drops the value, so its memory can serve the next one.
+    fn clear(&self) {
+        // SAFETY: as in `with`; no reference to the contents is alive.
+        unsafe { *self.0.get() = None }
+    }
 }
 
 struct CaptureState {
@@ -75,6 +170,12 @@ fn bool_u32(value: bool) -> u32 {
     u32::from(value)
 }
 
+/// Whether `*_new` can build a pipeline for this device rate: checked before the old one is
+/// dropped, so an unsupported rate leaves it as it was.
+fn is_supported_rate(sample_rate: u32) -> bool {
+    (crate::resample::MIN_RATE_HZ..=crate::resample::MAX_RATE_HZ).contains(&sample_rate)
+}
+
 fn saturate_u32(value: usize) -> u32 {
     u32::try_from(value).unwrap_or(u32::MAX)
 }
@@ -85,6 +186,10 @@ fn saturate_u32(value: usize) -> u32 {
 /// unsupported.
 #[unsafe(no_mangle)]
 pub extern "C" fn cap_new(sample_rate: u32) -> u32 {
+    if !is_supported_rate(sample_rate) {
+        return 0;
+    }
+    CAPTURE.clear();
     match Capture::new(sample_rate, VadConfig::default()) {
         Ok(capture) => {
             let input = vec![0.0; MAX_INPUT_SAMPLES].into_boxed_slice();
@@ -98,7 +203,7 @@ pub extern "C" fn cap_new(sample_rate: u32) -> u32 {
 /// Where to write the next quantum of mono f32 device samples.
 #[unsafe(no_mangle)]
 pub extern "C" fn cap_in_ptr() -> *mut f32 {
-    CAPTURE.with(std::ptr::null_mut(), |s| s.input.as_mut_ptr())
+    CAPTURE.with(core::ptr::null_mut(), |s| s.input.as_mut_ptr())
 }
 
 /// How many samples fit at `cap_in_ptr`.
@@ -120,7 +225,7 @@ pub extern "C" fn cap_process(n: u32) -> u32 {
 /// The gated 24 kHz PCM16 output of the last `cap_process`.
 #[unsafe(no_mangle)]
 pub extern "C" fn cap_out_ptr() -> *const i16 {
-    CAPTURE.with(std::ptr::null(), |s| s.capture.output().as_ptr())
+    CAPTURE.with(core::ptr::null(), |s| s.capture.output().as_ptr())
 }
 
 /// VAD events of the last `cap_process`.
@@ -129,7 +234,8 @@ pub extern "C" fn cap_event_count() -> u32 {
     CAPTURE.with(0, |s| saturate_u32(s.capture.events().len()))
 }
 
-/// Event `i`: 1 = speech started, 2 = stopped (silence), 3 = stopped (max length), 0 = none.
+/// Event `i`: 1 = speech started, 2 = stopped (silence), 3 = stopped (max length),
+/// 4 = paused, 5 = resumed, 0 = none.
 #[unsafe(no_mangle)]
 pub extern "C" fn cap_event_kind(i: u32) -> u32 {
     CAPTURE.with(0, |s| {
@@ -138,6 +244,8 @@ pub extern "C" fn cap_event_kind(i: u32) -> u32 {
             .get(i as usize)
             .map_or(0, |e| match e.event {
                 VadEvent::SpeechStarted { .. } => EVENT_SPEECH_STARTED,
+                VadEvent::SpeechPaused { .. } => EVENT_SPEECH_PAUSED,
+                VadEvent::SpeechResumed { .. } => EVENT_SPEECH_RESUMED,
                 VadEvent::SpeechStopped {
                     reason: StopReason::Silence,
                     ..
@@ -151,13 +259,15 @@ pub extern "C" fn cap_event_kind(i: u32) -> u32 {
 }
 
 /// Event `i`'s position in the capture stream, in ms since `cap_new`: where speech started,
-/// or where it ended (the start of the silence, or the cut).
+/// paused (the start of the quiet), resumed, or ended (the start of the silence, or the cut).
 #[unsafe(no_mangle)]
 pub extern "C" fn cap_event_ms(i: u32) -> f64 {
     CAPTURE.with(0.0, |s| {
         s.capture.events().get(i as usize).map_or(0.0, |e| {
             let sample = match e.event {
                 VadEvent::SpeechStarted { start_sample } => start_sample,
+                VadEvent::SpeechPaused { pause_sample } => pause_sample,
+                VadEvent::SpeechResumed { resume_sample } => resume_sample,
                 VadEvent::SpeechStopped { end_sample, .. } => end_sample,
             };
             sample as f64 * 1_000.0 / f64::from(crate::capture::OUTPUT_RATE_HZ)
@@ -211,6 +321,18 @@ pub extern "C" fn cap_set_hangover_ms(ms: u32) {
     });
 }
 
+/// Quiet in ms inside speech reported as a short pause (default 200; no pauses at or above the
+/// hangover).
+#[unsafe(no_mangle)]
+pub extern "C" fn cap_set_pause_ms(ms: u32) {
+    CAPTURE.with((), |s| {
+        s.capture.set_vad_config(VadConfig {
+            pause_ms: ms,
+            ..*s.capture.vad_config()
+        })
+    });
+}
+
 /// Longest utterance in ms before a forced stop (default 30 000).
 #[unsafe(no_mangle)]
 pub extern "C" fn cap_set_max_utterance_ms(ms: u32) {
@@ -238,6 +360,10 @@ pub extern "C" fn cap_set_echo_guard_db(db: f32) {
 /// Creates the player for a device at `sample_rate` Hz. 1 = ok, 0 = rate unsupported.
 #[unsafe(no_mangle)]
 pub extern "C" fn play_new(sample_rate: u32) -> u32 {
+    if !is_supported_rate(sample_rate) {
+        return 0;
+    }
+    PLAYBACK.clear();
     match Playback::new(sample_rate) {
         Ok(playback) => {
             PLAYBACK.set(PlaybackState {
@@ -254,7 +380,7 @@ pub extern "C" fn play_new(sample_rate: u32) -> u32 {
 /// Where to write a chunk of 24 kHz PCM16 before `play_push`.
 #[unsafe(no_mangle)]
 pub extern "C" fn play_in_ptr() -> *mut i16 {
-    PLAYBACK.with(std::ptr::null_mut(), |s| s.input.as_mut_ptr())
+    PLAYBACK.with(core::ptr::null_mut(), |s| s.input.as_mut_ptr())
 }
 
 /// How many samples fit at `play_in_ptr`.
@@ -310,7 +436,7 @@ pub extern "C" fn play_render(n: u32) -> u32 {
 /// The device-rate f32 output of the last `play_render`.
 #[unsafe(no_mangle)]
 pub extern "C" fn play_out_ptr() -> *const f32 {
-    PLAYBACK.with(std::ptr::null(), |s| s.output.as_ptr())
+    PLAYBACK.with(core::ptr::null(), |s| s.output.as_ptr())
 }
 
 /// How many samples `play_render` can produce per call.

@@ -1,7 +1,7 @@
 // Runs worklets.js against the built audio.wasm under plain node, with the AudioWorklet
-// globals stubbed. Build the wasm first, then from the repository root:
+// globals stubbed. Build the wasm first (as the page gets it), then from the repository root:
 //
-//   cargo build -p audio --release --target wasm32-unknown-unknown
+//   sh scripts/build-audio-wasm.sh target/audio.wasm
 //   node --test client/worklet/test/
 //
 // AUDIO_WASM=/path/to/audio.wasm overrides the module path.
@@ -14,7 +14,7 @@ import { dirname, resolve } from 'node:path';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const wasmPath = process.env.AUDIO_WASM
-  ?? resolve(here, '../../../target/wasm32-unknown-unknown/release/audio.wasm');
+  ?? resolve(here, '../../../target/audio.wasm');
 const bytes = readFileSync(wasmPath);
 const module = new WebAssembly.Module(bytes);
 
@@ -49,14 +49,16 @@ function messages(node, type) {
 }
 
 // --- signals ------------------------------------------------------------------------------------
-/** Noise at ≈ −65 dBFS with a sine burst of `amplitude` at [from, to) seconds. */
-function signal(rate, seconds, { hz = 300, amplitude = 0.1, from = 1, to = 2 } = {}) {
+/** Noise at ≈ −65 dBFS with a sine burst of `amplitude` at [from, to) seconds (or at each
+ * [from, to) of `spans`). */
+function signal(rate, seconds, { hz = 300, amplitude = 0.1, from = 1, to = 2, spans = [[from, to]] } = {}) {
   const x = new Float32Array(Math.round(rate * seconds));
   let seed = 12345;
   for (let i = 0; i < x.length; i++) {
     seed = (seed * 1103515245 + 12345) >>> 0;
     const t = i / rate;
-    x[i] = 0.001 * (seed / 2 ** 32 - 0.5) + (t >= from && t < to ? amplitude * Math.sin(2 * Math.PI * hz * t) : 0);
+    const inside = spans.some(([a, b]) => t >= a && t < b);
+    x[i] = 0.001 * (seed / 2 ** 32 - 0.5) + (inside ? amplitude * Math.sin(2 * Math.PI * hz * t) : 0);
   }
   return x;
 }
@@ -97,7 +99,20 @@ test('the module has no imports', () => {
   assert.deepEqual(WebAssembly.Module.imports(module), []);
 });
 
-test('capture posts start, 20 ms frames, stop, and a level every ~50 ms', () => {
+test('re-creating a pipeline reuses its memory, and an unsupported rate keeps the old one', () => {
+  for (const [create, capacity] of [['cap_new', 'cap_in_capacity'], ['play_new', 'play_in_capacity']]) {
+    const ex = new WebAssembly.Instance(module, {}).exports;
+    assert.equal(ex[create](48000), 1);
+    const bytes = ex.memory.buffer.byteLength;
+    for (let i = 0; i < 20; i++) assert.equal(ex[create](48000), 1);
+    assert.equal(ex.memory.buffer.byteLength, bytes, `${create} 20 times more`);
+    const before = ex[capacity]();
+    assert.equal(ex[create](1), 0);
+    assert.equal(ex[capacity](), before, `${create}(1) keeps the pipeline`);
+  }
+});
+
+test('capture posts start, 20 ms frames, the pause before the stop, stop, and a level every ~50 ms', () => {
   const node = create('capture-processor', 48000, { module });
   assert.deepEqual(messages(node, 'ready'), [{ type: 'ready', via: 'module', sampleRate: 48000 }]);
   feedCapture(node, signal(48000, 3));
@@ -109,11 +124,16 @@ test('capture posts start, 20 ms frames, stop, and a level every ~50 ms', () => 
   assert.equal(last.event, 'speech_stopped');
   assert.equal(last.reason, 'silence');
   assert.ok(Math.abs(last.audioEndMs - 2000) <= 15, `end at ${last.audioEndMs} ms`);
+  // The turn ends as a pause (200 ms into the silence) and then a stop.
+  const vad = messages(node, 'vad');
+  assert.deepEqual(vad.map((v) => v.event), ['speech_started', 'speech_paused', 'speech_stopped']);
+  assert.equal(vad[1].audioPauseMs, last.audioEndMs);
 
   const frames = node.sent.filter((m) => m.data.type === 'audio');
   assert.ok(frames.every((m) => m.data.pcm.byteLength === 960), 'every frame is 480 samples');
   assert.ok(frames.every((m) => m.transfer[0] === m.data.pcm), 'every frame buffer is transferred');
-  assert.equal(flow.slice(1, -1).length, frames.length, 'all frames sit between start and stop');
+  assert.equal(flow.slice(1, -1).filter((d) => d.type === 'audio').length, frames.length,
+    'all frames sit between start and stop');
   // 300 ms pre-roll + (1 s burst − 30 ms onset) + 500 ms hangover ≈ 1.77 s = 88.5 frames.
   assert.ok(Math.abs(frames.length - 88.5) <= 2, `${frames.length} frames`);
   const loud = frames.map((m) => new Int16Array(m.data.pcm)).filter((s) => s.some((v) => Math.abs(v) > 1000));
@@ -133,15 +153,32 @@ test('capture instantiates from bytes and honours VAD options', () => {
   assert.equal(messages(node, 'ready')[0].via, 'bytes');
   feedCapture(node, signal(44100, 3));
   const vad = messages(node, 'vad');
+  // A pause as long as the hangover would only ever come with the stop: none is posted.
   assert.deepEqual(vad.map((v) => v.event), ['speech_started', 'speech_stopped']);
   assert.ok(Math.abs(vad[1].audioEndMs - 2000) <= 15);
+});
+
+test('capture posts a short pause and the resume inside one turn, frames flowing throughout', () => {
+  // Two phrases 300 ms apart; pauses from 150 ms on.
+  const input = signal(48000, 3.5, { spans: [[1, 1.5], [1.8, 2.3]] });
+  const node = create('capture-processor', 48000, { module, vad: { pauseMs: 150 } });
+  feedCapture(node, input);
+  const vad = messages(node, 'vad');
+  assert.deepEqual(vad.map((v) => v.event),
+    ['speech_started', 'speech_paused', 'speech_resumed', 'speech_paused', 'speech_stopped']);
+  assert.ok(Math.abs(vad[1].audioPauseMs - 1500) <= 15, `pause at ${vad[1].audioPauseMs} ms`);
+  assert.ok(Math.abs(vad[2].audioResumeMs - 1800) <= 15, `resume at ${vad[2].audioResumeMs} ms`);
+  const flow = node.sent.map((m) => m.data).filter((d) => d.type === 'vad' || d.type === 'audio');
+  const pause = flow.indexOf(vad[1]);
+  const resume = flow.indexOf(vad[2]);
+  assert.ok(flow.slice(pause + 1, resume).some((d) => d.type === 'audio'), 'audio flows through the pause');
 });
 
 test('the echo guard suppresses a moderate burst while the assistant is audible', () => {
   const burst = signal(48000, 3, { amplitude: 0.014 }); // ≈ −40 dBFS RMS
   const open = create('capture-processor', 48000, { module });
   feedCapture(open, burst);
-  assert.equal(messages(open, 'vad').length, 2);
+  assert.deepEqual(messages(open, 'vad').map((v) => v.event), ['speech_started', 'speech_paused', 'speech_stopped']);
 
   const guarded = create('capture-processor', 48000, { module });
   send(guarded, { type: 'assistant_audible', value: true });

@@ -549,7 +549,11 @@ impl Session {
                 self.confirm_speculation(response_id, turn_id).await;
             }
             Action::CancelSpeculation(response_id) => {
-                if self.speculation.as_ref().is_some_and(|s| s.id == response_id) {
+                if self
+                    .speculation
+                    .as_ref()
+                    .is_some_and(|s| s.id == response_id)
+                {
                     // Aborts its task (closing its requests); nothing of it went out.
                     self.speculation = None;
                 }

@@ -377,8 +377,7 @@ impl TurnMachine {
                 }
             }
             Input::Committed { item_id } => {
-                if !self.items.contains_key(&item_id) && !self.piece_items.contains_key(&item_id)
-                {
+                if !self.items.contains_key(&item_id) && !self.piece_items.contains_key(&item_id) {
                     let turn = match self.awaiting_item.pop_front() {
                         Some(turn) if self.assembling.contains_key(&turn) => {
                             let assembly = self.assembling.get_mut(&turn).expect("checked");
@@ -605,7 +604,13 @@ impl TurnMachine {
     }
 
     /// Part of a piece's transcript: forwarded, with a space before a later piece's first part.
-    fn piece_delta(&mut self, turn: TurnId, piece: usize, delta: String, actions: &mut Vec<Action>) {
+    fn piece_delta(
+        &mut self,
+        turn: TurnId,
+        piece: usize,
+        delta: String,
+        actions: &mut Vec<Action>,
+    ) {
         let Some(assembly) = self.assembling.get_mut(&turn) else {
             return;
         };
@@ -622,7 +627,13 @@ impl TurnMachine {
     }
 
     /// A piece's transcription ended.
-    fn piece_done(&mut self, turn: TurnId, piece: usize, outcome: Outcome, actions: &mut Vec<Action>) {
+    fn piece_done(
+        &mut self,
+        turn: TurnId,
+        piece: usize,
+        outcome: Outcome,
+        actions: &mut Vec<Action>,
+    ) {
         let Some(slot) = self
             .assembling
             .get_mut(&turn)
@@ -892,7 +903,10 @@ mod tests {
         let mut m = TurnMachine::new(TurnDetection::Client);
         assert_eq!(
             client_turn(&mut m),
-            vec![Action::TurnEnded(protocol::TurnId(1)), Action::Commit(protocol::TurnId(1))]
+            vec![
+                Action::TurnEnded(protocol::TurnId(1)),
+                Action::Commit(protocol::TurnId(1))
+            ]
         );
         assert_eq!(m.phase(), Phase::Transcribing);
         let actions = run(

@@ -93,7 +93,10 @@ mod tests {
     #[test]
     fn the_models_list_sits_beside_each_endpoint() {
         assert_eq!(
-            models_url("https://api.openai.com/v1/chat/completions", "/chat/completions"),
+            models_url(
+                "https://api.openai.com/v1/chat/completions",
+                "/chat/completions"
+            ),
             Some("https://api.openai.com/v1/models".to_owned())
         );
         assert_eq!(

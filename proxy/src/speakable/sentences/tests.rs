@@ -35,7 +35,10 @@ fn by_default_an_opening_interjection_is_the_first_clause_and_a_bare_short_word_
         default(&["Sure, ", "I can help with that, and here is how."]),
         ["Sure,", "I can help with that, and here is how."]
     );
-    assert_eq!(default(&["Well, ", "it depends."]), ["Well,", "it depends."]);
+    assert_eq!(
+        default(&["Well, ", "it depends."]),
+        ["Well,", "it depends."]
+    );
     assert_eq!(default(&["No, ", "not at all."]), ["No, not at all."]);
     assert_eq!(
         default(&["Hi! How", " can I help you today?"]),
