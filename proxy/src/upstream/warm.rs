@@ -39,7 +39,7 @@ impl Warmer {
     }
 
     /// Opens a connection to the LLM host and one to the speech host in the background,
-    /// unless that was done within [`WARM_INTERVAL`]. Returns whether it did.
+    /// unless that was done within the last 20 s (`WARM_INTERVAL`). Returns whether it did.
     pub fn warm(&self) -> bool {
         let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1;
         let last = self.last_warm_ms.load(Ordering::Relaxed);
