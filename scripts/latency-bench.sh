@@ -28,24 +28,24 @@ key="sk-loadtest-0123456789abcdef"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 
-"$bin/openai-sim" --port "$sim_port" --api-key "$key" \
-  --stt-first-delta-ms 600 --stt-ms-per-audio-s 195 --stt-delta-interval-ms 10 \
-  --llm-first-token-ms 400 --llm-tokens-per-second 60 --tts-first-byte-ms 600 \
-  --handshake-ms "$handshake_ms" \
-  --default-reply "Sure, here is a short answer. It has three sentences of about the usual length. That is all for now." \
-  >/dev/null 2>&1 &
-pids+=("$!")
+# A simulator at the seed's stage times on port $1, transcribing in $2 ms + $3 ms per second
+# of audio.
+start_sim() {
+  "$bin/openai-sim" --port "$1" --api-key "$key" \
+    --stt-first-delta-ms "$2" --stt-ms-per-audio-s "$3" --stt-delta-interval-ms 10 \
+    --llm-first-token-ms 400 --llm-tokens-per-second 60 --tts-first-byte-ms 600 \
+    --handshake-ms "$handshake_ms" \
+    --default-reply "Sure, here is a short answer. It has three sentences of about the usual length. That is all for now." \
+    >/dev/null 2>&1 &
+  pids+=("$!")
+}
+
+start_sim "$sim_port" 600 195
 # The same with transcription as fast as today's streaming recognizers (150 ms + 50 ms per
 # audio second): then a short pause's words are in before the hangover ends, and the
 # speculative start has something to win.
 fast_sim_port=$((sim_port + 2))
-"$bin/openai-sim" --port "$fast_sim_port" --api-key "$key" \
-  --stt-first-delta-ms 150 --stt-ms-per-audio-s 50 --stt-delta-interval-ms 10 \
-  --llm-first-token-ms 400 --llm-tokens-per-second 60 --tts-first-byte-ms 600 \
-  --handshake-ms "$handshake_ms" \
-  --default-reply "Sure, here is a short answer. It has three sentences of about the usual length. That is all for now." \
-  >/dev/null 2>&1 &
-pids+=("$!")
+start_sim "$fast_sim_port" 150 50
 
 questions=(
   "short|--speech-s 1.0"

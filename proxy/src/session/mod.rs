@@ -671,16 +671,7 @@ impl Session {
             task,
             ..
         } = speculation;
-        self.clocks.set_response(turn_id, response_id);
-        self.shell.browser.set_live(response_id);
-        self.conversation.begin_answer(response_id, turn_id);
-        self.shell
-            .browser
-            .send(ServerMessage::ResponseStarted {
-                response_id,
-                turn_id,
-            })
-            .await;
+        self.announce_response(response_id, turn_id).await;
         self.response_task = Some(task);
         let _ = release.send(());
         for event in events {
@@ -688,10 +679,11 @@ impl Session {
         }
     }
 
-    async fn start_response(&mut self, response_id: ResponseId, turn_id: TurnId) {
+    /// Makes `response_id` the turn's answer: its clock, its audio let out, its place in the
+    /// history, and `response_started` to the browser.
+    async fn announce_response(&mut self, response_id: ResponseId, turn_id: TurnId) {
         self.clocks.set_response(turn_id, response_id);
         self.shell.browser.set_live(response_id);
-        let messages = self.conversation.messages();
         self.conversation.begin_answer(response_id, turn_id);
         self.shell
             .browser
@@ -700,6 +692,11 @@ impl Session {
                 turn_id,
             })
             .await;
+    }
+
+    async fn start_response(&mut self, response_id: ResponseId, turn_id: TurnId) {
+        let messages = self.conversation.messages();
+        self.announce_response(response_id, turn_id).await;
         let task = self.context.pipeline.clone().respond(
             response_id,
             messages,
