@@ -72,7 +72,8 @@ run_loadgen() {
     echo "question | design | $(head -n 1 <<<"$out")"
     header_printed=1
   fi
-  echo "$label | $(tail -n 1 <<<"$out")"
+  # The row (the second line; the per-hop line follows it).
+  echo "$label | $(sed -n 2p <<<"$out")"
 }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(uname -srm)"

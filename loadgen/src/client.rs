@@ -266,7 +266,7 @@ fn on_message(
             ..
         } => {
             if let Some(playing) = answer.as_mut().filter(|a| a.response_id == response_id) {
-                playing.figures.proxy_ms = Some(proxy_hops_ms(&waterfall));
+                playing.figures.proxy_hops_ms = Some(proxy_hops_ms(&waterfall));
                 playing.figures.underruns = playing.player.underruns();
                 lock(tally).add_turn(&playing.figures);
             }

@@ -22,9 +22,11 @@ struct Cli {
     /// How long each run lasts once every session has started, in seconds.
     #[arg(long, default_value_t = 30.0)]
     duration_s: f64,
-    /// Over how long the sessions of a run start, in seconds (spreading them over a turn
-    /// cycle, so turns do not all end at once).
-    #[arg(long, default_value_t = 6.0)]
+    /// Over how long the sessions of a run start, in seconds: one turn cycle of the default
+    /// plan against the load test's simulator (1.5 s of speech, the 0.5 s hangover, ~2 s to
+    /// the first audio, ~7 s of answer, 1 s of thought), so the turns of all sessions are
+    /// spread over the cycle instead of coming in waves at twice the average rate.
+    #[arg(long, default_value_t = 12.0)]
     ramp_s: f64,
     /// Voice per turn, in seconds.
     #[arg(long, default_value_t = 1.5)]
@@ -104,6 +106,7 @@ async fn main() {
         )
         .await;
         println!("{}", summary.row());
+        println!("{}", summary.hops_line());
         if cli.json {
             println!(
                 "{}",

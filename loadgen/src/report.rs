@@ -11,8 +11,9 @@ use serde::Serialize;
 pub struct TurnFigures {
     /// Last voiced sample fed → first audio frame of the answer, in ms.
     pub speech_end_to_first_audio_ms: Option<f64>,
-    /// The proxy's own hops of the turn (from its `metrics`), in ms.
-    pub proxy_ms: Option<f64>,
+    /// The proxy's own hops of the turn (from its `metrics`), each in ms, in the order of
+    /// [`HOP_NAMES`].
+    pub proxy_hops_ms: Option<[f64; HOPS]>,
     /// The answer ended as generated (not interrupted, not cut by an error).
     pub complete: bool,
     /// Times the player ran dry mid-answer.
@@ -53,8 +54,10 @@ pub struct Tally {
     pub counts: Counts,
     /// Per answered turn.
     pub latencies_ms: Vec<f64>,
-    /// Per answered turn with a waterfall.
+    /// Per answered turn with a waterfall: the sum of its hops.
     pub proxy_ms: Vec<f64>,
+    /// Per answered turn with a waterfall: each hop, in the order of [`HOP_NAMES`].
+    pub hop_ms: [Vec<f64>; HOPS],
 }
 
 impl Tally {
@@ -63,8 +66,11 @@ impl Tally {
         if let Some(ms) = turn.speech_end_to_first_audio_ms {
             self.latencies_ms.push(ms);
         }
-        if let Some(ms) = turn.proxy_ms {
-            self.proxy_ms.push(ms);
+        if let Some(hops) = turn.proxy_hops_ms {
+            self.proxy_ms.push(hops.iter().sum());
+            for (all, ms) in self.hop_ms.iter_mut().zip(hops) {
+                all.push(ms);
+            }
         }
         let counts = &mut self.counts;
         counts.answers_complete += usize::from(turn.complete);
@@ -91,6 +97,10 @@ impl Tally {
             first_audio_p99_ms: percentile(&mut latencies, 0.99),
             proxy_p50_ms: percentile(&mut proxy, 0.50),
             proxy_p99_ms: percentile(&mut proxy, 0.99),
+            hop_p99_ms: self
+                .hop_ms
+                .clone()
+                .map(|mut hop| percentile(&mut hop, 0.99)),
             proxy: cost,
             sim_cores: None,
             loadgen_cores: None,
@@ -98,18 +108,31 @@ impl Tally {
     }
 }
 
+/// How many of the proxy's own hops a turn has.
+pub const HOPS: usize = 4;
+
+/// The proxy's own hops, as the report names them.
+pub const HOP_NAMES: [&str; HOPS] = [
+    "end of speech → commit",
+    "transcript → LLM request",
+    "first clause → TTS request",
+    "TTS first byte → browser",
+];
+
 /// The proxy's own hops in one turn, from its waterfall: the commit, transcript → LLM
-/// request, first clause → TTS request, first TTS byte → first frame written (the hops that
-/// exist in the pipeline that ran). The rest is upstream time.
-pub fn proxy_hops_ms(w: &Waterfall) -> f64 {
+/// request, first clause → TTS request, first TTS byte → first frame written (0 for a hop
+/// the pipeline that ran does not have). The rest is upstream time.
+pub fn proxy_hops_ms(w: &Waterfall) -> [f64; HOPS] {
     let hop = |from: Option<f64>, to: Option<f64>| match (from, to) {
         (Some(from), Some(to)) => (to - from).max(0.0),
         _ => 0.0,
     };
-    w.commit_sent_ms.unwrap_or_default()
-        + hop(w.transcript_final_ms, w.llm_request_ms)
-        + hop(w.first_clause_ms, w.tts_request_ms)
-        + hop(w.tts_first_byte_ms, w.first_audio_sent_ms)
+    [
+        w.commit_sent_ms.unwrap_or_default(),
+        hop(w.transcript_final_ms, w.llm_request_ms),
+        hop(w.first_clause_ms, w.tts_request_ms),
+        hop(w.tts_first_byte_ms, w.first_audio_sent_ms),
+    ]
 }
 
 /// The `q` quantile (nearest rank) of `values`, which it sorts; `None` when empty.
@@ -218,6 +241,8 @@ pub struct Summary {
     pub proxy_p50_ms: Option<f64>,
     /// The proxy's own hops, p99.
     pub proxy_p99_ms: Option<f64>,
+    /// Each of the proxy's hops on its own, p99, in the order of [`HOP_NAMES`].
+    pub hop_p99_ms: [Option<f64>; HOPS],
     /// The proxy's cost, when its pid was given.
     pub proxy: Option<ProxyCost>,
     /// Cores the simulator used, when its pid was given.
@@ -276,6 +301,22 @@ impl Summary {
     }
 }
 
+impl Summary {
+    /// A line naming each of the proxy's hops with its p99, to see which one a high total
+    /// comes from.
+    pub fn hops_line(&self) -> String {
+        let hops: Vec<String> = HOP_NAMES
+            .iter()
+            .zip(self.hop_p99_ms)
+            .map(|(name, ms)| match ms {
+                Some(ms) => format!("{name} {ms:.2}"),
+                None => format!("{name} -"),
+            })
+            .collect();
+        format!("{:>8}  proxy hops p99 ms: {}", "", hops.join(" · "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,7 +342,11 @@ mod tests {
             first_audio_sent_ms: Some(1900.4),
             ..Waterfall::default()
         };
-        assert!((proxy_hops_ms(&w) - 1.0).abs() < 1e-9);
+        let hops = proxy_hops_ms(&w);
+        let expected = [0.1, 0.2, 0.3, 0.4];
+        for (hop, expected) in hops.iter().zip(expected) {
+            assert!((hop - expected).abs() < 1e-6, "{hops:?}");
+        }
     }
 
     #[test]

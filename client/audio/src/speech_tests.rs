@@ -142,3 +142,77 @@ fn gated_audio_holds_all_of_each_sentence() {
         );
     }
 }
+
+/// Web Audio's render quantum, in device samples.
+const RENDER_QUANTUM: usize = 128;
+
+/// Render quanta from the user's voice onset over an audible answer to the player's first
+/// silent quantum, with the page's defaults: the capture VAD confirms the barge-in after
+/// `barge_in_onset_ms`, the page clears the player at once (modelled as before the next
+/// quantum: the two port messages through the main thread are not counted), and the player
+/// fades out within `FADE_MS`. Prints the figure (BENCHMARKS.md quotes it):
+/// `cargo test -p audio barge_in -- --nocapture`.
+#[test]
+fn barge_in_silences_the_answer_within_the_onset_and_a_fade() {
+    use crate::playback::{FADE_MS, Playback};
+    use crate::test_support::sine_i16;
+
+    let (onset_s, _) = measured_speech_s(&fixture())[0];
+    let config = VadConfig::default();
+    for rate_hz in [48_000, 44_100] {
+        let quantum_ms = RENDER_QUANTUM as f64 * 1e3 / f64::from(rate_hz);
+        let mut capture = crate::capture::Capture::new(rate_hz, config).unwrap();
+        capture.set_assistant_audible(true);
+        let mut player = Playback::new(rate_hz).unwrap();
+        let answer = sine_i16(440.0, 24_000, 0.3, 24_000 * 2);
+        assert_eq!(
+            player.push(1, &answer),
+            crate::playback::PushOutcome::Queued
+        );
+        let onset_quantum = (onset_s * f64::from(rate_hz)) as usize / RENDER_QUANTUM;
+        let mut out = [0.0f32; RENDER_QUANTUM];
+        let (mut cleared_at, mut silent_at) = (None, None);
+        for (quantum, input) in fixture_at(rate_hz).chunks(RENDER_QUANTUM).enumerate() {
+            if cleared_at.is_none() {
+                capture.process(input);
+                let started = capture
+                    .events()
+                    .iter()
+                    .any(|e| matches!(e.event, crate::vad::VadEvent::SpeechStarted { .. }));
+                if started {
+                    assert!(quantum >= onset_quantum, "no barge-in before the voice");
+                    player.clear();
+                    cleared_at = Some(quantum);
+                    continue;
+                }
+            }
+            player.render(&mut out);
+            if cleared_at.is_some() && out.iter().all(|&x| x == 0.0) {
+                silent_at = Some(quantum);
+                break;
+            }
+            if cleared_at.is_none() && quantum > onset_quantum + 2 {
+                assert!(out.iter().any(|&x| x != 0.0), "the answer plays until then");
+            }
+        }
+        let cleared_at = cleared_at.expect("the voice over the answer is a barge-in");
+        let silent_at = silent_at.expect("the answer goes silent after the clear");
+        let detect = cleared_at + 1 - onset_quantum;
+        let fade = silent_at - cleared_at;
+        let total = silent_at - onset_quantum;
+        println!(
+            "{rate_hz} Hz: voice onset → silent output {total} quanta ({:.0} ms): the VAD confirms \
+             in {detect} ({:.0} ms), the fade takes {} more",
+            total as f64 * quantum_ms,
+            detect as f64 * quantum_ms,
+            fade - 1
+        );
+        // The onset, the voice's rise from the envelope's threshold to the echo-guarded one
+        // (a few frames), the fade and the resampler's millisecond, and the quanta they end in.
+        let bound_ms = f64::from(config.barge_in_onset_ms + 4 * vad::FRAME_MS + FADE_MS + 1);
+        assert!(
+            total as f64 * quantum_ms <= bound_ms + 2.0 * quantum_ms,
+            "{rate_hz} Hz: {total} quanta is more than the onset, the rise and the fade"
+        );
+    }
+}

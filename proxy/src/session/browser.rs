@@ -245,7 +245,6 @@ async fn write(mut sink: SplitSink<WebSocket, Message>, lanes: Lanes, send_timeo
         live,
     } = lanes;
     let mut stale_chunks = 0u64;
-    let mut frames = bytes::BytesMut::new();
     // The response whose end was asked for, and the first frame written of the live one.
     let mut ending: Option<ResponseId> = None;
     let mut first_frame: Option<(ResponseId, Instant)> = None;
@@ -289,12 +288,14 @@ async fn write(mut sink: SplitSink<WebSocket, Message>, lanes: Lanes, send_timeo
             },
             chunk = audio.recv() => match chunk {
                 Some(chunk) if chunk.response_id == ResponseId(live.load(Ordering::SeqCst)) => {
-                    // One buffer for every frame: its memory comes back once the socket has
-                    // written the frame before, so no frame costs an allocation.
-                    frames.reserve(protocol::AUDIO_HEADER_LEN + chunk.pcm.len());
-                    frames.extend_from_slice(&protocol::audio_frame_header(chunk.response_id));
-                    frames.extend_from_slice(&chunk.pcm);
-                    (Message::Binary(frames.split().freeze()), Some(chunk.response_id))
+                    // One allocation of the frame's exact size, freed once it is written: a
+                    // buffer kept for reuse would hold the largest chunk ever sent (and grow
+                    // past it) for the whole session.
+                    let mut frame =
+                        Vec::with_capacity(protocol::AUDIO_HEADER_LEN + chunk.pcm.len());
+                    frame.extend_from_slice(&protocol::audio_frame_header(chunk.response_id));
+                    frame.extend_from_slice(&chunk.pcm);
+                    (Message::Binary(frame.into()), Some(chunk.response_id))
                 }
                 Some(_) => {
                     stale_chunks += 1;

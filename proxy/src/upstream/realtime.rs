@@ -274,22 +274,29 @@ pub(crate) const APPEND_BATCH_BYTES: usize = 4_800;
 /// hears the audio at most this late.
 const APPEND_BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Audio waiting to be appended upstream, and the event text it becomes; both buffers are made
-/// once and reused.
+/// Audio waiting to be appended upstream. Its buffer is made at the first part batch and
+/// reused; audio that comes as a full batch (the pipelines' transcriber batches in the
+/// session) is encoded straight from the command and never copied here.
 #[derive(Debug, Default)]
 struct AppendBatch {
     pcm: Vec<u8>,
-    text: String,
 }
 
 impl AppendBatch {
-    /// Adds audio; `true` when the batch is full and should go out now.
-    fn push(&mut self, pcm: &[u8]) -> bool {
+    /// Takes `pcm` in: the `input_audio_buffer.append` to send now when that makes a full
+    /// batch (with what waited), else `None` (it waits for more or for the timer).
+    fn push(&mut self, pcm: &[u8]) -> Option<String> {
+        if self.pcm.is_empty() && pcm.len() >= APPEND_BATCH_BYTES {
+            return Some(append_event(pcm));
+        }
         if self.pcm.capacity() == 0 {
             self.pcm.reserve_exact(APPEND_BATCH_BYTES * 2);
         }
         self.pcm.extend_from_slice(pcm);
-        self.pcm.len() >= APPEND_BATCH_BYTES
+        if self.pcm.len() < APPEND_BATCH_BYTES {
+            return None;
+        }
+        self.take_event()
     }
 
     /// The `input_audio_buffer.append` of everything batched, if anything is.
@@ -297,9 +304,9 @@ impl AppendBatch {
         if self.pcm.is_empty() {
             return None;
         }
-        append_event(&self.pcm, &mut self.text);
+        let event = append_event(&self.pcm);
         self.pcm.clear();
-        Some(self.text.clone())
+        Some(event)
     }
 }
 
@@ -331,8 +338,10 @@ pub(super) async fn connect_and_relay<C: SocketCommand, E>(
     cancel: &CancellationToken,
     parse: impl Fn(&str) -> Parsed<E>,
 ) -> Result<(), UpstreamError> {
+    // Boxed: the handshake's state is large and needed only until the socket is up, so it
+    // is freed then instead of sizing every session's socket task for good.
     let connected = tokio::select! {
-        connected = connect_with_retry(socket.what, config, socket.url) => connected?,
+        connected = Box::pin(connect_with_retry(socket.what, config, socket.url)) => connected?,
         () = cancel.cancelled() => return Ok(()),
     };
     relay(
@@ -449,16 +458,18 @@ async fn relay<C: SocketCommand, E>(
                     let _ = sink.send(Message::Close(None)).await;
                     return Ok(());
                 };
-                if let Some(pcm) = command.audio()
-                    && !batch.push(pcm)
-                {
+                let append = match command.audio() {
+                    Some(pcm) => batch.push(pcm),
+                    // Another command: the audio before it goes first, so a commit never
+                    // waits for the batch's timer.
+                    None => batch.take_event(),
+                };
+                if command.audio().is_some() && append.is_none() {
                     flush_at.get_or_insert_with(|| tokio::time::Instant::now() + APPEND_BATCH_WAIT);
                     continue;
                 }
-                // A full batch, or another command: the audio before it goes first, so a
-                // commit never waits for the batch's timer.
                 flush_at = None;
-                if let Some(append) = batch.take_event() {
+                if let Some(append) = append {
                     sink.send(Message::text(append)).await.map_err(|_| UpstreamError::Truncated)?;
                 }
                 if let Some(event) = command.event() {
@@ -537,16 +548,16 @@ pub fn session_update(config: &UpstreamConfig, turn_detection: TurnDetection) ->
     })
 }
 
-/// Writes `{"type":"input_audio_buffer.append","audio":"<base64>"}` into `out` with a single
-/// allocation sized up front.
-pub fn append_event(pcm: &[u8], out: &mut String) {
+/// `{"type":"input_audio_buffer.append","audio":"<base64>"}`, in a single allocation sized
+/// up front (the message the socket takes).
+pub fn append_event(pcm: &[u8]) -> String {
     const HEAD: &str = r#"{"type":"input_audio_buffer.append","audio":""#;
     const TAIL: &str = r#""}"#;
-    out.clear();
-    out.reserve(HEAD.len() + pcm.len().div_ceil(3) * 4 + TAIL.len());
+    let mut out = String::with_capacity(HEAD.len() + pcm.len().div_ceil(3) * 4 + TAIL.len());
     out.push_str(HEAD);
-    base64::engine::general_purpose::STANDARD.encode_string(pcm, out);
+    base64::engine::general_purpose::STANDARD.encode_string(pcm, &mut out);
     out.push_str(TAIL);
+    out
 }
 
 /// What a transcription server event means to the session.
@@ -642,31 +653,38 @@ mod tests {
 
     #[test]
     fn audio_is_batched_into_appends_of_at_most_a_hundred_milliseconds() {
+        let decoded_len = |event: String| {
+            let event: Value = serde_json::from_str(&event).unwrap();
+            base64::engine::general_purpose::STANDARD
+                .decode(event["audio"].as_str().unwrap())
+                .unwrap()
+                .len()
+        };
         let mut batch = AppendBatch::default();
         assert_eq!(batch.take_event(), None, "nothing batched, nothing sent");
         let frame = [1u8; 960]; // 20 ms
         for _ in 0..4 {
-            assert!(!batch.push(&frame));
+            assert_eq!(batch.push(&frame), None);
         }
-        assert!(batch.push(&frame), "five frames fill a batch");
-        let event: Value = serde_json::from_str(&batch.take_event().unwrap()).unwrap();
-        let audio = base64::engine::general_purpose::STANDARD
-            .decode(event["audio"].as_str().unwrap())
-            .unwrap();
-        assert_eq!(audio.len(), 5 * 960);
+        let full = batch.push(&frame).expect("five frames fill a batch");
+        assert_eq!(decoded_len(full), 5 * 960);
         assert_eq!(batch.take_event(), None, "a batch goes out once");
-        assert!(!batch.push(&frame[..2]));
-        assert!(
-            batch.take_event().is_some(),
-            "a part batch goes out when asked"
-        );
+        assert_eq!(batch.push(&frame[..2]), None);
+        let part = batch.take_event().expect("a part batch goes out when asked");
+        assert_eq!(decoded_len(part), 2);
+        let whole = [2u8; APPEND_BATCH_BYTES];
+        let mut direct = AppendBatch::default();
+        let event = direct.push(&whole).expect("a full batch goes out at once");
+        assert_eq!(decoded_len(event), APPEND_BATCH_BYTES);
+        assert_eq!(direct.pcm.capacity(), 0, "a full batch is not copied");
+        assert_eq!(batch.push(&frame), None);
+        let behind = batch.push(&whole).expect("what waited goes out with it");
+        assert_eq!(decoded_len(behind), 960 + APPEND_BATCH_BYTES);
     }
 
     #[test]
     fn append_events_carry_base64_pcm() {
-        let mut out = String::new();
-        append_event(&[0, 1, 2, 3], &mut out);
-        let value: Value = serde_json::from_str(&out).unwrap();
+        let value: Value = serde_json::from_str(&append_event(&[0, 1, 2, 3])).unwrap();
         assert_eq!(value["type"], "input_audio_buffer.append");
         assert_eq!(value["audio"], "AAECAw==");
     }
