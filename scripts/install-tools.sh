@@ -11,7 +11,9 @@
 #   webkit2gtk-driver, xvfb, xauth        the browser tests in WebKitGTK (MiniBrowser on Xvfb)
 #   pulseaudio, pulseaudio-utils          Firefox's audio output; the WAV microphone of both
 #   espeak-ng, sox                        the tests' spoken microphone input
+#   nginx                                 e2e/tests/nginx.rs runs deploy/nginx/voice-agent.conf
 #   node                                  the worklet tests (node --test client/worklet/test/)
+#   prometheus (its promtool)             checks the proxy's /metrics exposition (e2e/tests/metrics.rs)
 #
 # It also fetches every crate (for all targets), since trunk runs cargo --offline.
 set -euo pipefail
@@ -35,8 +37,10 @@ command -v pulseaudio >/dev/null || apt_packages+=(pulseaudio)
 command -v paplay >/dev/null || apt_packages+=(pulseaudio-utils)
 command -v espeak-ng >/dev/null || apt_packages+=(espeak-ng)
 command -v sox >/dev/null || apt_packages+=(sox)
+command -v nginx >/dev/null || apt_packages+=(nginx)
 command -v node >/dev/null || apt_packages+=(nodejs)
 command -v npm >/dev/null || apt_packages+=(npm)
+command -v promtool >/dev/null || apt_packages+=(prometheus)
 if ((${#apt_packages[@]})); then
     log "apt-get install ${apt_packages[*]}"
     export DEBIAN_FRONTEND=noninteractive

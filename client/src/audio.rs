@@ -81,15 +81,20 @@ fn start_dsp_load() -> DspLoad {
     .shared()
 }
 
-/// GETs `url` as an ArrayBuffer, revalidating with the server (the file keeps its name
-/// across deployments, so a cached copy could be stale).
-async fn fetch_bytes(url: &str) -> Result<JsValue, JsValue> {
+/// GETs `url`, revalidating with the server (files keep their names across deployments, so a
+/// cached copy could be stale).
+pub(crate) async fn fetch_fresh(url: &str) -> Result<web_sys::Response, JsValue> {
     let window = web_sys::window().ok_or_else(|| JsValue::from_str("no window"))?;
     let init = RequestInit::new();
     init.set_cache(RequestCache::NoCache);
-    let response: web_sys::Response = JsFuture::from(window.fetch_with_str_and_init(url, &init))
+    Ok(JsFuture::from(window.fetch_with_str_and_init(url, &init))
         .await?
-        .unchecked_into();
+        .unchecked_into())
+}
+
+/// GETs `url` as an ArrayBuffer (see [`fetch_fresh`]).
+async fn fetch_bytes(url: &str) -> Result<JsValue, JsValue> {
+    let response = fetch_fresh(url).await?;
     if !response.ok() {
         return Err(JsValue::from_str(&format!(
             "{url}: HTTP {}",

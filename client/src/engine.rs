@@ -27,6 +27,7 @@ use web_sys::{
 };
 
 use crate::audio;
+use crate::bundle_config::SessionTarget;
 use crate::errors::{ClientError, ShownError};
 use crate::probe::{GlueCounters, Probe, VadRecord};
 use crate::session::{Command, PlaybackCommand, Session};
@@ -83,9 +84,13 @@ pub(crate) fn probe_json() -> String {
 /// Everything after the click: socket, DSP module, worklets, microphone. Each await may find
 /// the engine stopped meanwhile; then it stops too.
 async fn connect(engine: &Rc<RefCell<Engine>>) -> Result<(), ClientError> {
-    let (socket, incoming) = Socket::open()?;
+    let target = crate::socket::session_target().await?;
+    if engine.borrow().stopped {
+        return Ok(());
+    }
+    let (socket, incoming) = Socket::open(&target.url)?;
     engine.borrow_mut().socket = Some(socket);
-    leptos::task::spawn_local(receive(Rc::downgrade(engine), incoming));
+    leptos::task::spawn_local(receive(Rc::downgrade(engine), incoming, target));
 
     let context = engine.borrow().context.clone();
     let dsp = audio::dsp_module().await?;
@@ -115,6 +120,7 @@ async fn connect(engine: &Rc<RefCell<Engine>>) -> Result<(), ClientError> {
 async fn receive(
     engine: Weak<RefCell<Engine>>,
     mut incoming: gloo_net::websocket::futures::WebSocket,
+    target: SessionTarget,
 ) {
     while let Some(item) = incoming.next().await {
         let Some(engine) = engine.upgrade() else {
@@ -130,6 +136,12 @@ async fn receive(
             Err(WebSocketError::ConnectionClose(event)) => {
                 let error = if engine.session.is_ready() {
                     ClientError::closed_while_running(event.code, event.reason)
+                } else if let Some(proxy) = target.foreign_proxy.clone() {
+                    ClientError::RefusedForeign {
+                        code: event.code,
+                        proxy,
+                        page_origin: target.page_origin.clone(),
+                    }
                 } else {
                     ClientError::Refused { code: event.code }
                 };

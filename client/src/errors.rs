@@ -32,6 +32,24 @@ pub enum ClientError {
         /// The WebSocket close code.
         code: u16,
     },
+    /// The same, from a proxy on another origin than the page (`config.json`'s `proxy_url`):
+    /// most likely its `ALLOWED_ORIGINS` does not list the page's origin.
+    #[error(
+        "The voice server at {proxy} did not open a session for this page (code {code}). This \
+         page comes from {page_origin}: a server that does not list that origin in its \
+         ALLOWED_ORIGINS refuses it."
+    )]
+    RefusedForeign {
+        /// The WebSocket close code.
+        code: u16,
+        /// The proxy's origin.
+        proxy: String,
+        /// The page's origin.
+        page_origin: String,
+    },
+    /// The bundle's `config.json` cannot be used.
+    #[error("{0}")]
+    Config(crate::bundle_config::ConfigError),
     /// The server ended the session on purpose (close 1000 with a reason: nobody spoke for a
     /// long while, the session reached its maximum length).
     #[error("{reason}")]
@@ -75,6 +93,8 @@ impl ClientError {
             }
             ClientError::Connect(_)
             | ClientError::Refused { .. }
+            | ClientError::RefusedForeign { .. }
+            | ClientError::Config(_)
             | ClientError::ConnectionLost { .. }
             | ClientError::EndedByServer { .. } => "Connection",
             ClientError::BadMessage(_) | ClientError::Session(_) => "Connection",
@@ -134,6 +154,12 @@ impl ShownError {
                 "Check that the server runs. If it needs an access token, open the link you were \
                  given, with its ?token=."
             }
+            ClientError::RefusedForeign { .. } => {
+                "Whoever runs the server must add this page's origin to ALLOWED_ORIGINS (and keep \
+                 the server running). If it needs an access token, open the link you were given, \
+                 with its ?token=."
+            }
+            ClientError::Config(_) => "Whoever deployed this page must fix its config.json.",
             ClientError::ConnectionLost { .. }
             | ClientError::EndedByServer { .. }
             | ClientError::Connect(_) => "Press Start to connect again.",
@@ -206,5 +232,17 @@ mod tests {
             "The server did not open a session (code 1006)."
         );
         assert!(refused.hint.contains("?token="), "{}", refused.hint);
+        let foreign = ShownError::from_client(&ClientError::RefusedForeign {
+            code: 1006,
+            proxy: "https://voice-api.example.com".into(),
+            page_origin: "https://cdn.example.net".into(),
+        });
+        assert!(
+            foreign.message.contains("https://cdn.example.net")
+                && foreign.message.contains("ALLOWED_ORIGINS"),
+            "{}",
+            foreign.message
+        );
+        assert!(foreign.hint.contains("ALLOWED_ORIGINS"), "{}", foreign.hint);
     }
 }

@@ -13,6 +13,8 @@
 //!   streams, interrupted answers split where the user stopped hearing them.
 //! * [`waterfall`] — the per-turn latency waterfall as labelled steps.
 //! * [`errors`] — errors in plain words, with the stage they came from.
+//! * [`bundle_config`] — where the proxy is: the page's own host, or the `proxy_url` of a
+//!   `config.json` beside `index.html` (the bundle deployed apart from the proxy).
 //! * [`probe`] — the counters browser tests read through `window.__voiceTest()`.
 //! * [`worklet_messages`] — the messages between the page and the two worklets, as types (their
 //!   decoding and encoding; on `wasm32` also on JS objects).
@@ -24,7 +26,7 @@
 //!
 //! Imports run one way, with no circle: `app` (the view) → `engine` → `ui_state`, `audio`,
 //! `socket`, `worklet_messages`, `probe` → the plain modules (`session`, `conversation`,
-//! `errors`, `waterfall`). `app` also uses `ui_state` and `audio`; nothing imports `app`, and
+//! `errors`, `waterfall`, `bundle_config`). `app` also uses `ui_state` and `audio`; nothing imports `app`, and
 //! only `app` imports `engine`.
 //!
 //! # Audio path
@@ -37,6 +39,7 @@
 //! answer's PCM16 chunks, tagged with their response id, and plays them through a jitter
 //! cushion at the device rate.
 
+pub mod bundle_config;
 pub mod conversation;
 pub mod errors;
 pub mod probe;

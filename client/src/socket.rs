@@ -9,11 +9,9 @@
 use gloo_net::websocket::futures::WebSocket;
 use js_sys::ArrayBuffer;
 
-use crate::audio::describe;
+use crate::audio::{describe, fetch_fresh};
+use crate::bundle_config::{self, BundleConfig, CONFIG_FILE, PageLocation, SessionTarget};
 use crate::errors::ClientError;
-
-/// Path of the session endpoint on the page's own host.
-const SESSION_PATH: &str = "/ws";
 
 /// Most audio the socket may hold unsent before frames are dropped: 10 s of PCM16 at 24 kHz.
 /// Only a stalled network gets there; buffering more would only delay the answer further.
@@ -38,12 +36,11 @@ pub(crate) enum Sent {
 }
 
 impl Socket {
-    /// Opens the session socket on the page's host; returns the sender and gloo-net's stream
-    /// of incoming frames.
-    pub(crate) fn open() -> Result<(Socket, WebSocket), ClientError> {
-        let url = session_url()?;
-        let raw = web_sys::WebSocket::new(&url)
-            .map_err(|error| ClientError::Connect(describe(&error)))?;
+    /// Opens the session socket at `url` (see [`session_target`]); returns the sender and
+    /// gloo-net's stream of incoming frames.
+    pub(crate) fn open(url: &str) -> Result<(Socket, WebSocket), ClientError> {
+        let raw =
+            web_sys::WebSocket::new(url).map_err(|error| ClientError::Connect(describe(&error)))?;
         let incoming = WebSocket::try_from(raw.clone())
             .map_err(|error| ClientError::Connect(error.to_string()))?;
         Ok((Socket { raw }, incoming))
@@ -76,27 +73,55 @@ impl Socket {
     }
 }
 
-/// `ws://HOST/ws` or, on an https page, `wss://HOST/ws`, with the page's own `?token=` passed
-/// on (a proxy with an access token was opened by a link that carries it).
-fn session_url() -> Result<String, ClientError> {
+/// Where the session socket goes: `config.json`'s `proxy_url` if the bundle has one (fetched
+/// fresh, so an operator's edit applies at the next Start), else the page's own host.
+pub(crate) async fn session_target() -> Result<SessionTarget, ClientError> {
+    let config = match fetch_text(CONFIG_FILE).await? {
+        Some(text) => BundleConfig::parse(&text).map_err(ClientError::Config)?,
+        None => BundleConfig::default(),
+    };
+    bundle_config::session_target(&page_location()?, &config).map_err(ClientError::Config)
+}
+
+/// The page's own location and `?token=`.
+fn page_location() -> Result<PageLocation, ClientError> {
     let location = web_sys::window()
         .ok_or_else(|| ClientError::Connect("no window".into()))?
         .location();
     let read = |value: Result<String, wasm_bindgen::JsValue>| {
         value.map_err(|error| ClientError::Connect(describe(&error)))
     };
-    let scheme = if read(location.protocol())? == "https:" {
-        "wss"
-    } else {
-        "ws"
-    };
     let token = web_sys::UrlSearchParams::new_with_str(&read(location.search())?)
         .ok()
-        .and_then(|params| params.get("token"))
-        .map(|token| format!("?token={}", js_sys::encode_uri_component(&token)))
-        .unwrap_or_default();
-    Ok(format!(
-        "{scheme}://{}{SESSION_PATH}{token}",
-        read(location.host())?
-    ))
+        .and_then(|params| params.get("token"));
+    Ok(PageLocation {
+        protocol: read(location.protocol())?,
+        host: read(location.host())?,
+        origin: read(location.origin())?,
+        token,
+    })
+}
+
+/// GETs `url` as text, revalidating with the server; `None` for a 404 (no such file).
+async fn fetch_text(url: &str) -> Result<Option<String>, ClientError> {
+    let failed = |error: wasm_bindgen::JsValue| {
+        ClientError::Config(bundle_config::ConfigError::Invalid(format!(
+            "it could not be read: {}",
+            describe(&error)
+        )))
+    };
+    let response = fetch_fresh(url).await.map_err(failed)?;
+    if response.status() == 404 {
+        return Ok(None);
+    }
+    if !response.ok() {
+        return Err(failed(wasm_bindgen::JsValue::from_str(&format!(
+            "HTTP {}",
+            response.status()
+        ))));
+    }
+    let text = wasm_bindgen_futures::JsFuture::from(response.text().map_err(failed)?)
+        .await
+        .map_err(failed)?;
+    Ok(text.as_string())
 }

@@ -3,7 +3,12 @@
 //!
 //! Everything waits for a condition with a generous deadline ([`DEADLINE`]), never for a fixed
 //! time, so the tests hold on slow or busy machines.
+//!
+//! [`tls`] makes throwaway certificates for a proxy that serves HTTPS itself.
 
+pub mod tls;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -12,7 +17,7 @@ use protocol::{ClientMessage, ErrorEvent, ResponseId, ServerMessage};
 use proxy::config::{Config, Secret};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 /// How long any awaited condition may take before the test fails. Far above what any step
 /// needs, so only a real hang trips it.
@@ -35,6 +40,7 @@ pub struct TestProxy {
     /// The proxy's state (to check live sessions).
     pub state: proxy::AppState,
     addr: std::net::SocketAddr,
+    redirect_addr: Option<std::net::SocketAddr>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<Result<(), proxy::StartError>>>,
 }
@@ -61,23 +67,46 @@ impl TestProxy {
         Self::serve(sim, config).await
     }
 
-    /// Serves `config` (which should point at `sim`).
+    /// Serves `config` (which should point at `sim`). With `http_redirect_addr` set (to
+    /// anything), the redirect listener gets a free loopback port instead
+    /// ([`TestProxy::redirect_url`]).
     pub async fn serve(sim: Simulator, config: Config) -> TestProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
         let addr = listener.local_addr().expect("bound address");
+        let redirect = match config.http_redirect_addr {
+            Some(_) => Some(
+                tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind a loopback port for the redirect"),
+            ),
+            None => None,
+        };
+        let redirect_addr = redirect
+            .as_ref()
+            .map(|r| r.local_addr().expect("bound address"));
         let state = proxy::AppState::new(config)
             .await
             .expect("proxy state builds");
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(proxy::serve(listener, state.clone(), async move {
+        let stopped = async move {
             let _ = stop.await;
-        }));
+        };
+        let server = match redirect {
+            Some(redirect) => tokio::spawn(proxy::serve_redirecting(
+                listener,
+                redirect,
+                state.clone(),
+                stopped,
+            )),
+            None => tokio::spawn(proxy::serve(listener, state.clone(), stopped)),
+        };
         TestProxy {
             sim,
             state,
             addr,
+            redirect_addr,
             shutdown: Some(shutdown),
             server: Some(server),
         }
@@ -88,9 +117,28 @@ impl TestProxy {
         format!("http://{}", self.addr)
     }
 
+    /// `https://127.0.0.1:PORT`, for a proxy serving TLS.
+    pub fn https_url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT` of the plain-HTTP redirect listener, if there is one.
+    pub fn redirect_url(&self) -> Option<String> {
+        self.redirect_addr.map(|addr| format!("http://{addr}"))
+    }
+
     /// The proxy's address.
     pub fn addr(&self) -> std::net::SocketAddr {
         self.addr
+    }
+
+    /// Connects a browser over `wss://` with `tls` (see [`tls::client_config`]), and reads its
+    /// `session_ready`.
+    pub async fn connect_tls(&self, tls: Arc<rustls::ClientConfig>) -> Browser {
+        let stream = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect to the proxy");
+        self.connect_over(stream, Some(tls)).await
     }
 
     /// Connects a browser and reads its `session_ready`.
@@ -98,7 +146,7 @@ impl TestProxy {
         let stream = tokio::net::TcpStream::connect(self.addr)
             .await
             .expect("connect to the proxy");
-        self.connect_over(stream).await
+        self.connect_over(stream, None).await
     }
 
     /// Connects a browser whose socket receives into a buffer of about `bytes` (so one that
@@ -112,10 +160,31 @@ impl TestProxy {
             .connect(self.addr)
             .await
             .expect("connect to the proxy");
-        self.connect_over(stream).await
+        self.connect_over(stream, None).await
     }
 
-    async fn connect_over(&self, stream: tokio::net::TcpStream) -> Browser {
+    async fn connect_over(
+        &self,
+        stream: tokio::net::TcpStream,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Browser {
+        self.connect_through(stream, &self.addr.to_string(), tls, &[])
+            .await
+            .expect("the proxy accepts the WebSocket")
+    }
+
+    /// Connects a browser over `stream` to whatever is at `authority` (`host:port`, the URL's
+    /// and the `Host` header's: the proxy itself, or a reverse proxy in front of it), over TLS
+    /// with `tls`, sending `headers` with the handshake, and reads its `session_ready`. The
+    /// handshake's error if it is refused.
+    pub async fn connect_through(
+        &self,
+        stream: tokio::net::TcpStream,
+        authority: &str,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        headers: &[(&str, &str)],
+    ) -> Result<Browser, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
         // No Nagle delay, as a browser's socket.
         stream.set_nodelay(true).expect("disable Nagle");
         let query = self
@@ -125,12 +194,19 @@ impl TestProxy {
             .as_ref()
             .map(|token| format!("?token={}", token.expose()))
             .unwrap_or_default();
-        let (socket, _) = tokio_tungstenite::client_async(
-            format!("ws://{}/ws{query}", self.addr),
-            tokio_tungstenite::MaybeTlsStream::Plain(stream),
-        )
-        .await
-        .expect("the proxy accepts the WebSocket");
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
+        let connector = tls.map_or(Connector::Plain, Connector::Rustls);
+        let mut request = format!("{scheme}://{authority}/ws{query}").into_client_request()?;
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                    .expect("a valid header name"),
+                value.parse().expect("a valid header value"),
+            );
+        }
+        let (socket, _) =
+            tokio_tungstenite::client_async_tls_with_config(request, stream, None, Some(connector))
+                .await?;
         let mut browser = Browser {
             socket,
             received: Vec::new(),
@@ -141,7 +217,7 @@ impl TestProxy {
         browser
             .wait_for(|m| matches!(m, ServerMessage::SessionReady { .. }))
             .await;
-        browser
+        Ok(browser)
     }
 
     /// Waits until `pred` holds for the proxy's live session count.
@@ -292,6 +368,21 @@ impl Browser {
                 return received;
             }
         }
+    }
+
+    /// Closes the socket as a browser closing its tab does (close 1000), and reads until the
+    /// proxy has answered the close.
+    pub async fn close(&mut self) {
+        use tokio_tungstenite::tungstenite::protocol::{CloseFrame, frame::coding::CloseCode};
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        self.socket
+            .close(Some(frame))
+            .await
+            .expect("send the close frame to the proxy");
+        self.wait_for_close().await;
     }
 
     /// Reads until the proxy closes the socket; returns the close code.

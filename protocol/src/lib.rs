@@ -269,6 +269,33 @@ pub enum ErrorCode {
     Unknown,
 }
 
+impl ErrorCode {
+    /// The wire name, also used in logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::UpstreamAuth => "upstream_auth",
+            ErrorCode::UpstreamBadRequest => "upstream_bad_request",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::InsufficientQuota => "insufficient_quota",
+            ErrorCode::UpstreamUnavailable => "upstream_unavailable",
+            ErrorCode::StreamInterrupted => "stream_interrupted",
+            ErrorCode::UpstreamTimeout => "upstream_timeout",
+            ErrorCode::TranscriptionFailed => "transcription_failed",
+            ErrorCode::AudioTooShort => "audio_too_short",
+            ErrorCode::SessionLost => "session_lost",
+            ErrorCode::InvalidMessage => "invalid_message",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::ServerBusy => "server_busy",
+            ErrorCode::TooManyRequests => "too_many_requests",
+            ErrorCode::AudioTooFast => "audio_too_fast",
+            ErrorCode::UtteranceTooLong => "utterance_too_long",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unknown => "unknown",
+        }
+    }
+}
+
 /// An error reported to the browser. It never carries upstream internals or secrets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorEvent {
@@ -674,6 +701,45 @@ mod tests {
                 response_id: None,
             }),
         ]
+    }
+
+    #[test]
+    fn error_code_names_are_the_wire_names() {
+        use ErrorCode::*;
+        let codes = [
+            UpstreamAuth,
+            UpstreamBadRequest,
+            RateLimited,
+            InsufficientQuota,
+            UpstreamUnavailable,
+            StreamInterrupted,
+            UpstreamTimeout,
+            TranscriptionFailed,
+            AudioTooShort,
+            SessionLost,
+            InvalidMessage,
+            Forbidden,
+            Unauthorized,
+            ServerBusy,
+            TooManyRequests,
+            AudioTooFast,
+            UtteranceTooLong,
+            Internal,
+            Unknown,
+        ];
+        for code in codes {
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::Value::from(code.as_str()),
+                "{code:?}"
+            );
+        }
+        for stage in [Stage::Stt, Stage::Llm, Stage::Tts, Stage::Proxy] {
+            assert_eq!(
+                serde_json::to_value(stage).unwrap(),
+                serde_json::Value::from(stage.as_str())
+            );
+        }
     }
 
     #[test]

@@ -66,9 +66,12 @@ fn same_secret(presented: &[u8], expected: &[u8]) -> bool {
             == 0
 }
 
-/// The scheme this server is reached by directly (it serves plain HTTP; behind a TLS proxy,
-/// the public origin is listed in `ALLOWED_ORIGINS`).
-pub(crate) const OWN_SCHEME: &str = "http";
+/// The scheme this server is reached by directly: `https` when it serves TLS itself
+/// (`TLS_CERT`), else `http` (behind a TLS proxy, the public origin is listed in
+/// `ALLOWED_ORIGINS`).
+pub(crate) fn own_scheme(serves_tls: bool) -> &'static str {
+    if serves_tls { "https" } else { "http" }
+}
 
 /// A web origin or a `Host` taken apart: scheme (lowercase), host (lowercase, IPv6 without
 /// brackets) and port (the scheme's default when absent).
@@ -119,11 +122,17 @@ fn parse_origin(origin: &str) -> Option<Place> {
     Some(Place { scheme, host, port })
 }
 
-/// Whether an upgrade with these headers may open a session. `allowed` holds full origins
-/// (`https://app.example.com`). Scheme, host and port are all compared: a page of
-/// `http://evil.example:8000` that DNS rebinding pointed at this server matches its `Host`
-/// only by name, and that name is refused by [`host_allowed`] first.
-pub(crate) fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
+/// Whether an upgrade with these headers may open a session on a server reached by
+/// `own_scheme` ([`own_scheme`]). `allowed` holds full origins (`https://app.example.com`).
+/// Scheme, host and port are all compared: a page of `http://evil.example:8000` that DNS
+/// rebinding pointed at this server matches its `Host` only by name, and that name is refused
+/// by [`host_allowed`] first.
+pub(crate) fn origin_allowed(
+    origin: Option<&str>,
+    host: Option<&str>,
+    allowed: &[String],
+    own_scheme: &str,
+) -> bool {
     let Some(origin) = origin else {
         return true;
     };
@@ -138,18 +147,23 @@ pub(crate) fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: 
     {
         return true;
     }
-    let own_port = default_port(OWN_SCHEME).expect("the own scheme has a default port");
+    let Some(own_port) = default_port(own_scheme) else {
+        return false;
+    };
     let Some((host, port)) = host.and_then(|h| split_authority(h, own_port)) else {
         return false;
     };
-    let same_origin = origin.scheme == OWN_SCHEME && origin.host == host && origin.port == port;
+    let same_origin = origin.scheme == own_scheme && origin.host == host && origin.port == port;
     same_origin || (is_loopback_host(&origin.host) && is_loopback_host(&host))
 }
 
-/// Whether the `Host` a request names is one this server answers `/ws` and `/api/*` for: a
-/// loopback name, or one of `public_hosts` (`name` for any port, `name:port` for one).
-pub(crate) fn host_allowed(host: Option<&str>, public_hosts: &[String]) -> bool {
-    let own_port = default_port(OWN_SCHEME).expect("the own scheme has a default port");
+/// Whether the `Host` a request names is one this server, reached by `own_scheme` (whose
+/// default port a `Host` without one means), answers `/ws` and `/api/*` for: a loopback name,
+/// or one of `public_hosts` (`name` for any port, `name:port` for one).
+pub(crate) fn host_allowed(host: Option<&str>, public_hosts: &[String], own_scheme: &str) -> bool {
+    let Some(own_port) = default_port(own_scheme) else {
+        return false;
+    };
     let Some((name, port)) = host.and_then(|h| split_authority(h, own_port)) else {
         return false;
     };
@@ -165,6 +179,29 @@ pub(crate) fn host_allowed(host: Option<&str>, public_hosts: &[String]) -> bool 
                 None => false,
             }
         })
+}
+
+/// Where a plain-HTTP request for `host` is redirected on this server's HTTPS port: the
+/// same name with `https_port` (left out when it is HTTPS's default), if that is a host this
+/// server answers ([`host_allowed`]); `None` for any other, so the redirect never sends a
+/// browser to a name of someone else's.
+pub(crate) fn https_authority(
+    host: &str,
+    https_port: u16,
+    public_hosts: &[String],
+) -> Option<String> {
+    let (name, _) = split_authority(host, 0)?;
+    let name = if name.contains(':') {
+        format!("[{name}]")
+    } else {
+        name
+    };
+    let authority = if Some(https_port) == default_port("https") {
+        name
+    } else {
+        format!("{name}:{https_port}")
+    };
+    host_allowed(Some(&authority), public_hosts, "https").then_some(authority)
 }
 
 /// Whether `authority` (`host` or `host:port`) names this machine.
@@ -234,7 +271,7 @@ mod tests {
         ];
         for (origin, host, expected) in cases {
             assert_eq!(
-                origin_allowed(origin, host, &listed),
+                origin_allowed(origin, host, &listed, "http"),
                 expected,
                 "origin {origin:?}, host {host:?}"
             );
@@ -278,8 +315,71 @@ mod tests {
             (Some(""), false),
             (None, false),
         ] {
-            assert_eq!(host_allowed(host, &public), expected, "{host:?}");
+            assert_eq!(host_allowed(host, &public, "http"), expected, "{host:?}");
         }
+    }
+
+    #[test]
+    fn redirects_keep_the_name_take_the_https_port_and_only_for_hosts_served() {
+        let public = vec!["voice.example.com".to_owned()];
+        for (host, port, expected) in [
+            ("voice.example.com", 443, Some("voice.example.com")),
+            ("Voice.Example.com:80", 443, Some("voice.example.com")),
+            (
+                "voice.example.com:8080",
+                8443,
+                Some("voice.example.com:8443"),
+            ),
+            ("127.0.0.1:8080", 8443, Some("127.0.0.1:8443")),
+            ("[::1]:8080", 443, Some("[::1]")),
+            ("evil.example", 443, None),
+            ("voice.example.com@evil.example", 443, None),
+            ("", 443, None),
+        ] {
+            assert_eq!(
+                https_authority(host, port, &public).as_deref(),
+                expected,
+                "{host}"
+            );
+        }
+    }
+
+    #[test]
+    fn serving_tls_its_own_pages_are_https_and_a_bare_host_means_port_443() {
+        let https = own_scheme(true);
+        let host = Some("voice.example.com");
+        assert!(origin_allowed(
+            Some("https://voice.example.com"),
+            host,
+            &[],
+            https
+        ));
+        assert!(origin_allowed(
+            Some("https://voice.example.com:443"),
+            host,
+            &[],
+            https
+        ));
+        assert!(!origin_allowed(
+            Some("http://voice.example.com"),
+            host,
+            &[],
+            https
+        ));
+        assert!(!origin_allowed(
+            Some("https://voice.example.com"),
+            host,
+            &[],
+            own_scheme(false)
+        ));
+        let public = vec!["voice.example.com:443".to_owned()];
+        assert!(host_allowed(host, &public, https));
+        assert!(!host_allowed(host, &public, "http"));
+        assert!(!host_allowed(
+            Some("voice.example.com:8443"),
+            &public,
+            https
+        ));
     }
 
     #[test]

@@ -138,6 +138,10 @@ pub mod defaults {
     pub const MAX_PROTOCOL_ERRORS: u32 = 20;
     /// `/api/*` requests one address may make per minute, when the API is enabled.
     pub const API_REQUESTS_PER_ADDRESS_PER_MINUTE: u32 = 30;
+    /// How often the TLS certificate and key files are checked for a change: a renewal
+    /// (every few weeks, a month before expiry) is served within a minute, and a check is two
+    /// `stat` calls.
+    pub const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 }
 
 /// Who ends a user turn (mirrors [`TurnDetection`] for the command line).
@@ -327,6 +331,31 @@ pub struct Cli {
     #[arg(long, env = "LISTEN_ADDR", default_value = defaults::LISTEN_ADDR)]
     pub listen_addr: SocketAddr,
 
+    /// Serve HTTPS and WSS on LISTEN_ADDR with this certificate chain (a PEM file, leaf
+    /// first, e.g. Let's Encrypt's `fullchain.pem`). Needs TLS_KEY.
+    #[arg(long, env = "TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of TLS_CERT (a PEM file: PKCS#8, PKCS#1 or SEC1). Needs TLS_CERT.
+    #[arg(long, env = "TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// How often TLS_CERT and TLS_KEY are checked for a change, in seconds; a changed pair is
+    /// loaded for new connections without a restart.
+    #[arg(long, env = "TLS_RELOAD_INTERVAL_S", default_value_t = defaults::TLS_RELOAD_INTERVAL.as_secs())]
+    pub tls_reload_interval_s: u64,
+
+    /// With TLS: also listen for plain HTTP here and answer every request with a redirect to
+    /// the same path over HTTPS (e.g. `0.0.0.0:80`).
+    #[arg(long, env = "HTTP_REDIRECT_ADDR")]
+    pub http_redirect_addr: Option<SocketAddr>,
+
+    /// Serve `/metrics` (Prometheus) on a listener of its own at this address (e.g.
+    /// `127.0.0.1:9464`), and no longer on LISTEN_ADDR. Unset: `/metrics` is on the main port,
+    /// so there is one port to run; a reverse proxy in front keeps it internal.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// Web origins besides the proxy's own whose pages may open a voice session,
     /// comma-separated (e.g. `https://voice.example.com`). See `access.rs`.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
@@ -498,6 +527,14 @@ pub struct Config {
     pub browser_send_timeout: Duration,
     /// Address to listen on.
     pub listen_addr: SocketAddr,
+    /// The certificate and key to serve HTTPS with; `None`: plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// How often the TLS files are checked for a change.
+    pub tls_reload_interval: Duration,
+    /// A plain-HTTP listener that redirects to HTTPS (only with [`Config::tls`]).
+    pub http_redirect_addr: Option<SocketAddr>,
+    /// Where `/metrics` is served instead of the main port, if set.
+    pub metrics_addr: Option<SocketAddr>,
     /// Web origins besides the proxy's own whose pages may open a voice session.
     pub allowed_origins: Vec<String>,
     /// Token that `/ws` and `/api/*` need, if set.
@@ -611,11 +648,15 @@ impl Default for Config {
             listen_addr: defaults::LISTEN_ADDR
                 .parse()
                 .expect("the default listen address parses"),
+            metrics_addr: None,
             allowed_origins: Vec::new(),
             access_token: None,
             client_dir: PathBuf::from(defaults::CLIENT_DIR),
             public_hosts: Vec::new(),
             client_address_header: None,
+            tls: None,
+            tls_reload_interval: defaults::TLS_RELOAD_INTERVAL,
+            http_redirect_addr: None,
             limits: Limits::default(),
             enable_api: false,
         }
@@ -626,6 +667,22 @@ impl TryFrom<Cli> for Config {
     type Error = ConfigError;
 
     fn try_from(cli: Cli) -> Result<Self, ConfigError> {
+        let tls = match (cli.tls_cert, cli.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::TlsHalfSet {
+                    set: "TLS_CERT",
+                    unset: "TLS_KEY",
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::TlsHalfSet {
+                    set: "TLS_KEY",
+                    unset: "TLS_CERT",
+                });
+            }
+        };
         let config = Self {
             openai_api_key: cli.openai_api_key,
             openai_base_url: cli.openai_base_url,
@@ -656,11 +713,15 @@ impl TryFrom<Cli> for Config {
             transcript_timeout: Duration::from_millis(cli.transcript_timeout_ms),
             browser_send_timeout: Duration::from_millis(cli.browser_send_timeout_ms),
             listen_addr: cli.listen_addr,
+            metrics_addr: cli.metrics_addr,
             allowed_origins: cli.allowed_origins,
             access_token: cli.access_token,
             client_dir: cli.client_dir,
             public_hosts: cli.public_hosts,
             client_address_header: cli.client_address_header,
+            tls,
+            tls_reload_interval: Duration::from_secs(cli.tls_reload_interval_s),
+            http_redirect_addr: cli.http_redirect_addr,
             limits: Limits {
                 max_sessions: cli.max_sessions,
                 max_sessions_per_address: cli.max_sessions_per_address,
@@ -688,8 +749,20 @@ impl TryFrom<Cli> for Config {
         if config.stt_mode == SttMode::File && config.turn_detection != TurnDetection::Client {
             return Err(ConfigError::FileSttNeedsClientTurns);
         }
+        if config.http_redirect_addr.is_some() && config.tls.is_none() {
+            return Err(ConfigError::RedirectWithoutTls);
+        }
+        if config.tls_reload_interval.is_zero() {
+            return Err(ConfigError::ZeroTlsReloadInterval);
+        }
         if config.enable_api && config.access_token.is_none() {
             return Err(ConfigError::ApiWithoutToken);
+        }
+        if let Some(addr) = config.metrics_addr
+            && addr == config.listen_addr
+            && addr.port() != 0
+        {
+            return Err(ConfigError::MetricsOnListenAddr { addr });
         }
         // NaN fails this too.
         if config.limits.audio_rate_limit.is_nan() || config.limits.audio_rate_limit < 1.0 {
@@ -754,12 +827,49 @@ pub enum ConfigError {
     /// The one-shot API enabled without an access token: anyone could spend the key on it.
     #[error("ENABLE_API needs an ACCESS_TOKEN: /api/reply and /api/speech spend the API key")]
     ApiWithoutToken,
+    /// The metrics listener asked for on the main listener's address.
+    #[error(
+        "METRICS_ADDR {addr} is LISTEN_ADDR: leave METRICS_ADDR unset to serve /metrics on the \
+         main port, or give it an address of its own"
+    )]
+    MetricsOnListenAddr {
+        /// The address given to both.
+        addr: SocketAddr,
+    },
+    /// One of the certificate and its key without the other.
+    #[error(
+        "{set} is set but {unset} is not: HTTPS needs both the certificate chain (TLS_CERT) \
+         and its private key (TLS_KEY), as PEM files; set both, or neither for plain HTTP"
+    )]
+    TlsHalfSet {
+        /// The one given.
+        set: &'static str,
+        /// The one missing.
+        unset: &'static str,
+    },
+    /// A redirect to HTTPS from a proxy that does not serve HTTPS.
+    #[error("HTTP_REDIRECT_ADDR redirects to HTTPS, so it needs TLS_CERT and TLS_KEY")]
+    RedirectWithoutTls,
+    /// A reload interval of zero would check the files in a busy loop.
+    #[error("TLS_RELOAD_INTERVAL_S must be at least 1")]
+    ZeroTlsReloadInterval,
     /// An audio rate limit below real time would cut every user's speech.
     #[error("AUDIO_RATE_LIMIT must be at least 1 (real time), got {value}")]
     AudioRateBelowRealTime {
         /// The value given.
         value: f64,
     },
+}
+
+/// The certificate chain and private key the proxy serves HTTPS with, as PEM files. Both are
+/// read at start (a file that cannot be read or parsed refuses to start) and again whenever
+/// either changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first (`TLS_CERT`).
+    pub cert: PathBuf,
+    /// Its private key (`TLS_KEY`).
+    pub key: PathBuf,
 }
 
 /// Shortest access token accepted, in characters: 16 random hex characters are 64 bits, out of
@@ -964,6 +1074,60 @@ mod tests {
         assert!(matches!(
             Config::try_from(cli_without_environment(&server_vad)),
             Err(ConfigError::FileSttNeedsClientTurns)
+        ));
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_the_redirect_needs_tls() {
+        let cert = ["proxy", "--tls-cert", "/etc/cert.pem"];
+        assert!(matches!(
+            Config::try_from(cli_without_environment(&cert)),
+            Err(ConfigError::TlsHalfSet {
+                set: "TLS_CERT",
+                unset: "TLS_KEY"
+            })
+        ));
+        let key = ["proxy", "--tls-key", "/etc/key.pem"];
+        let error = Config::try_from(cli_without_environment(&key)).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("TLS_KEY is set but TLS_CERT is not"),
+            "{error}"
+        );
+        let both = [&cert[..], &["--tls-key", "/etc/key.pem"]].concat();
+        let config = Config::try_from(cli_without_environment(&both)).expect("both is valid");
+        assert_eq!(
+            config.tls,
+            Some(TlsFiles {
+                cert: "/etc/cert.pem".into(),
+                key: "/etc/key.pem".into()
+            })
+        );
+        let redirect = ["proxy", "--http-redirect-addr", "127.0.0.1:8080"];
+        assert!(matches!(
+            Config::try_from(cli_without_environment(&redirect)),
+            Err(ConfigError::RedirectWithoutTls)
+        ));
+        let redirect_with_tls = [&both[..], &redirect[1..]].concat();
+        assert!(Config::try_from(cli_without_environment(&redirect_with_tls)).is_ok());
+        let never = [&both[..], &["--tls-reload-interval-s", "0"]].concat();
+        assert!(matches!(
+            Config::try_from(cli_without_environment(&never)),
+            Err(ConfigError::ZeroTlsReloadInterval)
+        ));
+    }
+
+    #[test]
+    fn metrics_go_on_the_main_port_or_an_address_of_their_own() {
+        assert_eq!(Config::default().metrics_addr, None);
+        let own = ["proxy", "--metrics-addr", "127.0.0.1:9464"];
+        let config = Config::try_from(cli_without_environment(&own)).expect("a separate port");
+        assert_eq!(config.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
+        let same = ["proxy", "--metrics-addr", defaults::LISTEN_ADDR];
+        assert!(matches!(
+            Config::try_from(cli_without_environment(&same)),
+            Err(ConfigError::MetricsOnListenAddr { .. })
         ));
     }
 

@@ -2,6 +2,10 @@
 //!
 //! * `GET /ws` — a voice session (see the `protocol` crate).
 //! * `GET /healthz` — liveness, with whether the simulator is in use.
+//! * `GET /metrics` — Prometheus metrics (`observability`), unless `METRICS_ADDR` moves them
+//!   to a listener of their own. No token: a scraper has none, and they hold counts, not
+//!   secrets. On the main port they answer only allowed `Host`s (DNS rebinding), and no CORS
+//!   header lets another site's page read them.
 //! * `POST /api/reply` — `{"text": "…"}` → `{"text": "…"}`: one answer from the LLM, for tools.
 //! * `POST /api/speech` — `{"text": "…"}` → streamed PCM16 LE 24 kHz mono, for tools.
 //!   Both only with `ENABLE_API` (which needs `ACCESS_TOKEN`), rate-limited per address.
@@ -29,9 +33,10 @@ use serde::Deserialize;
 use serde_json::json;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
-use crate::access::{bearer, host_allowed, origin_allowed, token_allowed};
+use crate::access::{bearer, host_allowed, origin_allowed, own_scheme, token_allowed};
 use crate::config::Secret;
 use crate::limits::truncate_for_log;
+use crate::observability::Refusal;
 use crate::state::{AppState, SessionRefused};
 use crate::static_files::ClientFiles;
 use crate::upstream::UpstreamError;
@@ -58,10 +63,19 @@ const WS_WRITE_BUFFER_BYTES: usize = 0;
 /// Longest piece of a client's header quoted in a log line.
 const MAX_LOGGED_HEADER_CHARS: usize = 100;
 
+/// The voice session's path: its refusals are counted as refused handshakes.
+const WS_PATH: &str = "/ws";
+
+/// Where the metrics are served.
+const METRICS_PATH: &str = "/metrics";
+
+/// The text exposition format's content type (Prometheus 0.0.4).
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 /// Builds the router.
 pub fn app(state: AppState) -> Router {
     let client_dir = state.config().client_dir.clone();
-    let mut guarded = Router::new().route("/ws", get(session));
+    let mut guarded = Router::new().route(WS_PATH, get(session));
     if state.config().enable_api {
         let api = Router::new()
             .route("/api/reply", post(reply))
@@ -86,10 +100,14 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             require_allowed_host,
         ));
-    let router = Router::new()
-        .route("/healthz", get(healthz))
-        .merge(guarded)
-        .with_state(state);
+    let mut router = Router::new().route("/healthz", get(healthz)).merge(guarded);
+    if state.config().metrics_addr.is_none() {
+        // One port to run; a reverse proxy in front of it keeps `/metrics` internal.
+        router = router.merge(Router::new().route(METRICS_PATH, get(metrics)).route_layer(
+            middleware::from_fn_with_state(state.clone(), require_allowed_host),
+        ));
+    }
+    let router = router.with_state(state);
     match ClientFiles::open(&client_dir) {
         Some(files) => router
             .fallback_service(axum::routing::any(crate::static_files::serve).with_state(files)),
@@ -98,6 +116,23 @@ pub fn app(state: AppState) -> Router {
             router
         }
     }
+}
+
+/// The router of the metrics listener (`METRICS_ADDR`): `/metrics` alone, for any `Host` (a
+/// scraper names the listener by its address), since that listener is meant to be reachable
+/// only from where the scraper runs.
+pub(crate) fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route(METRICS_PATH, get(metrics))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
+        state.metrics().render(),
+    )
+        .into_response()
 }
 
 async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -128,6 +163,9 @@ async fn require_access_token(
     if token_allowed(expected, bearer, query_token.as_deref()) {
         return next.run(request).await;
     }
+    if request.uri().path() == WS_PATH {
+        state.metrics().handshake_refused(Refusal::Token);
+    }
     // The path only: the query may hold a (wrong) token.
     tracing::warn!(
         path = %truncate_for_log(request.uri().path(), MAX_LOGGED_HEADER_CHARS),
@@ -154,8 +192,12 @@ async fn require_allowed_host(
         .headers()
         .get(header::HOST)
         .and_then(|v| v.to_str().ok());
-    if host_allowed(host, &state.config().public_hosts) {
+    let scheme = own_scheme(state.config().tls.is_some());
+    if host_allowed(host, &state.config().public_hosts, scheme) {
         return next.run(request).await;
+    }
+    if request.uri().path() == WS_PATH {
+        state.metrics().handshake_refused(Refusal::Host);
     }
     tracing::warn!(
         host = host.map(|h| truncate_for_log(h, MAX_LOGGED_HEADER_CHARS)).as_deref(),
@@ -262,7 +304,9 @@ async fn session(
 ) -> Response {
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    if !origin_allowed(origin, host, &state.config().allowed_origins) {
+    let scheme = own_scheme(state.config().tls.is_some());
+    if !origin_allowed(origin, host, &state.config().allowed_origins, scheme) {
+        state.metrics().handshake_refused(Refusal::Origin);
         tracing::warn!(
             origin = origin
                 .map(|o| truncate_for_log(o, MAX_LOGGED_HEADER_CHARS))
@@ -285,7 +329,10 @@ async fn session(
     let address = client_address(&state, &headers, peer);
     let session = match state.admit_session(address) {
         Ok(session) => session,
-        Err(refused) => return refusal_response(refused),
+        Err(refused) => {
+            state.metrics().handshake_refused(Refusal::from(refused));
+            return refusal_response(refused);
+        }
     };
     upgrade
         .read_buffer_size(WS_READ_BUFFER_BYTES)

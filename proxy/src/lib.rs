@@ -22,6 +22,11 @@
 //!   connection caps and header timeout, and graceful shutdown; `limits` — the pure pieces of
 //!   the limits (token bucket, episodes, per-address table); `static_files` — the built client,
 //!   served without following symlinks out of its directory, with its security headers.
+//! * `tls` — HTTPS and WSS served directly (`TLS_CERT`, `TLS_KEY`): the certificate reloaded
+//!   when its files change, plain HTTP on the TLS port answered with a `400`, and the
+//!   plain-HTTP redirect listener (`HTTP_REDIRECT_ADDR`); its errors are [`TlsError`].
+//! * `observability` — the Prometheus metrics `/metrics` serves: one recorder per server, its
+//!   handles cloned into the sessions.
 //! * [`wav`] — a small WAV reader and writer for the tools and tests.
 //!
 //! The OpenAI simulator the proxy runs on without a key is the `openai-sim` crate; the design
@@ -34,14 +39,17 @@ pub(crate) mod access;
 pub mod config;
 pub mod http;
 pub(crate) mod limits;
+pub(crate) mod observability;
 mod server;
 pub(crate) mod session;
 pub(crate) mod speakable;
 mod state;
 mod static_files;
+mod tls;
 pub mod upstream;
 pub mod wav;
 
 pub use http::app;
-pub use server::{SHUTDOWN_DRAIN_TIMEOUT, raise_open_file_limit, run, serve};
+pub use server::{SHUTDOWN_DRAIN_TIMEOUT, raise_open_file_limit, run, serve, serve_redirecting};
 pub use state::{AppState, Backend, StartError};
+pub use tls::TlsError;

@@ -26,7 +26,12 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
     let addr = listener.local_addr()?;
-    let url = format!("http://{addr}/");
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let url = format!("{scheme}://{addr}/");
     tracing::info!(%url, "open this in a browser");
     proxy::run(listener, config, shutdown_signal()).await?;
     tracing::info!("stopped");

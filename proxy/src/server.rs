@@ -1,5 +1,6 @@
 //! Serving: the accept loop and its connection caps, HTTP/1.1 with a header-read timeout
-//! (which also bounds how long a kept-alive connection may idle), graceful shutdown, and
+//! (which also bounds how long a kept-alive connection may idle), over TLS when configured
+//! (with the plain-HTTP redirect listener beside it; `tls.rs`), graceful shutdown, and
 //! [`run`], which builds the state from a configuration and serves it.
 //!
 //! The loop is hyper's own connection builder rather than `axum::serve`, which sets no timer:
@@ -22,10 +23,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::http::app;
 use crate::limits::Episode;
 use crate::state::{AppState, StartError};
+use crate::tls::{Handshaker, ServerTls, redirect_app};
 
 /// How long shutdown waits for sessions to say goodbye before giving up on them.
 pub const SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,13 +43,63 @@ const EVICTABLE_AFTER: Duration = Duration::from_secs(1);
 /// Repeated refusals of the same kind closer together than this are one episode: one log line.
 const REFUSAL_EPISODE_QUIET: Duration = Duration::from_secs(10);
 
+/// Connections the metrics listener (`METRICS_ADDR`) holds at once: a scraper or two and an
+/// operator's `curl`. Its own gate, so scrapes never take a voice session's place, nor a flood
+/// of them the scraper's.
+const METRICS_MAX_CONNECTIONS: usize = 16;
+
+/// How often the metrics' histogram samples are folded into their buckets: the exporter's own
+/// default upkeep period. Without it they would pile up between scrapes, or forever when
+/// nobody scrapes.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Serves `state` on `listener` until `shutdown` completes, then closes every session
-/// gracefully.
+/// gracefully. With TLS configured it serves HTTPS, and with `HTTP_REDIRECT_ADDR` it binds
+/// that address too and redirects plain HTTP there to HTTPS.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    let tls = ServerTls::from_config(state.config())?;
+    let redirect = bind_redirect(state.config()).await?;
+    serve_with(listener, redirect, tls, state, shutdown).await
+}
+
+/// As [`serve`], with the plain-HTTP redirect listener bound by the caller (on any port, as
+/// tests do) instead of at `HTTP_REDIRECT_ADDR`. Needs TLS configured.
+pub async fn serve_redirecting(
+    listener: TcpListener,
+    redirect: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let tls = ServerTls::from_config(state.config())?;
+    serve_with(listener, Some(redirect), tls, state, shutdown).await
+}
+
+/// The listener of `HTTP_REDIRECT_ADDR`, when set.
+async fn bind_redirect(config: &Config) -> Result<Option<TcpListener>, StartError> {
+    let Some(addr) = config.http_redirect_addr else {
+        return Ok(None);
+    };
+    TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .map_err(|source| StartError::RedirectBind { addr, source })
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    redirect: Option<TcpListener>,
+    tls: Option<ServerTls>,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    if redirect.is_some() && tls.is_none() {
+        return Err(ConfigError::RedirectWithoutTls.into());
+    }
+    let metrics_listener = bind_metrics(&state).await?;
     let token = state.shutdown_token().clone();
     let stop = token.clone();
     tokio::spawn(async move {
@@ -74,6 +126,95 @@ pub async fn serve(
             .then_some(state.config().limits.max_connections_per_address),
     );
     let connections = TaskTracker::new();
+    // The handshake's deadline is the header read timeout: both bound a client that connects
+    // and says nothing.
+    let handshaker = tls
+        .as_ref()
+        .map(|tls| tls.handshaker(state.config().limits.header_read_timeout));
+    // Dropped (so stopped) when this function returns, whatever way.
+    let _reloader =
+        tls.map(|tls| tls.spawn_reloader(state.config().tls_reload_interval, token.clone()));
+    if let Some(redirect) = redirect {
+        let https_port = listener.local_addr().map_err(StartError::Serve)?.port();
+        // Its connections count against the same caps: they hold descriptors all the same.
+        connections.spawn(accept_loop(
+            redirect,
+            redirect_app(state.config().public_hosts.clone(), https_port),
+            None,
+            builder.clone(),
+            gate.clone(),
+            token.clone(),
+            connections.clone(),
+        ));
+    }
+    if let Some(metrics) = metrics_listener {
+        connections.spawn(accept_loop(
+            metrics,
+            crate::http::metrics_app(state.clone()),
+            None,
+            builder.clone(),
+            ConnectionGate::new(METRICS_MAX_CONNECTIONS, None),
+            token.clone(),
+            connections.clone(),
+        ));
+    }
+    connections.spawn(keep_metrics(state.clone(), token.clone()));
+    accept_loop(
+        listener,
+        router,
+        handshaker,
+        builder,
+        gate,
+        token,
+        connections.clone(),
+    )
+    .await;
+    connections.close();
+    state.shutdown(SHUTDOWN_DRAIN_TIMEOUT).await;
+    let _ = tokio::time::timeout(SHUTDOWN_DRAIN_TIMEOUT, connections.wait()).await;
+    Ok(())
+}
+
+/// The listener of `METRICS_ADDR`, when set; its address is noted in the state (a test asks
+/// for port 0 and reads the one it got).
+async fn bind_metrics(state: &AppState) -> Result<Option<TcpListener>, StartError> {
+    let Some(addr) = state.config().metrics_addr else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::MetricsBind { addr, source })?;
+    if let Ok(bound) = listener.local_addr() {
+        tracing::info!(addr = %bound, "serving /metrics on its own listener");
+        state.set_metrics_addr(bound);
+    }
+    Ok(Some(listener))
+}
+
+/// Folds the metrics' histogram samples into their buckets every
+/// [`METRICS_UPKEEP_INTERVAL`], until `token` fires.
+async fn keep_metrics(state: AppState, token: CancellationToken) {
+    let mut ticks = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = token.cancelled() => return,
+            _ = ticks.tick() => state.metrics().upkeep(),
+        }
+    }
+}
+
+/// Accepts connections on `listener` until `token` fires, each through the gate onto its own
+/// task in `connections`; over TLS when `tls` is given.
+async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<Handshaker>,
+    builder: hyper::server::conn::http1::Builder,
+    gate: ConnectionGate,
+    token: CancellationToken,
+    connections: TaskTracker,
+) {
     let mut accept_errors = Episode::new(REFUSAL_EPISODE_QUIET);
     loop {
         let accepted = tokio::select! {
@@ -99,32 +240,62 @@ pub async fn serve(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
-        connections.spawn(serve_connection(
-            stream,
-            peer,
-            router.clone(),
-            builder.clone(),
-            token.clone(),
-            permit,
-        ));
+        match &tls {
+            None => connections.spawn(serve_connection(
+                stream,
+                peer,
+                router.clone(),
+                builder.clone(),
+                token.clone(),
+                permit,
+            )),
+            Some(tls) => connections.spawn(serve_tls_connection(
+                stream,
+                peer,
+                tls.clone(),
+                router.clone(),
+                builder.clone(),
+                token.clone(),
+                permit,
+            )),
+        };
     }
-    drop(listener);
-    connections.close();
-    state.shutdown(SHUTDOWN_DRAIN_TIMEOUT).await;
-    let _ = tokio::time::timeout(SHUTDOWN_DRAIN_TIMEOUT, connections.wait()).await;
-    Ok(())
 }
 
-/// Serves HTTP on one connection until it closes, or finishes its request in flight when the
-/// server shuts down.
-async fn serve_connection(
+/// Completes the TLS handshake of a new connection (or answers its plain HTTP), then serves it
+/// as any other. Its place in the gate was taken before the handshake: a client that never
+/// finishes one counts against the caps and is the first to make room.
+async fn serve_tls_connection(
     stream: TcpStream,
     peer: SocketAddr,
+    tls: Handshaker,
     router: Router,
     builder: hyper::server::conn::http1::Builder,
     shutdown: CancellationToken,
     permit: ConnectionPermit,
 ) {
+    let stream = tokio::select! {
+        stream = tls.accept(stream, peer) => stream,
+        () = permit.evicted.cancelled() => return,
+        () = shutdown.cancelled() => return,
+    };
+    if let Some(stream) = stream {
+        serve_connection(stream, peer, router, builder, shutdown, permit).await;
+    }
+}
+
+/// Serves HTTP on one connection until it closes, or finishes its request in flight when the
+/// server shuts down.
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    router: Router,
+    builder: hyper::server::conn::http1::Builder,
+    shutdown: CancellationToken,
+    permit: ConnectionPermit,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let requested = permit.requested.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         requested.store(true, Ordering::Relaxed);
@@ -323,17 +494,24 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    // The files and the second port are checked before anything starts.
+    let tls = ServerTls::from_config(&config)?;
+    let redirect = bind_redirect(&config).await?;
     let state = AppState::new(config).await?;
+    if let Some(addr) = redirect.as_ref().and_then(|r| r.local_addr().ok()) {
+        tracing::info!(%addr, "redirecting plain HTTP to HTTPS");
+    }
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(
             %addr,
+            tls = tls.is_some(),
             simulated = state.simulated(),
             max_sessions = state.max_sessions(),
             max_connections = state.max_connections(),
             "voice agent proxy listening"
         );
     }
-    serve(listener, state, shutdown).await
+    serve_with(listener, redirect, tls, state, shutdown).await
 }
 
 /// Raises the process's open-file soft limit to its hard limit and returns the limit now in

@@ -2,9 +2,9 @@
 //! session uses, the live-session count and the shutdown signal. The HTTP layer asks it to
 //! admit a session ([`AppState::admit_session`]) and never reaches into it.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::WebSocket;
@@ -14,6 +14,7 @@ use tracing::Instrument as _;
 
 use crate::config::{Config, ConfigError, Secret};
 use crate::limits::{AddressRefusal, AddressTable, Episode, TokenBucket};
+use crate::observability::Metrics;
 use crate::session::SessionContext;
 use crate::session::response::Pipeline;
 use crate::upstream::UpstreamConfig;
@@ -33,6 +34,25 @@ pub enum StartError {
     /// The listener failed.
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    /// The metrics listener could not bind its address.
+    #[error("cannot listen on METRICS_ADDR {addr}: {source}")]
+    MetricsBind {
+        /// `METRICS_ADDR`.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// The plain-HTTP redirect listener could not bind its address.
+    #[error("cannot listen on HTTP_REDIRECT_ADDR {addr}: {source}")]
+    RedirectBind {
+        /// `HTTP_REDIRECT_ADDR`.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Where the upstream services are: OpenAI (or a compatible server) when a key is set, else a
@@ -48,6 +68,11 @@ pub struct Backend {
 impl Backend {
     /// Resolves the backend of `config`, starting the simulator if there is no API key.
     pub async fn from_config(config: &Config) -> Result<Self, StartError> {
+        Self::counted(config, Metrics::new()).await
+    }
+
+    /// As [`Backend::from_config`], counting upstream retries into `metrics`.
+    async fn counted(config: &Config, metrics: Metrics) -> Result<Self, StartError> {
         let (simulator, base_url, api_key) = match &config.openai_api_key {
             Some(key) => (None, config.openai_base_url.clone(), key.clone()),
             None => {
@@ -85,6 +110,7 @@ impl Backend {
             stall_timeout: config.upstream_stall_timeout,
             response_timeout: config.limits.upstream_response_timeout,
             retry_budget: config.limits.upstream_retry_budget,
+            metrics,
         });
         Ok(Self {
             upstream,
@@ -112,6 +138,10 @@ struct Inner {
     max_connections: usize,
     admission: Mutex<Admission>,
     api_rates: Mutex<ApiRates>,
+    /// What `/metrics` shows.
+    metrics: Metrics,
+    /// Where `/metrics` is served on its own listener, once bound (`METRICS_ADDR`).
+    metrics_addr: OnceLock<SocketAddr>,
     /// Keeps the built-in simulator running while the server does.
     _simulator: Option<openai_sim::Simulator>,
 }
@@ -197,16 +227,21 @@ impl AdmittedSession {
         let span = tracing::info_span!("session", id = %self.id);
         let context = inner.sessions.clone();
         let (id, shutdown) = (self.id.clone(), inner.shutdown.clone());
+        let metrics = inner.metrics.clone();
         let tracked = inner.tasks.track_future(
             async move {
-                if context.agent.is_some() {
-                    crate::session::speech_to_speech::run(socket, context, id, shutdown).await;
-                } else {
-                    crate::session::run(socket, context, id, shutdown).await;
-                }
-                // Frees the place.
+                let end = match context.agent.clone() {
+                    Some(agent) => {
+                        crate::session::speech_to_speech::run(socket, context, agent, id, shutdown)
+                            .await
+                    }
+                    None => crate::session::run(socket, context, id, shutdown).await,
+                };
+                // Frees the place (and leaves the live count) before the end is counted, so
+                // a scrape that sees it closed no longer sees it live.
                 drop(self);
-                tracing::info!("session ended");
+                metrics.session_closed(end);
+                tracing::info!(reason = end.as_str(), "session ended");
             }
             .instrument(span),
         );
@@ -217,6 +252,7 @@ impl AdmittedSession {
 impl Drop for AdmittedSession {
     fn drop(&mut self) {
         self.inner.live_sessions.fetch_sub(1, Ordering::SeqCst);
+        self.inner.metrics.session_released();
         self.inner
             .admission
             .lock()
@@ -230,10 +266,11 @@ impl AppState {
     /// Builds the shared state. Without an API key this starts the built-in simulator on a
     /// loopback port and points every upstream at it.
     pub async fn new(config: Config) -> Result<Self, StartError> {
+        let metrics = Metrics::new();
         let Backend {
             upstream,
             simulator,
-        } = Backend::from_config(&config).await?;
+        } = Backend::counted(&config, metrics.clone()).await?;
         let http = crate::upstream::http_client(config.limits.upstream_response_timeout);
         let sessions = Arc::new(SessionContext {
             transcriber: match config.stt_mode {
@@ -270,6 +307,7 @@ impl AppState {
             transcript_timeout: config.transcript_timeout,
             browser_send_timeout: config.browser_send_timeout,
             limits: config.limits.clone(),
+            metrics: metrics.clone(),
         });
         let (max_sessions, max_connections) =
             caps_for_open_files(crate::server::current_open_file_limit(), &config);
@@ -300,6 +338,8 @@ impl AppState {
                 max_connections,
                 admission: Mutex::new(admission),
                 api_rates: Mutex::new(api_rates),
+                metrics,
+                metrics_addr: OnceLock::new(),
                 _simulator: simulator,
             }),
         })
@@ -328,6 +368,22 @@ impl AppState {
     /// Sessions running right now.
     pub fn live_sessions(&self) -> usize {
         self.inner.live_sessions.load(Ordering::SeqCst)
+    }
+
+    /// Where `/metrics` is served on its own listener (`METRICS_ADDR`), once [`crate::serve`]
+    /// has bound it; `None` while it is served on the main port.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.inner.metrics_addr.get().copied()
+    }
+
+    /// Notes where the metrics listener was bound.
+    pub(crate) fn set_metrics_addr(&self, addr: SocketAddr) {
+        let _ = self.inner.metrics_addr.set(addr);
+    }
+
+    /// The server's metrics.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// The roles the one-shot endpoints use.
@@ -373,6 +429,7 @@ impl AppState {
             return Err(refused);
         }
         self.inner.live_sessions.fetch_add(1, Ordering::SeqCst);
+        self.inner.metrics.session_admitted();
         drop(admission);
         let number = self.inner.session_counter.fetch_add(1, Ordering::Relaxed) + 1;
         Ok(AdmittedSession {

@@ -135,6 +135,33 @@ impl std::fmt::Debug for Browser {
 impl Browser {
     /// Launches `engine` with `microphone` (a WAV file) as the only audio input.
     pub(crate) async fn launch(engine: Engine, microphone: &Path) -> Browser {
+        Self::launch_with(engine, microphone, &[]).await
+    }
+
+    /// Launches Chromium as [`Browser::launch`] does, also accepting HTTPS certificates whose
+    /// SubjectPublicKeyInfo has this SHA-256 (base64): a test certificate no CA signed. Only
+    /// that key is accepted; every other certificate error stays an error.
+    pub(crate) async fn launch_chromium_trusting(
+        microphone: &Path,
+        spki_sha256_base64: &str,
+    ) -> Browser {
+        let trust = format!("--ignore-certificate-errors-spki-list={spki_sha256_base64}");
+        Self::launch_with(Engine::Chromium, microphone, &[trust]).await
+    }
+
+    /// Launches Chromium as [`Browser::launch`] does, resolving `host` to 127.0.0.1: a name
+    /// that is not a loopback name to the proxy (so its same-machine allowances do not apply),
+    /// while the page itself stays on a loopback origin (a secure context, for the microphone).
+    pub(crate) async fn launch_chromium_resolving(microphone: &Path, host: &str) -> Browser {
+        let rule = format!("--host-resolver-rules=MAP {host} 127.0.0.1");
+        Self::launch_with(Engine::Chromium, microphone, &[rule]).await
+    }
+
+    async fn launch_with(
+        engine: Engine,
+        microphone: &Path,
+        extra_chromium_args: &[String],
+    ) -> Browser {
         static LAUNCHES: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "{}-{}-{}",
@@ -175,7 +202,7 @@ impl Browser {
                     &browser.dir.join("driver-output.log"),
                     "chromedriver (apt-get install chromium-driver)",
                 ));
-                browser.chromium_capabilities()
+                browser.chromium_capabilities(extra_chromium_args)
             }
             Engine::Firefox => {
                 let pulse = PulseAudio::start(&browser.dir.join("pulse"), engine.room());
@@ -245,8 +272,8 @@ impl Browser {
         browser
     }
 
-    fn chromium_capabilities(&self) -> Value {
-        let args = [
+    fn chromium_capabilities(&self, extra_args: &[String]) -> Value {
+        let mut args = vec![
             "--headless=new".to_owned(),
             "--no-sandbox".to_owned(),
             "--disable-gpu".to_owned(),
@@ -267,6 +294,8 @@ impl Browser {
             format!("--window-size={},{}", WINDOW.0, WINDOW.1),
             format!("--user-data-dir={}", self.dir.join("profile").display()),
         ];
+        // Honoured only with a `--user-data-dir`, which every launch has.
+        args.extend_from_slice(extra_args);
         json!({
             "browserName": "chrome",
             "goog:chromeOptions": {

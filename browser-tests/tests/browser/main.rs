@@ -24,7 +24,11 @@
 //! * without an API key the page announces the simulator; a screenshot of it after a turn is
 //!   kept as `target/e2e-browser/screenshots/after-turn.png` (the proxy holds an access token,
 //!   which the page takes from its link); Stop then Start opens a new
-//!   session, and when the browser then says it cancels no echo, the page advises headphones.
+//!   session, and when the browser then says it cancels no echo, the page advises headphones;
+//! * the bundle deployed apart from the proxy: `dist/` with a `config.json` served by Python's
+//!   `http.server` on another origin runs a turn against the proxy it names, which lists that
+//!   origin in `ALLOWED_ORIGINS`; a proxy that does not is refused, and the page says why;
+//! * one turn over HTTPS against the proxy serving TLS itself ([`tls`]).
 //!
 //! Also here, ignored (a benchmark: it prints figures and gates nothing): the cost of one
 //! capture and one playback `process()` call in Chromium ([`dsp_bench`]).
@@ -44,6 +48,7 @@ mod dsp_bench;
 mod host;
 mod microphone;
 mod page;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -715,4 +720,144 @@ fn zero_crossing_frequency(samples: &[i16], rate: f64) -> f64 {
     assert!(crossings.len() > 10, "too few zero crossings to measure");
     let (first, last) = (crossings[0], crossings[crossings.len() - 1]);
     (crossings.len() - 1) as f64 * rate / (last - first)
+}
+
+/// A copy of the built client in `target/e2e-browser/NAME-dist/` with a `config.json` naming
+/// `proxy_url`, as an operator deploys the bundle apart from the proxy.
+fn bundle_pointing_at(name: &str, proxy_url: &str) -> PathBuf {
+    let dir = artifacts_dir().join(format!("{name}-dist"));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_dir(&client_dist(), &dir);
+    std::fs::write(
+        dir.join("config.json"),
+        json!({ "proxy_url": proxy_url }).to_string(),
+    )
+    .expect("write config.json");
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the bundle copy");
+    for entry in std::fs::read_dir(from).expect("read the bundle") {
+        let entry = entry.expect("a bundle entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("its type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy a bundle file");
+        }
+    }
+}
+
+/// Python's `http.server` serving `dir` on `127.0.0.1:port`: a plain static server with
+/// nothing of the proxy's, once it answers.
+async fn static_server(dir: &Path, port: u16) -> host::Spawned {
+    let server = host::Spawned::new(
+        std::process::Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .arg("--directory")
+            .arg(dir),
+        &dir.with_extension("log"),
+        "python3",
+    );
+    let give_up = tokio::time::Instant::now() + BROWSER_DEADLINE;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "the static server did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server
+}
+
+/// The proxy's host name in the cross-origin test: Chromium resolves it to 127.0.0.1, and the
+/// proxy serves it as a public host.
+const PROXY_HOST: &str = "voice-api.test";
+
+#[tokio::test]
+async fn a_bundle_on_another_origin_talks_to_the_proxy_its_config_names_if_allowed() {
+    const QUESTION: &str = "Where is the bundle served from?";
+    const ANSWER: &str = "From a static server on another origin.";
+    let _one_at_a_time = ONE_BROWSER_AT_A_TIME.lock().await;
+    let static_port = host::free_port();
+    let page_origin = format!("http://127.0.0.1:{static_port}");
+    // The proxy serves no page at all. It is reached by a public name, so only its
+    // ALLOWED_ORIGINS lets a page of another origin in; it holds a token, which the page takes
+    // from its link and passes on.
+    let allowed = page_origin.clone();
+    let proxy = TestProxy::start(SimConfig::default(), move |config| {
+        config.client_dir = PathBuf::from("/nonexistent");
+        config.public_hosts = vec![PROXY_HOST.to_owned()];
+        config.allowed_origins = vec![allowed];
+        config.access_token = Some(proxy::config::Secret::new("bundle-token"));
+    })
+    .await;
+    proxy.sim.script_transcript(QUESTION);
+    proxy.sim.script_reply(ANSWER);
+    let proxy_url = |proxy: &TestProxy| format!("http://{PROXY_HOST}:{}", proxy.addr().port());
+    let dist = bundle_pointing_at("other-origin", &proxy_url(&proxy));
+    let _server = static_server(&dist, static_port).await;
+    let mic = microphone(
+        "other-origin",
+        &[Part::Quiet(1.5), Part::Speech(QUESTION), Part::Quiet(8.0)],
+    );
+    let browser = Browser::launch_chromium_resolving(&mic, PROXY_HOST).await;
+    let page = Page::open(&browser, &format!("{page_origin}/?token=bundle-token")).await;
+    page.start_talking().await;
+    let state = page
+        .wait_for("the answer to play to its end", |s| {
+            s.response(1)["phase"] == "drained"
+        })
+        .await;
+    let user = state.users.first().expect("the user's turn is shown");
+    assert_eq!((user.text.as_str(), user.r#final), (QUESTION, true));
+    assert_eq!(
+        state.answer(1).and_then(|a| a.heard.as_deref()),
+        Some(ANSWER)
+    );
+    assert!(state.errors.is_empty(), "{:?}", state.errors);
+    page.press_start_stop().await;
+    proxy.wait_for_sessions(|live| live == 0).await;
+    browser.close().await;
+    proxy.stop().await;
+
+    // The same bundle pointed at a proxy that does not list its origin: refused, and the
+    // page says why.
+    let strict = TestProxy::start(SimConfig::default(), |config| {
+        config.client_dir = PathBuf::from("/nonexistent");
+        config.public_hosts = vec![PROXY_HOST.to_owned()];
+    })
+    .await;
+    std::fs::write(
+        dist.join("config.json"),
+        json!({ "proxy_url": proxy_url(&strict) }).to_string(),
+    )
+    .expect("rewrite config.json");
+    let browser = Browser::launch_chromium_resolving(&mic, PROXY_HOST).await;
+    let page = Page::open(&browser, &format!("{page_origin}/")).await;
+    page.press_start_stop().await;
+    let state = page
+        .wait_for("the refusal shown", |s| !s.errors.is_empty())
+        .await;
+    assert!(
+        state
+            .errors
+            .iter()
+            .any(|error| error.contains("ALLOWED_ORIGINS") && error.contains(&page_origin)),
+        "{:?}",
+        state.errors
+    );
+    assert_eq!(strict.state.live_sessions(), 0, "no session began");
+    browser.close().await;
+    strict.stop().await;
 }

@@ -25,6 +25,7 @@ use tracing::Instrument as _;
 
 use super::response::AudioOut;
 use crate::limits::truncate_for_log;
+use crate::observability::Metrics;
 
 /// Control messages queued for the browser. They are small and rare; a full queue means the
 /// browser stopped reading.
@@ -140,10 +141,11 @@ pub(crate) struct BrowserLink {
 impl BrowserLink {
     /// Starts the writer on the socket's sending half; it gives up on a browser that takes
     /// longer than `send_timeout` to accept a frame. The receiver gets the writer's
-    /// [`AudioWritten`] reports.
+    /// [`AudioWritten`] reports. It counts the audio it writes in `metrics`.
     pub(crate) fn open(
         sink: SplitSink<WebSocket, Message>,
         send_timeout: Duration,
+        metrics: Metrics,
     ) -> (Self, mpsc::Receiver<AudioWritten>) {
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE_MESSAGES);
         let (audio, audio_rx) = mpsc::channel(AUDIO_QUEUE_CHUNKS);
@@ -155,7 +157,7 @@ impl BrowserLink {
             written,
             live: live.clone(),
         };
-        let writer = tokio::spawn(write(sink, lanes, send_timeout).in_current_span());
+        let writer = tokio::spawn(write(sink, lanes, send_timeout, metrics).in_current_span());
         let link = Self {
             control,
             audio,
@@ -237,7 +239,12 @@ struct Lanes {
 
 /// The writer task: sends control messages first, then audio of the live response only, and
 /// reports when a response asked about is all written.
-async fn write(mut sink: SplitSink<WebSocket, Message>, lanes: Lanes, send_timeout: Duration) {
+async fn write(
+    mut sink: SplitSink<WebSocket, Message>,
+    lanes: Lanes,
+    send_timeout: Duration,
+    metrics: Metrics,
+) {
     let Lanes {
         mut control,
         mut audio,
@@ -295,7 +302,7 @@ async fn write(mut sink: SplitSink<WebSocket, Message>, lanes: Lanes, send_timeo
                         Vec::with_capacity(protocol::AUDIO_HEADER_LEN + chunk.pcm.len());
                     frame.extend_from_slice(&protocol::audio_frame_header(chunk.response_id));
                     frame.extend_from_slice(&chunk.pcm);
-                    (Message::Binary(frame.into()), Some(chunk.response_id))
+                    (Message::Binary(frame.into()), Some((chunk.response_id, chunk.pcm.len())))
                 }
                 Some(_) => {
                     stale_chunks += 1;
@@ -313,10 +320,11 @@ async fn write(mut sink: SplitSink<WebSocket, Message>, lanes: Lanes, send_timeo
                 return;
             }
         }
-        if let Some(response_id) = audio_of
-            && first_frame.is_none_or(|(id, _)| id != response_id)
-        {
-            first_frame = Some((response_id, Instant::now()));
+        if let Some((response_id, pcm_bytes)) = audio_of {
+            metrics.audio_out(pcm_bytes);
+            if first_frame.is_none_or(|(id, _)| id != response_id) {
+                first_frame = Some((response_id, Instant::now()));
+            }
         }
     }
     if stale_chunks > 0 {

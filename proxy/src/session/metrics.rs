@@ -136,6 +136,43 @@ impl TurnClocks {
     }
 }
 
+/// The hops of a turn's waterfall, in pipeline order: the `hop` label of the metrics'
+/// per-hop histogram, each the gap [`hop_gaps_ms`] gives at the same index.
+pub(crate) const HOPS: [&str; 8] = [
+    "commit",
+    "stt",
+    "llm_request",
+    "llm_ttft",
+    "first_clause",
+    "tts_request",
+    "tts_ttfb",
+    "first_audio",
+];
+
+/// Each hop's gap in milliseconds (see [`HOPS`]): end of speech → commit sent → transcript
+/// (from the end of speech when nothing was committed, as the log's `stt_wait_ms`) → LLM
+/// request → first token (the log's `llm_ttft_ms`) → first clause → TTS request → first
+/// synthesized byte (the log's `tts_ttfb_ms`) → first audio sent. `None` where either step is
+/// missing (speech-to-speech has no LLM or TTS request) or the later one came first: a
+/// speculative start runs the answer's steps before the transcript is final, and the
+/// speech-to-speech transcript arrives beside the answer, not before it.
+pub(crate) fn hop_gaps_ms(w: &Waterfall) -> [Option<f64>; HOPS.len()] {
+    let gap = |later: Option<f64>, earlier: Option<f64>| match (later, earlier) {
+        (Some(later), Some(earlier)) if later >= earlier => Some(later - earlier),
+        _ => None,
+    };
+    [
+        gap(w.commit_sent_ms, Some(0.0)),
+        gap(w.transcript_final_ms, w.commit_sent_ms.or(Some(0.0))),
+        gap(w.llm_request_ms, w.transcript_final_ms),
+        gap(w.llm_first_token_ms, w.llm_request_ms),
+        gap(w.first_clause_ms, w.llm_first_token_ms),
+        gap(w.tts_request_ms, w.first_clause_ms),
+        gap(w.tts_first_byte_ms, w.tts_request_ms),
+        gap(w.first_audio_sent_ms, w.tts_first_byte_ms),
+    ]
+}
+
 /// Logs a waterfall as one structured line (in the session's span, which names the session):
 /// each step's offset and the gap from the step before it, in milliseconds.
 pub(crate) fn log_waterfall(turn_id: TurnId, response_id: Option<ResponseId>, w: &Waterfall) {
@@ -195,6 +232,39 @@ mod tests {
         assert!(clocks.report(protocol::TurnId(1)).is_none());
         assert!(clocks.report(protocol::TurnId(2)).is_none());
         assert!(clocks.report(protocol::TurnId(3)).is_some());
+    }
+
+    #[test]
+    fn hops_are_the_gaps_between_steps_present_in_order() {
+        let w = Waterfall {
+            commit_sent_ms: Some(0.5),
+            transcript_final_ms: Some(200.5),
+            llm_request_ms: Some(201.0),
+            llm_first_token_ms: Some(451.0),
+            tts_first_byte_ms: Some(600.0),
+            first_audio_sent_ms: Some(601.0),
+            ..Waterfall::default()
+        };
+        assert_eq!(
+            hop_gaps_ms(&w),
+            [
+                Some(0.5),
+                Some(200.0),
+                Some(0.5),
+                Some(250.0),
+                None,
+                None,
+                None,
+                Some(1.0)
+            ]
+        );
+        // A speculative start: the answer's first steps came before the transcript.
+        let speculative = Waterfall {
+            transcript_final_ms: Some(150.0),
+            llm_request_ms: Some(0.0),
+            ..Waterfall::default()
+        };
+        assert_eq!(hop_gaps_ms(&speculative)[2], None);
     }
 
     #[test]

@@ -33,6 +33,7 @@ mod transcriber_slot;
 pub(crate) mod turn;
 mod turn_audio;
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,12 +51,14 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument as _;
 
 use crate::config::Limits;
+use crate::observability::{Metrics, SessionEnd};
 use crate::upstream::realtime::Transcriber;
 use audio_budget::audio_ms;
 use browser::{AudioWritten, BrowserLink, Incoming};
 use deadlines::Timer;
 use history::Conversation;
-use metrics::{Step, TurnClocks, log_waterfall};
+// `self::`: the `metrics` crate has the same name.
+use self::metrics::{Step, TurnClocks, log_waterfall};
 use response::{Pipeline, ResponseEvent};
 use shell::{Admitted, Shell};
 use transcriber_slot::{Report, TranscriberSlot};
@@ -126,21 +129,29 @@ pub(crate) struct SessionContext {
     pub browser_send_timeout: Duration,
     /// Timeouts and spend limits.
     pub limits: Limits,
+    /// The server's metrics.
+    pub metrics: Metrics,
 }
 
-/// Runs one session until the browser leaves or `shutdown` fires. Call it inside the
-/// session's tracing span: every task it starts logs in that span.
+/// Runs one session until the browser leaves or `shutdown` fires, and says why it ended. Call
+/// it inside the session's tracing span: every task it starts logs in that span.
 pub(crate) async fn run(
     socket: WebSocket,
     context: Arc<SessionContext>,
     session_id: String,
     shutdown: CancellationToken,
-) {
+) -> SessionEnd {
     let (sink, stream) = socket.split();
-    let (browser, audio_written) = BrowserLink::open(sink, context.browser_send_timeout);
+    let (browser, audio_written) =
+        BrowserLink::open(sink, context.browser_send_timeout, context.metrics.clone());
     let (events_tx, events_rx) = mpsc::channel(RESPONSE_EVENT_QUEUE);
     let cancel = shutdown.child_token();
-    let shell = Shell::new(browser, audio_written, context.limits.clone());
+    let shell = Shell::new(
+        browser,
+        audio_written,
+        context.limits.clone(),
+        context.metrics.clone(),
+    );
     let mut session = Session {
         machine: TurnMachine::with_early_turns(context.turn_detection, context.early_turns),
         conversation: Conversation::new(
@@ -163,23 +174,24 @@ pub(crate) async fn run(
     tracing::info!("session started");
     session.start().await;
     let mut frames = stream;
-    let ending = session.run(&mut frames, events_rx, &shutdown).await;
+    let end = session.run(&mut frames, events_rx, &shutdown).await;
     cancel.cancel();
     let Session { shell, .. } = session;
     shell.browser.finish().await;
-    if ending == Ending::Oversized {
+    if end == SessionEnd::MessageTooBig {
         tokio::time::sleep(OVERSIZE_CLOSE_LINGER).await;
     }
     drop(frames);
+    end
 }
 
-/// How the session loop ended, where that matters to closing the socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ending {
-    /// Any ordinary end.
-    Done,
-    /// Closed for an oversized message: linger before dropping the socket.
-    Oversized,
+/// Why the browser's socket broke: the session end for the close it is sent, if any.
+fn broken_end(close: Option<(axum::extract::ws::CloseCode, &'static str)>) -> SessionEnd {
+    match close {
+        None => SessionEnd::SocketError,
+        Some((close_code::SIZE, _)) => SessionEnd::MessageTooBig,
+        Some(_) => SessionEnd::BadFrame,
+    }
 }
 
 struct Session {
@@ -239,41 +251,36 @@ impl Session {
         frames: &mut SplitStream<WebSocket>,
         mut response_events: mpsc::Receiver<(ResponseId, ResponseEvent)>,
         shutdown: &CancellationToken,
-    ) -> Ending {
+    ) -> SessionEnd {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => {
                     self.shell.browser.close(close_code::AWAY, "server shutting down").await;
-                    return Ending::Done;
+                    return SessionEnd::Shutdown;
                 }
                 // The writer gave up on a browser that stopped reading.
-                () = self.shell.browser.gone() => return Ending::Done,
+                () = self.shell.browser.gone() => return SessionEnd::NotReading,
                 frame = frames.next() => {
                     self.shell.heard();
                     match browser::decode(frame) {
                         Incoming::Message(message) => self.on_client_message(message).await,
                         Incoming::Audio(audio) => {
-                            if !self.on_browser_audio(audio).await {
-                                return Ending::Done;
+                            if let ControlFlow::Break(end) = self.on_browser_audio(audio).await {
+                                return end;
                             }
                         }
                         Incoming::Invalid(event) => {
-                            if !self.shell.on_protocol_error(event).await {
-                                return Ending::Done;
+                            if let ControlFlow::Break(end) = self.shell.on_protocol_error(event).await {
+                                return end;
                             }
                         }
                         Incoming::Ignored => {}
-                        Incoming::Gone => return Ending::Done,
+                        Incoming::Gone => return SessionEnd::ClientClosed,
                         Incoming::Broken(close) => {
-                            let Some((code, reason)) = close else {
-                                return Ending::Done;
-                            };
-                            self.shell.browser.close(code, reason).await;
-                            return if code == close_code::SIZE {
-                                Ending::Oversized
-                            } else {
-                                Ending::Done
-                            };
+                            if let Some((code, reason)) = close {
+                                self.shell.browser.close(code, reason).await;
+                            }
+                            return broken_end(close);
                         }
                     }
                 }
@@ -296,16 +303,16 @@ impl Session {
                 }
                 Some(written) = self.shell.audio_written.recv() => self.on_audio_written(written).await,
                 timer = self.shell.deadlines.fired() => {
-                    if !self.on_timer(timer).await {
-                        return Ending::Done;
+                    if let ControlFlow::Break(end) = self.on_timer(timer).await {
+                        return end;
                     }
                 }
             }
         }
     }
 
-    /// Handles a timer; `false` ends the session.
-    async fn on_timer(&mut self, timer: Timer) -> bool {
+    /// Handles a timer, which may end the session.
+    async fn on_timer(&mut self, timer: Timer) -> ControlFlow<SessionEnd> {
         let now = tokio::time::Instant::now();
         match timer {
             Timer::Transcript => {
@@ -336,7 +343,7 @@ impl Session {
                 return self.shell.on_session_timer(timer).await;
             }
         }
-        true
+        ControlFlow::Continue(())
     }
 
     /// Whether lost turns are retried: with the client's turn detection, where the proxy cuts
@@ -445,14 +452,14 @@ impl Session {
         }
     }
 
-    /// Relays microphone audio within the session's budget; `false` (a sustained flood)
-    /// closes the session with 1008.
-    async fn on_browser_audio(&mut self, audio: Bytes) -> bool {
+    /// Relays microphone audio within the session's budget; a sustained flood closes the
+    /// session with 1008.
+    async fn on_browser_audio(&mut self, audio: Bytes) -> ControlFlow<SessionEnd> {
         let frame_ms = audio_ms(audio.len());
         let audio = match self.shell.admit_audio(audio).await {
             Admitted::Relay(audio) => audio,
-            Admitted::Dropped => return true,
-            Admitted::Closed => return false,
+            Admitted::Dropped => return ControlFlow::Continue(()),
+            Admitted::Closed => return ControlFlow::Break(SessionEnd::AudioFlood),
         };
         self.speech_activity();
         self.machine.handle(Input::ClientAudio, &mut self.actions);
@@ -470,7 +477,7 @@ impl Session {
         if self.shell.utterance_too_long(frame_ms) && self.machine.phase() == Phase::UserSpeaking {
             self.end_long_utterance().await;
         }
-        true
+        ControlFlow::Continue(())
     }
 
     /// Ends an utterance at the longest length allowed, as if the user had paused, and says so.
@@ -772,7 +779,7 @@ impl Session {
                 tracing::warn!(response = %id, stage = stage.as_str(), %error, "response stage failed");
                 answer.cut_by_error();
                 let event = error.to_event(stage).for_turn(turn_id).for_response(id);
-                self.shell.browser.send(ServerMessage::Error(event)).await;
+                self.shell.send_logged_error(event).await;
             }
             ResponseEvent::Finished { audio_samples } => {
                 // Every chunk is queued; `response_done` waits until the writer has written
@@ -841,6 +848,7 @@ impl Session {
     async fn report_turn(&mut self, turn_id: TurnId) {
         if let Some((response_id, waterfall)) = self.clocks.report(turn_id) {
             log_waterfall(turn_id, response_id, &waterfall);
+            self.shell.metrics.turn_reported(&waterfall);
             self.shell
                 .browser
                 .send(ServerMessage::Metrics {

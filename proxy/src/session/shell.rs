@@ -3,6 +3,7 @@
 //! chained pipeline's in [`super`] and [`super::speech_to_speech`]) hold one and let it deal
 //! with what is the same for both.
 
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use axum::extract::ws::close_code;
@@ -15,6 +16,7 @@ use super::browser::{AudioWritten, BrowserLink};
 use super::deadlines::{Deadlines, Timer};
 use crate::config::Limits;
 use crate::limits::{Episode, TokenBucket};
+use crate::observability::{Metrics, SessionEnd};
 
 /// The window over which protocol errors are counted before the session is closed.
 const PROTOCOL_ERROR_WINDOW: Duration = Duration::from_secs(10);
@@ -74,6 +76,8 @@ pub(crate) struct Shell {
     utterance_ms: f64,
     /// Timeouts and spend limits.
     pub(crate) limits: Limits,
+    /// The server's metrics.
+    pub(crate) metrics: Metrics,
 }
 
 impl Shell {
@@ -82,6 +86,7 @@ impl Shell {
         browser: BrowserLink,
         audio_written: mpsc::Receiver<AudioWritten>,
         limits: Limits,
+        metrics: Metrics,
     ) -> Self {
         let now = tokio::time::Instant::now();
         let deadlines = Deadlines::new(
@@ -108,6 +113,7 @@ impl Shell {
             heard_since_ping: true,
             utterance_ms: 0.0,
             limits,
+            metrics,
         }
     }
 
@@ -119,6 +125,12 @@ impl Shell {
     /// Tells the browser about an error and logs it, once per episode of warnings.
     pub(crate) async fn send_error(&mut self, event: ErrorEvent) {
         self.warn(&event);
+        self.send_logged_error(event).await;
+    }
+
+    /// Tells the browser about an error the caller has logged already.
+    pub(crate) async fn send_logged_error(&mut self, event: ErrorEvent) {
+        self.metrics.error_sent(&event);
         self.browser.send(ServerMessage::Error(event)).await;
     }
 
@@ -137,26 +149,27 @@ impl Shell {
         }
     }
 
-    /// A frame the contract does not allow: reported, and counted; `false` (too many in the
-    /// window) closes the session with 1008.
-    pub(crate) async fn on_protocol_error(&mut self, event: ErrorEvent) -> bool {
+    /// A frame the contract does not allow: reported, and counted; too many in the window
+    /// close the session with 1008.
+    pub(crate) async fn on_protocol_error(&mut self, event: ErrorEvent) -> ControlFlow<SessionEnd> {
         if self
             .protocol_errors
             .try_take(1.0, std::time::Instant::now())
         {
             self.send_error(event).await;
-            return true;
+            return ControlFlow::Continue(());
         }
         tracing::warn!("too many protocol errors; closing the session");
         self.browser
             .close(close_code::POLICY, "Too many invalid messages.")
             .await;
-        false
+        ControlFlow::Break(SessionEnd::ProtocolErrors)
     }
 
     /// Admits microphone audio within the session's budget; a sustained flood closes the
-    /// session with 1008.
+    /// session with 1008. Every frame received counts as audio in, admitted or not.
     pub(crate) async fn admit_audio(&mut self, audio: Bytes) -> Admitted {
+        self.metrics.audio_in(audio.len());
         match self
             .audio_budget
             .admit(audio_ms(audio.len()), std::time::Instant::now())
@@ -224,9 +237,9 @@ impl Shell {
         .await;
     }
 
-    /// Handles the timers every session has (idle, maximum length, ping); `false` ends the
+    /// Handles the timers every session has (idle, maximum length, ping), which may end the
     /// session. Other timers are the caller's and are left alone.
-    pub(crate) async fn on_session_timer(&mut self, timer: Timer) -> bool {
+    pub(crate) async fn on_session_timer(&mut self, timer: Timer) -> ControlFlow<SessionEnd> {
         let now = tokio::time::Instant::now();
         match timer {
             Timer::Idle => {
@@ -237,28 +250,28 @@ impl Shell {
                     if minutes == 1 { "" } else { "s" }
                 );
                 self.browser.close(close_code::NORMAL, reason).await;
-                false
+                ControlFlow::Break(SessionEnd::Idle)
             }
             Timer::End => {
                 tracing::info!("closing a session at its maximum length");
                 self.browser
                     .close(close_code::NORMAL, "Session reached its maximum length.")
                     .await;
-                false
+                ControlFlow::Break(SessionEnd::MaxLength)
             }
             Timer::Ping => {
                 if !self.heard_since_ping {
                     // Not even a pong for a whole interval: the browser is gone (a closed
                     // laptop, a dropped network). No close handshake with nobody.
                     tracing::info!("browser did not answer the ping; ending its session");
-                    return false;
+                    return ControlFlow::Break(SessionEnd::PingTimeout);
                 }
                 self.heard_since_ping = false;
                 self.browser.ping();
                 self.deadlines.pinged(now);
-                true
+                ControlFlow::Continue(())
             }
-            Timer::Transcript | Timer::QuietClose => true,
+            Timer::Transcript | Timer::QuietClose => ControlFlow::Continue(()),
         }
     }
 }

@@ -20,6 +20,7 @@
 //! and `first_audio_sent`.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -41,8 +42,9 @@ use super::history::{SpokenSegment, heard_text};
 use super::metrics::{Step, TurnClocks, log_waterfall};
 use super::response::AudioOut;
 use super::shell::{Admitted, Shell, audio_too_short};
-use super::silence_pad;
-use crate::upstream::conversation::{AgentCommand, AgentEvent, AgentHandle, AnswerStatus};
+use super::{broken_end, silence_pad};
+use crate::observability::SessionEnd;
+use crate::upstream::conversation::{Agent, AgentCommand, AgentEvent, AgentHandle, AnswerStatus};
 use crate::upstream::realtime::TranscriberEvent;
 
 /// Shortest buffer the upstream commits, in milliseconds (it refuses less with
@@ -56,19 +58,24 @@ const RECENT_ANSWERS: usize = 4;
 /// Upstream error codes that need no word to the user: a cancel racing the answer's end.
 const BENIGN_ERROR_CODES: &[&str] = &["response_cancel_not_active"];
 
-/// Runs one speech-to-speech session until the browser leaves or `shutdown` fires.
+/// Runs one speech-to-speech session on `agent` (the context's) until the browser leaves or
+/// `shutdown` fires, and says why it ended.
 pub(crate) async fn run(
     socket: WebSocket,
     context: Arc<SessionContext>,
+    agent: Agent,
     session_id: String,
     shutdown: CancellationToken,
-) {
-    let Some(agent) = context.agent.clone() else {
-        return;
-    };
+) -> SessionEnd {
     let (sink, stream) = socket.split();
-    let (browser, audio_written) = BrowserLink::open(sink, context.browser_send_timeout);
-    let shell = Shell::new(browser, audio_written, context.limits.clone());
+    let (browser, audio_written) =
+        BrowserLink::open(sink, context.browser_send_timeout, context.metrics.clone());
+    let shell = Shell::new(
+        browser,
+        audio_written,
+        context.limits.clone(),
+        context.metrics.clone(),
+    );
     let cancel = shutdown.child_token();
     let mut session = Session {
         audio_out: shell.browser.audio_sender(),
@@ -94,11 +101,12 @@ pub(crate) async fn run(
     tracing::info!("speech-to-speech session started");
     session.start().await;
     let mut frames = stream;
-    session.run(&mut frames, &shutdown).await;
+    let end = session.run(&mut frames, &shutdown).await;
     cancel.cancel();
     let Session { shell, .. } = session;
     shell.browser.finish().await;
     drop(frames);
+    end
 }
 
 /// An answer being generated upstream.
@@ -179,7 +187,7 @@ impl TurnLog {
 struct Session {
     shell: Shell,
     audio_out: tokio::sync::mpsc::Sender<AudioOut>,
-    agent: crate::upstream::conversation::Agent,
+    agent: Agent,
     upstream: Option<AgentHandle>,
     cancel: CancellationToken,
     context: Arc<SessionContext>,
@@ -220,35 +228,39 @@ impl Session {
             .await;
     }
 
-    async fn run(&mut self, frames: &mut SplitStream<WebSocket>, shutdown: &CancellationToken) {
+    async fn run(
+        &mut self,
+        frames: &mut SplitStream<WebSocket>,
+        shutdown: &CancellationToken,
+    ) -> SessionEnd {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => {
                     self.shell.browser.close(close_code::AWAY, "server shutting down").await;
-                    return;
+                    return SessionEnd::Shutdown;
                 }
-                () = self.shell.browser.gone() => return,
+                () = self.shell.browser.gone() => return SessionEnd::NotReading,
                 frame = frames.next() => {
                     self.shell.heard();
                     match super::browser::decode(frame) {
                         Incoming::Message(message) => self.on_client_message(message).await,
                         Incoming::Audio(audio) => {
-                            if !self.on_browser_audio(audio).await {
-                                return;
+                            if let ControlFlow::Break(end) = self.on_browser_audio(audio).await {
+                                return end;
                             }
                         }
                         Incoming::Invalid(event) => {
-                            if !self.shell.on_protocol_error(event).await {
-                                return;
+                            if let ControlFlow::Break(end) = self.shell.on_protocol_error(event).await {
+                                return end;
                             }
                         }
                         Incoming::Ignored => {}
-                        Incoming::Gone => return,
+                        Incoming::Gone => return SessionEnd::ClientClosed,
                         Incoming::Broken(close) => {
                             if let Some((code, reason)) = close {
                                 self.shell.browser.close(code, reason).await;
                             }
-                            return;
+                            return broken_end(close);
                         }
                     }
                 }
@@ -258,8 +270,8 @@ impl Session {
                     if matches!(timer, Timer::Transcript | Timer::QuietClose) {
                         continue;
                     }
-                    if !self.shell.on_session_timer(timer).await {
-                        return;
+                    if let ControlFlow::Break(end) = self.shell.on_session_timer(timer).await {
+                        return end;
                     }
                 }
             }
@@ -374,13 +386,14 @@ impl Session {
         }
     }
 
-    /// Relays microphone audio within the session's budget; `false` closes the session.
-    async fn on_browser_audio(&mut self, audio: Bytes) -> bool {
+    /// Relays microphone audio within the session's budget; a sustained flood closes the
+    /// session.
+    async fn on_browser_audio(&mut self, audio: Bytes) -> ControlFlow<SessionEnd> {
         let frame_ms = audio_ms(audio.len());
         let audio = match self.shell.admit_audio(audio).await {
             Admitted::Relay(audio) => audio,
-            Admitted::Dropped => return true,
-            Admitted::Closed => return false,
+            Admitted::Dropped => return ControlFlow::Continue(()),
+            Admitted::Closed => return ControlFlow::Break(SessionEnd::AudioFlood),
         };
         self.speech_activity();
         self.ensure_upstream();
@@ -391,7 +404,7 @@ impl Session {
                     "The voice model is not keeping up; some audio was lost.",
                 )
                 .await;
-            return true;
+            return ControlFlow::Continue(());
         }
         self.buffered_ms += frame_ms;
         if self.shell.utterance_too_long(frame_ms) {
@@ -403,7 +416,7 @@ impl Session {
                 let _ = self.command(AgentCommand::Commit);
             }
         }
-        true
+        ControlFlow::Continue(())
     }
 
     /// Stops the answer being spoken, if any: its audio stops at once, the upstream cancels
@@ -631,7 +644,7 @@ impl Session {
                     event = event
                         .for_turn(live.record.turn_id)
                         .for_response(live.record.response_id);
-                    self.shell.browser.send(ServerMessage::Error(event)).await;
+                    self.shell.send_logged_error(event).await;
                     self.finish_answer(live.record, true).await;
                 } else {
                     self.shell.send_error(event).await;
@@ -719,6 +732,7 @@ impl Session {
     async fn report_turn(&mut self, turn_id: TurnId) {
         if let Some((response_id, waterfall)) = self.clocks.report(turn_id) {
             log_waterfall(turn_id, response_id, &waterfall);
+            self.shell.metrics.turn_reported(&waterfall);
             self.shell
                 .browser
                 .send(ServerMessage::Metrics {

@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use protocol::Stage;
 use serde::Serialize;
 
 use super::sse::{SseEvent, SseParser};
@@ -73,7 +74,7 @@ impl Responder {
             },
             max_completion_tokens: self.config.llm_max_completion_tokens,
         };
-        let response = send_with_retry(&self.config, || {
+        let response = send_with_retry(Stage::Llm, &self.config, || {
             authorize(
                 self.http.post(&self.config.endpoints.chat_url),
                 self.config.api_key.as_ref(),

@@ -9,6 +9,7 @@
 //! or JSON `{"text"}`. Turns upload concurrently; the turn machine releases them in order.
 
 use bytes::Bytes;
+use protocol::Stage;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -107,7 +108,7 @@ async fn upload(
     events: &mpsc::Sender<TranscriberEvent>,
 ) -> Result<String, UpstreamError> {
     let stream = config.stt_model != NON_STREAMING_MODEL;
-    let response = send_with_retry(config, || {
+    let response = send_with_retry(Stage::Stt, config, || {
         let file = reqwest::multipart::Part::stream(wav.clone())
             .file_name("turn.wav")
             .mime_str("audio/wav")

@@ -82,6 +82,8 @@ pub struct UpstreamConfig {
     pub response_timeout: Duration,
     /// How long all attempts of one request and the backoff between them may take together.
     pub retry_budget: Duration,
+    /// Where retries are counted.
+    pub(crate) metrics: crate::observability::Metrics,
 }
 
 #[cfg(test)]
@@ -106,6 +108,7 @@ impl UpstreamConfig {
             stall_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
             retry_budget: Duration::from_secs(2),
+            metrics: crate::observability::Metrics::new(),
         }
     }
 }
@@ -378,7 +381,30 @@ pub fn authorize(
 /// [`retry_delay`]), each attempt within `config.response_timeout` and all of them within
 /// `config.retry_budget`: a silent upstream is reported within seconds. Callers use it only
 /// before anything reached the user, so a retry cannot duplicate anything.
+///
+/// `what` names the attempt in the log, and its stage in the retry count: the Realtime
+/// sockets' connects ("transcription connect", "conversation connect"; the speech-to-speech
+/// model counts as the language model, as its errors do).
 pub async fn with_retry<T, F, Fut>(
+    what: &str,
+    config: &UpstreamConfig,
+    attempt: F,
+) -> Result<T, UpstreamError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, UpstreamError>>,
+{
+    let stage = if what.starts_with("conversation") {
+        Stage::Llm
+    } else {
+        Stage::Stt
+    };
+    retrying(stage, what, config, attempt).await
+}
+
+/// [`with_retry`] for a request serving `stage`, counted under it.
+async fn retrying<T, F, Fut>(
+    stage: Stage,
     what: &str,
     config: &UpstreamConfig,
     mut attempt: F,
@@ -404,19 +430,27 @@ where
             return Err(error);
         }
         tracing::warn!(%error, retry, delay_ms = delay.as_millis() as u64, "{what} failed; retrying");
+        config.metrics.upstream_retry(stage);
         tokio::time::sleep(delay).await;
         retry += 1;
     }
 }
 
-/// Sends a request and returns the response once its status is a success, retrying transient
-/// failures within the budget of `config`.
+/// Sends a request for `stage` and returns the response once its status is a success,
+/// retrying transient failures within the budget of `config`.
 pub async fn send_with_retry(
+    stage: Stage,
     config: &UpstreamConfig,
     build: impl Fn() -> reqwest::RequestBuilder,
 ) -> Result<reqwest::Response, UpstreamError> {
     let timeout = config.response_timeout;
-    with_retry("upstream request", config, || async {
+    let what = match stage {
+        Stage::Stt => "transcription request",
+        Stage::Llm => "chat request",
+        Stage::Tts => "speech request",
+        Stage::Proxy => "upstream request",
+    };
+    retrying(stage, what, config, || async {
         match tokio::time::timeout(timeout, build().send()).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Err(e)) => Err(UpstreamError::Connect(transport_error_text(e))),

@@ -670,7 +670,9 @@ mod tests {
         assert_eq!(decoded_len(full), 5 * 960);
         assert_eq!(batch.take_event(), None, "a batch goes out once");
         assert_eq!(batch.push(&frame[..2]), None);
-        let part = batch.take_event().expect("a part batch goes out when asked");
+        let part = batch
+            .take_event()
+            .expect("a part batch goes out when asked");
         assert_eq!(decoded_len(part), 2);
         let whole = [2u8; APPEND_BATCH_BYTES];
         let mut direct = AppendBatch::default();

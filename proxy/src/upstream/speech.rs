@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use protocol::Stage;
 use serde::Serialize;
 
 use super::speech_format::SpeechDecoder;
@@ -49,7 +50,7 @@ impl Synthesizer {
             response_format: self.config.tts_format.as_str(),
         };
         let decoder = SpeechDecoder::new(self.config.tts_format, self.config.tts_sample_rate_hz)?;
-        let response = send_with_retry(&self.config, || {
+        let response = send_with_retry(Stage::Tts, &self.config, || {
             authorize(
                 self.http.post(&self.config.endpoints.speech_url),
                 self.config.api_key.as_ref(),
