@@ -490,6 +490,31 @@ impl Browser {
         })
     }
 
+    /// Speaks one short turn (0.8 s of voice, then quiet), waits for `question` as its final
+    /// transcript and for the first answer to end, and checks that the answer was `answer`,
+    /// whole, with every sample of its audio received. Returns its `response_done`.
+    pub async fn one_turn_answered(&mut self, question: &str, answer: &str) -> ResponseDone {
+        self.say(&[tone(0.8), silence(0.2)].concat()).await;
+        self.wait_for(
+            |m| matches!(m, ServerMessage::TranscriptFinal { text, .. } if text == question),
+        )
+        .await;
+        self.wait_for(|m| matches!(m, ServerMessage::ResponseDone { .. }))
+            .await;
+        let done = self
+            .response_done(ResponseId(1))
+            .expect("the answer finished");
+        assert_eq!(done.text, answer);
+        assert!(!done.interrupted, "the answer played to its end");
+        assert!(done.audio_samples > 0, "the answer was spoken");
+        assert_eq!(
+            self.audio_of(ResponseId(1)).len() as u64,
+            done.audio_samples * 2,
+            "all of its audio arrived"
+        );
+        done
+    }
+
     /// All audio bytes received for a response, in order.
     pub fn audio_of(&self, response_id: ResponseId) -> Vec<u8> {
         self.received

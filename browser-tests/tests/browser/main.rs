@@ -251,18 +251,7 @@ async fn a_chromium_turn_with(
     );
     let browser = Browser::launch(Engine::Chromium, &mic).await;
     let page = Page::open(&browser, &proxy.http_url()).await;
-    page.start_talking().await;
-    let state = page
-        .wait_for("the answer to play to its end", |s| {
-            s.response(1)["phase"] == "drained"
-        })
-        .await;
-    let user = state.users.first().expect("the user's turn is shown");
-    assert_eq!((user.text.as_str(), user.r#final), (question, true));
-    assert_eq!(
-        state.answer(1).and_then(|a| a.heard.as_deref()),
-        Some(answer)
-    );
+    page.one_turn_heard(question, answer).await;
     let records = proxy.sim.records();
     browser.close().await;
     proxy.stop().await;
@@ -817,18 +806,7 @@ async fn a_bundle_on_another_origin_talks_to_the_proxy_its_config_names_if_allow
     );
     let browser = Browser::launch_chromium_resolving(&mic, PROXY_HOST).await;
     let page = Page::open(&browser, &format!("{page_origin}/?token=bundle-token")).await;
-    page.start_talking().await;
-    let state = page
-        .wait_for("the answer to play to its end", |s| {
-            s.response(1)["phase"] == "drained"
-        })
-        .await;
-    let user = state.users.first().expect("the user's turn is shown");
-    assert_eq!((user.text.as_str(), user.r#final), (QUESTION, true));
-    assert_eq!(
-        state.answer(1).and_then(|a| a.heard.as_deref()),
-        Some(ANSWER)
-    );
+    let state = page.one_turn_heard(QUESTION, ANSWER).await;
     assert!(state.errors.is_empty(), "{:?}", state.errors);
     page.press_start_stop().await;
     proxy.wait_for_sessions(|live| live == 0).await;

@@ -174,6 +174,25 @@ impl<'a> Page<'a> {
         state
     }
 
+    /// Speaks (see [`Page::start_talking`]) and waits for the first answer to play to its
+    /// end; checks that the page shows `question` as the user's final words and that `answer`
+    /// was heard whole. Returns the state then.
+    pub(crate) async fn one_turn_heard(&self, question: &str, answer: &str) -> PageState {
+        self.start_talking().await;
+        let state = self
+            .wait_for("the answer to play to its end", |s| {
+                s.response(1)["phase"] == "drained"
+            })
+            .await;
+        let user = state.users.first().expect("the user's turn is shown");
+        assert_eq!((user.text.as_str(), user.r#final), (question, true));
+        assert_eq!(
+            state.answer(1).and_then(|a| a.heard.as_deref()),
+            Some(answer)
+        );
+        state
+    }
+
     /// What the page shows now.
     pub(crate) async fn state(&self) -> PageState {
         let json = self

@@ -45,17 +45,8 @@ async fn over_https_a_chromium_turn_runs_end_to_end() {
         .await
         .expect("the page's URL");
     assert_eq!(url.scheme(), "https", "{url}");
-    page.start_talking().await;
-    let state = page
-        .wait_for("the answer to play to its end", |s| {
-            s.response(1)["phase"] == "drained"
-        })
-        .await;
     // The proxy listens only for TLS: the session's socket was `wss://`.
-    let user = state.users.first().expect("the user's turn is shown");
-    assert_eq!((user.text.as_str(), user.r#final), (QUESTION, true));
-    let answer = state.answer(1).expect("the answer is shown");
-    assert_eq!(answer.heard.as_deref(), Some(ANSWER));
+    let state = page.one_turn_heard(QUESTION, ANSWER).await;
     let records = proxy.sim.records();
     let synthesized: usize = speech_of(&records, ANSWER)
         .iter()
