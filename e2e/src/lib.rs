@@ -220,6 +220,36 @@ impl TestProxy {
         Ok(browser)
     }
 
+    /// Opens `/ws` + `query` (not the configured token: the caller's query says what to send)
+    /// as a page of `origin` would (no `Origin`: as a program would), and drops the socket.
+    /// `Ok(())` if upgraded, `Err((status, JSON body))` if refused.
+    pub async fn try_open_ws(
+        &self,
+        query: &str,
+        origin: Option<&str>,
+    ) -> Result<(), (u16, serde_json::Value)> {
+        use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
+        let mut request = format!("ws://{}/ws{query}", self.addr)
+            .into_client_request()
+            .expect("a request");
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().expect("a header value"));
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok(_) => Ok(()),
+            Err(tungstenite::Error::Http(response)) => {
+                let body = response.body().clone().unwrap_or_default();
+                Err((
+                    response.status().as_u16(),
+                    serde_json::from_slice(&body).expect("a JSON error body"),
+                ))
+            }
+            Err(error) => panic!("the handshake failed otherwise: {error}"),
+        }
+    }
+
     /// Waits until `pred` holds for the proxy's live session count.
     pub async fn wait_for_sessions(&self, pred: impl Fn(usize) -> bool) {
         wait_until(|| pred(self.state.live_sessions())).await;

@@ -129,34 +129,6 @@ async fn the_built_client_is_served_at_the_root() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// Opens `/ws` + `query` as a page of `origin` would (no `Origin`: as a program would);
-/// `Ok(())` if upgraded, `Err((status, body))` if not.
-async fn open_ws(proxy: &TestProxy, query: &str, origin: Option<&str>) -> Result<(), (u16, Value)> {
-    use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
-    let mut request = format!(
-        "ws://{}/ws{query}",
-        proxy.http_url().trim_start_matches("http://")
-    )
-    .into_client_request()
-    .expect("a request");
-    if let Some(origin) = origin {
-        request
-            .headers_mut()
-            .insert("origin", origin.parse().expect("a header value"));
-    }
-    match tokio_tungstenite::connect_async(request).await {
-        Ok(_) => Ok(()),
-        Err(tungstenite::Error::Http(response)) => {
-            let body = response.body().clone().unwrap_or_default();
-            Err((
-                response.status().as_u16(),
-                serde_json::from_slice(&body).expect("a JSON error body"),
-            ))
-        }
-        Err(error) => panic!("the handshake failed otherwise: {error}"),
-    }
-}
-
 #[tokio::test]
 async fn only_the_proxys_own_and_listed_origins_may_open_a_session() {
     let proxy = TestProxy::start(SimConfig::default(), |config| {
@@ -164,17 +136,20 @@ async fn only_the_proxys_own_and_listed_origins_may_open_a_session() {
     })
     .await;
     // A page of any other site (cross-site WebSocket hijacking of the operator's key).
-    let (status, body) = open_ws(&proxy, "", Some("https://evil.example"))
+    let (status, body) = proxy
+        .try_open_ws("", Some("https://evil.example"))
         .await
         .expect_err("another site's page is refused");
     assert_eq!(status, 403);
     assert_eq!(body["error"]["code"], "forbidden");
     assert_eq!(proxy.state.live_sessions(), 0);
     // The proxy's own pages, and the listed origin.
-    open_ws(&proxy, "", Some(&proxy.http_url()))
+    proxy
+        .try_open_ws("", Some(&proxy.http_url()))
         .await
         .expect("its own page opens a session");
-    open_ws(&proxy, "", Some("https://voice.example.com"))
+    proxy
+        .try_open_ws("", Some("https://voice.example.com"))
         .await
         .expect("a listed origin opens a session");
     proxy.stop().await;
@@ -188,19 +163,17 @@ async fn with_an_access_token_sessions_and_the_api_need_it() {
     })
     .await;
     for query in ["", "?token=wrong", "?token="] {
-        let (status, body) = open_ws(&proxy, query, None)
+        let (status, body) = proxy
+            .try_open_ws(query, None)
             .await
             .expect_err("no session without the token");
         assert_eq!(status, 401, "{query}");
         assert_eq!(body["error"]["code"], "unauthorized");
     }
-    open_ws(
-        &proxy,
-        "?token=let-me-in-0123456789",
-        Some(&proxy.http_url()),
-    )
-    .await
-    .expect("the page's link carries the token");
+    proxy
+        .try_open_ws("?token=let-me-in-0123456789", Some(&proxy.http_url()))
+        .await
+        .expect("the page's link carries the token");
 
     let reply = |token: Option<&str>| {
         let mut request = reqwest::Client::new()

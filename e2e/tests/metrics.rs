@@ -107,23 +107,14 @@ async fn scrape_until(proxy: &TestProxy, condition: impl Fn(&Scrape) -> bool) ->
     }
 }
 
-/// Opens `/ws` (without a token) as a page of `origin` would, or a program without one; the
+/// Opens `/ws` without a token as a page of `origin` would, or a program without one; the
 /// HTTP status of the refusal (`None`: opened).
 async fn open_ws(proxy: &TestProxy, origin: Option<&str>) -> Option<u16> {
-    use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
-    let mut request = format!("ws://{}/ws", proxy.addr())
-        .into_client_request()
-        .expect("a request");
-    if let Some(origin) = origin {
-        request
-            .headers_mut()
-            .insert("origin", origin.parse().expect("a header value"));
-    }
-    match tokio_tungstenite::connect_async(request).await {
-        Ok(_) => None,
-        Err(tungstenite::Error::Http(response)) => Some(response.status().as_u16()),
-        Err(error) => panic!("the handshake failed otherwise: {error}"),
-    }
+    proxy
+        .try_open_ws("", origin)
+        .await
+        .err()
+        .map(|(status, _)| status)
 }
 
 /// Runs `promtool check metrics` on a scrape: parse errors and lint problems both fail.
