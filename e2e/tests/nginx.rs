@@ -8,6 +8,7 @@
 //! the idle case, the timeouts) in the file, each of which must appear exactly once.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -97,6 +98,8 @@ impl Nginx {
         std::fs::write(dir.join("nginx.conf"), main).expect("write nginx.conf");
         let log = std::fs::File::create(dir.join("stderr.log")).expect("create the log");
         let child = Command::new("nginx")
+            // Its own process group, so dropping it stops the workers with the master.
+            .process_group(0)
             .arg("-p")
             .arg(&dir)
             .arg("-c")
@@ -138,7 +141,11 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // The whole group, and TERM: a killed master would leave its workers running, or
+        // unreaped; on TERM it stops them and waits for them.
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
