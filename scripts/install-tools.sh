@@ -14,6 +14,7 @@
 #   nginx                                 e2e/tests/nginx.rs runs deploy/nginx/voice-agent.conf
 #   node                                  the worklet tests (node --test client/worklet/test/)
 #   prometheus (its promtool)             checks the proxy's /metrics exposition (e2e/tests/metrics.rs)
+#   redis-server                          the shared session store of the scale-out test (e2e/tests/scale_out.rs)
 #
 # It also fetches every crate (for all targets), since trunk runs cargo --offline.
 set -euo pipefail
@@ -41,6 +42,7 @@ command -v nginx >/dev/null || apt_packages+=(nginx)
 command -v node >/dev/null || apt_packages+=(nodejs)
 command -v npm >/dev/null || apt_packages+=(npm)
 command -v promtool >/dev/null || apt_packages+=(prometheus)
+command -v redis-server >/dev/null || apt_packages+=(redis-server)
 if ((${#apt_packages[@]})); then
     log "apt-get install ${apt_packages[*]}"
     export DEBIAN_FRONTEND=noninteractive

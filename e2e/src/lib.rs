@@ -4,8 +4,10 @@
 //! Everything waits for a condition with a generous deadline ([`DEADLINE`]), never for a fixed
 //! time, so the tests hold on slow or busy machines.
 //!
-//! [`tls`] makes throwaway certificates for a proxy that serves HTTPS itself.
+//! [`tls`] makes throwaway certificates for a proxy that serves HTTPS itself; [`relay`] is a
+//! TCP relay a test can cut, as a dropped network would.
 
+pub mod relay;
 pub mod tls;
 
 use std::sync::Arc;
@@ -184,16 +186,45 @@ impl TestProxy {
         tls: Option<Arc<rustls::ClientConfig>>,
         headers: &[(&str, &str)],
     ) -> Result<Browser, tokio_tungstenite::tungstenite::Error> {
+        self.connect_resuming(stream, authority, tls, headers, None)
+            .await
+    }
+
+    /// Connects a browser to `addr` (the proxy, or a relay in front of it) presenting
+    /// `resume` as its resume token, and reads its `session_ready`.
+    pub async fn reconnect_at(&self, addr: std::net::SocketAddr, resume: Option<&str>) -> Browser {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        self.connect_resuming(stream, &addr.to_string(), None, &[], resume)
+            .await
+            .expect("the proxy accepts the WebSocket")
+    }
+
+    /// As [`TestProxy::connect_through`], presenting `resume` as the resume token.
+    pub async fn connect_resuming(
+        &self,
+        stream: tokio::net::TcpStream,
+        authority: &str,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        headers: &[(&str, &str)],
+        resume: Option<&str>,
+    ) -> Result<Browser, tokio_tungstenite::tungstenite::Error> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
         // No Nagle delay, as a browser's socket.
         stream.set_nodelay(true).expect("disable Nagle");
-        let query = self
+        let params: Vec<String> = self
             .state
             .config()
             .access_token
             .as_ref()
-            .map(|token| format!("?token={}", token.expose()))
-            .unwrap_or_default();
+            .map(|token| format!("token={}", token.expose()))
+            .into_iter()
+            .chain(resume.map(|token| format!("{}={token}", protocol::RESUME_QUERY_PARAM)))
+            .collect();
+        let query = if params.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", params.join("&"))
+        };
         let scheme = if tls.is_some() { "wss" } else { "ws" };
         let connector = tls.map_or(Connector::Plain, Connector::Rustls);
         let mut request = format!("{scheme}://{authority}/ws{query}").into_client_request()?;
@@ -396,6 +427,40 @@ impl Browser {
             };
             if pred(&received) {
                 return received;
+            }
+        }
+    }
+
+    /// The first `session_ready`'s session id, resume token (if any) and `resumed`.
+    pub fn session_ready(&self) -> (String, Option<String>, bool) {
+        self.received
+            .iter()
+            .find_map(|r| match r {
+                Received::Message(ServerMessage::SessionReady {
+                    session_id,
+                    resume,
+                    resumed,
+                    ..
+                }) => Some((
+                    session_id.clone(),
+                    resume.as_ref().map(|ticket| ticket.token.clone()),
+                    *resumed,
+                )),
+                _ => None,
+            })
+            .expect("session_ready was read on connect")
+    }
+
+    /// Waits until the proxy has handled everything sent so far: it answers a message of an
+    /// unknown type with an error, in order, after what came before it.
+    pub async fn barrier(&mut self) {
+        let before = self.errors().len();
+        self.send_text(r#"{"type":"test_barrier"}"#).await;
+        let give_up = tokio::time::Instant::now() + DEADLINE;
+        while self.errors().len() == before {
+            match tokio::time::timeout_at(give_up, self.next()).await {
+                Ok(Some(_)) => {}
+                other => panic!("no answer to the barrier: {other:?}"),
             }
         }
     }

@@ -233,15 +233,16 @@ async fn a_browser_that_leaves_mid_answer_closes_every_upstream_request() {
 }
 
 #[tokio::test]
-async fn shutdown_closes_every_session_with_going_away() {
+async fn shutdown_closes_every_session_with_service_restart() {
     let proxy = TestProxy::start(SimConfig::default(), |_| {}).await;
     let mut first = proxy.connect().await;
     let mut second = proxy.connect().await;
     proxy.wait_for_sessions(|n| n == 2).await;
     let state = proxy.state.clone();
     let stopping = tokio::spawn(proxy.stop());
-    assert_eq!(first.wait_for_close().await, Some(1001));
-    assert_eq!(second.wait_for_close().await, Some(1001));
+    // 1012 "service restart": the pages reconnect and resume.
+    assert_eq!(first.wait_for_close().await, Some(1012));
+    assert_eq!(second.wait_for_close().await, Some(1012));
     stopping.await.unwrap();
     assert_eq!(state.live_sessions(), 0);
 }

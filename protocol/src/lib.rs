@@ -40,6 +40,20 @@
 //!    already in flight must be dropped by the client.
 //! 5. Failures arrive as [`ServerMessage::Error`], naming the [`Stage`], a stable [`ErrorCode`]
 //!    and whether retrying can help. The session stays open unless the socket closes.
+//!
+//! # Resuming after a dropped socket
+//!
+//! `session_ready` carries a [`ResumeTicket`]: a single-use token and the grace period for
+//! which the proxy keeps the conversation after the socket goes. A client whose socket drops
+//! (no close frame, or close code 1001 "going away", 1011, 1012 "service restart" or 1013)
+//! opens `GET /ws?resume=TOKEN` (with the access token as before, if any) within the grace
+//! period. The new socket's `session_ready` says `"resumed": true` when the conversation
+//! continues: its history holds every finished turn, an answer that was playing is kept only
+//! as far as the client last reported playing it ([`ClientMessage::PlaybackProgress`]), and
+//! turn and response ids carry on. A turn still waiting for its transcript when the socket
+//! dropped is lost. `"resumed": false` after a token was presented means the token was
+//! unknown or expired: a fresh conversation began. Closes with 1000 (idle, maximum length)
+//! or 1008 (policy) are final: reconnecting is pointless.
 
 use serde::{Deserialize, Serialize};
 
@@ -385,6 +399,20 @@ pub struct Waterfall {
     pub speculations_cancelled: Option<u32>,
 }
 
+/// What a client needs to continue a session after its socket drops (see
+/// [the module docs](crate#resuming-after-a-dropped-socket)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeTicket {
+    /// Unguessable and single use: presented once as `?resume=` on a new `/ws`; the
+    /// `session_ready` of that socket carries the next one.
+    pub token: String,
+    /// How long after the socket drops the proxy keeps the conversation, in seconds.
+    pub grace_s: u32,
+}
+
+/// The query parameter of `GET /ws` that presents a [`ResumeTicket`]'s token.
+pub const RESUME_QUERY_PARAM: &str = "resume";
+
 /// Messages the proxy sends, as JSON text frames.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -402,6 +430,18 @@ pub enum ServerMessage {
         /// True when the proxy runs on its built-in OpenAI simulator (no API key set): the UI
         /// should say so.
         simulated: bool,
+        /// How this session may be continued after its socket drops. Absent when the proxy
+        /// keeps no conversation after a drop (resume is off, or the pipeline cannot
+        /// continue one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<ResumeTicket>,
+        /// True when this session continues the conversation whose token the client
+        /// presented (`?resume=`): the history is kept and turn and response ids carry on
+        /// from where it stopped. False for a fresh session — including when a token was
+        /// presented but was unknown or had expired, in which case the conversation
+        /// restarted and the page should say so.
+        #[serde(default)]
+        resumed: bool,
     },
     /// Server-side VAD heard the user start speaking (server turn detection only).
     SpeechStarted {
@@ -654,6 +694,11 @@ mod tests {
                 audio: AudioFormat::default(),
                 turn_detection: TurnDetection::ServerVad,
                 simulated: true,
+                resume: Some(ResumeTicket {
+                    token: "0123abcd".into(),
+                    grace_s: 120,
+                }),
+                resumed: true,
             },
             ServerMessage::SpeechStarted { turn_id: TurnId(1) },
             ServerMessage::SpeechStopped { turn_id: TurnId(1) },
@@ -701,6 +746,22 @@ mod tests {
                 response_id: None,
             }),
         ]
+    }
+
+    #[test]
+    fn a_session_ready_without_resume_fields_is_a_fresh_session_that_cannot_resume() {
+        let json = r#"{"type":"session_ready","protocol_version":1,"session_id":"s1",
+            "audio":{"encoding":"pcm16","sample_rate_hz":24000,"channels":1},
+            "turn_detection":"client","simulated":false}"#;
+        match ServerMessage::from_json(json) {
+            Ok(ServerMessage::SessionReady {
+                resume, resumed, ..
+            }) => {
+                assert_eq!(resume, None);
+                assert!(!resumed);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

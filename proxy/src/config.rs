@@ -80,6 +80,10 @@ pub mod defaults {
     /// User and assistant messages kept in the history: a dozen exchanges, enough context for
     /// a conversation, small enough to keep the first token quick.
     pub const HISTORY_MAX_MESSAGES: usize = 24;
+    /// How long a conversation is kept after its socket drops, for the page to reconnect and
+    /// resume it: long enough for a phone to change networks or a laptop to wake, short enough
+    /// that an abandoned conversation does not linger.
+    pub const RESUME_GRACE: Duration = Duration::from_secs(120);
     /// A started upstream stream silent this long counts as stalled: OpenAI streams tokens
     /// and audio continuously once started, so a long gap means a hung connection.
     pub const UPSTREAM_STALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -285,6 +289,18 @@ pub struct Cli {
     /// first; the system prompt is always kept).
     #[arg(long, env = "HISTORY_MAX_MESSAGES", default_value_t = defaults::HISTORY_MAX_MESSAGES)]
     pub history_max_messages: usize,
+
+    /// How long a conversation is kept after its socket drops, in seconds, so the page can
+    /// reconnect and continue it (`?resume=` with the token of its `session_ready`); 0 turns
+    /// resume off.
+    #[arg(long, env = "RESUME_GRACE_S", default_value_t = defaults::RESUME_GRACE.as_secs())]
+    pub resume_grace_s: u64,
+
+    /// Where resumable conversations are kept: `memory` (this process; a reconnect must land
+    /// on the same proxy) or `redis://host:port[/db]` (shared by every proxy behind a load
+    /// balancer, so a reconnect or a drained proxy's sessions resume on any of them).
+    #[arg(long, env = "SESSION_STORE", default_value = "memory")]
+    pub session_store: String,
 
     /// Who ends a user turn.
     #[arg(long, env = "TURN_DETECTION", value_enum, default_value_t = TurnDetectionArg::Client)]
@@ -509,6 +525,10 @@ pub struct Config {
     pub system_prompt: String,
     /// User and assistant messages kept in the history.
     pub history_max_messages: usize,
+    /// How long a conversation is kept after its socket drops; zero: no resume.
+    pub resume_grace: Duration,
+    /// Where resumable conversations are kept.
+    pub session_store: SessionStoreKind,
     /// Who ends a user turn.
     pub turn_detection: TurnDetection,
     /// Commit the user's audio in pieces at short pauses.
@@ -637,6 +657,8 @@ impl Default for Config {
             realtime_voice: defaults::REALTIME_VOICE.to_owned(),
             system_prompt: DEFAULT_SYSTEM_PROMPT.to_owned(),
             history_max_messages: defaults::HISTORY_MAX_MESSAGES,
+            resume_grace: defaults::RESUME_GRACE,
+            session_store: SessionStoreKind::Memory,
             turn_detection: TurnDetection::Client,
             commit_at_pauses: true,
             speculative_start: true,
@@ -704,6 +726,8 @@ impl TryFrom<Cli> for Config {
             realtime_voice: cli.realtime_voice,
             system_prompt: cli.system_prompt,
             history_max_messages: cli.history_max_messages,
+            resume_grace: Duration::from_secs(cli.resume_grace_s),
+            session_store: SessionStoreKind::parse(&cli.session_store)?,
             turn_detection: cli.turn_detection.into(),
             commit_at_pauses: cli.commit_at_pauses,
             speculative_start: cli.speculative_start,
@@ -786,9 +810,50 @@ impl TryFrom<Cli> for Config {
     }
 }
 
+/// Where resumable conversations are kept (`SESSION_STORE`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SessionStoreKind {
+    /// In this process: nothing to run, but a conversation resumes only on the proxy that
+    /// held it.
+    #[default]
+    Memory,
+    /// A Redis server at this `redis://` URL, shared by several proxies (plain TCP: run it on
+    /// the private network of the proxies, or on loopback).
+    Redis(Secret),
+}
+
+impl SessionStoreKind {
+    /// Reads `memory` or a `redis://` URL.
+    pub fn parse(value: &str) -> Result<Self, ConfigError> {
+        let value = value.trim();
+        if value.eq_ignore_ascii_case("memory") || value.is_empty() {
+            Ok(Self::Memory)
+        } else if value.starts_with("redis://") {
+            Ok(Self::Redis(Secret::new(value)))
+        } else {
+            Err(ConfigError::BadSessionStore {
+                // A URL may hold a password: say only what kind of value it was.
+                scheme: value
+                    .split("://")
+                    .next()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(16)
+                    .collect(),
+            })
+        }
+    }
+}
+
 /// A configuration value that cannot work.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// `SESSION_STORE` is neither `memory` nor a Redis URL.
+    #[error("SESSION_STORE must be `memory` or a redis:// URL, got a value starting {scheme:?}")]
+    BadSessionStore {
+        /// What came before `://` (never the rest: it may hold a password).
+        scheme: String,
+    },
     /// A base URL that is not http(s).
     #[error("{name} must be an http:// or https:// URL, got {value:?}")]
     BadUrl {

@@ -296,10 +296,17 @@ fn refusal_response(refused: SessionRefused) -> Response {
     response
 }
 
+/// `?resume=` of a `/ws` request.
+#[derive(Debug, Deserialize)]
+struct ResumeQuery {
+    resume: Option<String>,
+}
+
 async fn session(
     State(state): State<AppState>,
     Peer(peer): Peer,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
@@ -334,6 +341,10 @@ async fn session(
             return refusal_response(refused);
         }
     };
+    let resume_token = Query::<ResumeQuery>::try_from_uri(&uri)
+        .ok()
+        .and_then(|Query(query)| query.resume);
+    let session = session.resuming(resume_token);
     upgrade
         .read_buffer_size(WS_READ_BUFFER_BYTES)
         .write_buffer_size(WS_WRITE_BUFFER_BYTES)

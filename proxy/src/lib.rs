@@ -42,6 +42,7 @@ pub(crate) mod limits;
 pub(crate) mod observability;
 mod server;
 pub(crate) mod session;
+pub(crate) mod session_store;
 pub(crate) mod speakable;
 mod state;
 mod static_files;
@@ -51,5 +52,6 @@ pub mod wav;
 
 pub use http::app;
 pub use server::{SHUTDOWN_DRAIN_TIMEOUT, raise_open_file_limit, run, serve, serve_redirecting};
+pub use session_store::StoreError;
 pub use state::{AppState, Backend, StartError};
 pub use tls::TlsError;

@@ -29,6 +29,7 @@ use crate::state::SessionRefused;
 const SESSIONS_LIVE: &str = "voice_sessions_live";
 /// Sessions ended, by why.
 const SESSIONS_CLOSED: &str = "voice_sessions_closed_total";
+const SESSION_RESUMES: &str = "voice_session_resumes_total";
 /// WebSocket handshakes refused, by why.
 const HANDSHAKES_REFUSED: &str = "voice_handshakes_refused_total";
 /// Turns whose answer started (each reports its waterfall).
@@ -92,13 +93,15 @@ pub(crate) enum SessionEnd {
     ProtocolErrors,
     /// Audio sent faster than real time for too long (closed with 1008).
     AudioFlood,
-    /// The server shut down (closed with 1001).
+    /// The server shut down (closed with 1012 "service restart": the page resumes elsewhere).
     Shutdown,
+    /// A reconnect presented this session's resume token and took over its conversation.
+    TakenOver,
 }
 
 impl SessionEnd {
     /// Every reason, for their series to exist from the start.
-    const ALL: [SessionEnd; 11] = [
+    const ALL: [SessionEnd; 12] = [
         SessionEnd::ClientClosed,
         SessionEnd::SocketError,
         SessionEnd::MessageTooBig,
@@ -110,6 +113,7 @@ impl SessionEnd {
         SessionEnd::ProtocolErrors,
         SessionEnd::AudioFlood,
         SessionEnd::Shutdown,
+        SessionEnd::TakenOver,
     ];
 
     /// The label value, also logged.
@@ -126,9 +130,33 @@ impl SessionEnd {
             SessionEnd::ProtocolErrors => "protocol_errors",
             SessionEnd::AudioFlood => "audio_flood",
             SessionEnd::Shutdown => "shutdown",
+            SessionEnd::TakenOver => "taken_over",
+        }
+    }
+
+    /// Whether the conversation is kept for a resume: the socket dropped or was closed by
+    /// this side with a reconnect in mind, rather than the user leaving or the session being
+    /// closed for good.
+    pub(crate) fn keeps_conversation(self) -> bool {
+        match self {
+            SessionEnd::SocketError
+            | SessionEnd::NotReading
+            | SessionEnd::PingTimeout
+            | SessionEnd::Shutdown
+            | SessionEnd::TakenOver => true,
+            SessionEnd::ClientClosed
+            | SessionEnd::MessageTooBig
+            | SessionEnd::BadFrame
+            | SessionEnd::Idle
+            | SessionEnd::MaxLength
+            | SessionEnd::ProtocolErrors
+            | SessionEnd::AudioFlood => false,
         }
     }
 }
+
+/// The `outcome` label of `voice_session_resumes_total`.
+const RESUME_OUTCOMES: [&str; 2] = ["resumed", "restarted"];
 
 /// Why a WebSocket handshake was refused: the `reason` label of
 /// `voice_handshakes_refused_total`.
@@ -232,6 +260,9 @@ impl Metrics {
         for end in SessionEnd::ALL {
             counter_with(&recorder, SESSIONS_CLOSED, &[("reason", end.as_str())]).increment(0);
         }
+        for outcome in RESUME_OUTCOMES {
+            counter_with(&recorder, SESSION_RESUMES, &[("outcome", outcome)]).increment(0);
+        }
         for refusal in Refusal::ALL {
             counter_with(
                 &recorder,
@@ -290,6 +321,18 @@ impl Metrics {
     /// A session ended for `end`.
     pub(crate) fn session_closed(&self, end: SessionEnd) {
         self.counter(SESSIONS_CLOSED, &[("reason", end.as_str())])
+            .increment(1);
+    }
+
+    /// A socket presented a resume token, and this became of it.
+    pub(crate) fn resume_claimed(&self, claim: &crate::session_store::Claim) {
+        use crate::session_store::Claim;
+        let outcome = match claim {
+            Claim::Fresh => return,
+            Claim::Resumed(_) => RESUME_OUTCOMES[0],
+            Claim::Restarted => RESUME_OUTCOMES[1],
+        };
+        self.counter(SESSION_RESUMES, &[("outcome", outcome)])
             .increment(1);
     }
 
@@ -366,6 +409,10 @@ fn counter_with(
 fn describe(recorder: &PrometheusRecorder) {
     let counters = [
         (SESSIONS_CLOSED, "Voice sessions ended, by why."),
+        (
+            SESSION_RESUMES,
+            "Sockets that presented a resume token: resumed (the conversation went on) or restarted (unknown or expired token).",
+        ),
         (
             HANDSHAKES_REFUSED,
             "WebSocket handshakes on /ws refused, by why.",

@@ -45,6 +45,9 @@ pub enum StartError {
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// The session store (`SESSION_STORE`) could not be reached.
+    #[error("cannot open SESSION_STORE: {0}")]
+    SessionStore(#[from] crate::session_store::StoreError),
     /// The plain-HTTP redirect listener could not bind its address.
     #[error("cannot listen on HTTP_REDIRECT_ADDR {addr}: {source}")]
     RedirectBind {
@@ -217,16 +220,25 @@ pub(crate) struct AdmittedSession {
     inner: Arc<Inner>,
     id: String,
     address: IpAddr,
+    /// The resume token the client presented, if any.
+    resume_token: Option<String>,
 }
 
 impl AdmittedSession {
     /// Serves the session on its socket until it ends; the server's drain waits for it. Every
     /// log line of the session, its transcriber's and its responses' included, carries its id.
-    pub(crate) async fn run(self, socket: WebSocket) {
+    /// The session will continue the conversation kept under `token`, if there is one.
+    pub(crate) fn resuming(mut self, token: Option<String>) -> Self {
+        self.resume_token = token;
+        self
+    }
+
+    pub(crate) async fn run(mut self, socket: WebSocket) {
         let inner = self.inner.clone();
         let span = tracing::info_span!("session", id = %self.id);
         let context = inner.sessions.clone();
         let (id, shutdown) = (self.id.clone(), inner.shutdown.clone());
+        let resume_token = self.resume_token.take();
         let metrics = inner.metrics.clone();
         let tracked = inner.tasks.track_future(
             async move {
@@ -235,7 +247,7 @@ impl AdmittedSession {
                         crate::session::speech_to_speech::run(socket, context, agent, id, shutdown)
                             .await
                     }
-                    None => crate::session::run(socket, context, id, shutdown).await,
+                    None => crate::session::run(socket, context, id, resume_token, shutdown).await,
                 };
                 // Frees the place (and leaves the live count) before the end is counted, so
                 // a scrape that sees it closed no longer sees it live.
@@ -272,6 +284,12 @@ impl AppState {
             simulator,
         } = Backend::counted(&config, metrics.clone()).await?;
         let http = crate::upstream::http_client(config.limits.upstream_response_timeout);
+        let store = crate::session_store::SessionStore::open(&config.session_store).await?;
+        let resume = Arc::new(crate::session_store::Resume::new(
+            store,
+            config.resume_grace,
+            config.limits.session_idle_timeout,
+        ));
         let sessions = Arc::new(SessionContext {
             transcriber: match config.stt_mode {
                 crate::config::SttMode::Realtime => {
@@ -308,6 +326,7 @@ impl AppState {
             browser_send_timeout: config.browser_send_timeout,
             limits: config.limits.clone(),
             metrics: metrics.clone(),
+            resume,
         });
         let (max_sessions, max_connections) =
             caps_for_open_files(crate::server::current_open_file_limit(), &config);
@@ -436,6 +455,7 @@ impl AppState {
             inner: self.inner.clone(),
             id: format!("s{number}-{:08x}", rand::random::<u32>()),
             address,
+            resume_token: None,
         })
     }
 
@@ -462,12 +482,19 @@ impl AppState {
         }
     }
 
+    /// Conversations this process keeps that a reconnect could still resume (live and
+    /// parked); `None` with a shared store, whose count is not this proxy's.
+    pub fn resumable_sessions(&self) -> Option<usize> {
+        self.inner.sessions.resume.store().resumable_here()
+    }
+
     /// Fires when the server begins to shut down.
     pub(crate) fn shutdown_token(&self) -> &CancellationToken {
         &self.inner.shutdown
     }
 
-    /// Asks every session to close (1001) and waits for them, at most `timeout`.
+    /// Asks every session to close (1012 "service restart": its page reconnects and resumes,
+    /// on another proxy with a shared store) and waits for them, at most `timeout`.
     pub async fn shutdown(&self, timeout: Duration) {
         self.inner.shutdown.cancel();
         self.inner.tasks.close();

@@ -57,7 +57,7 @@ pub(crate) enum Incoming {
     Invalid(ErrorEvent),
     /// Pings and pongs, answered by the socket itself.
     Ignored,
-    /// The browser closed the socket or it ended.
+    /// The browser closed the socket (a close frame): it left on purpose.
     Gone,
     /// The socket failed; with the close that tells a browser at fault why.
     Broken(Option<(CloseCode, &'static str)>),
@@ -87,7 +87,9 @@ pub(crate) fn decode(frame: Option<Result<Message, axum::Error>>) -> Incoming {
                 false,
             )),
         },
-        Some(Ok(Message::Close(_))) | None => Incoming::Gone,
+        Some(Ok(Message::Close(_))) => Incoming::Gone,
+        // Ended without a close frame: the connection dropped.
+        None => Incoming::Broken(None),
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => Incoming::Ignored,
         Some(Err(error)) => {
             tracing::info!(%error, "browser socket failed");
@@ -103,6 +105,10 @@ fn close_for_read_error(error: &axum::Error) -> Option<(CloseCode, &'static str)
     match std::error::Error::source(error)?.downcast_ref::<Error>()? {
         Error::Capacity(_) => Some((close_code::SIZE, "message too big")),
         Error::Utf8(_) => Some((close_code::INVALID, "invalid UTF-8")),
+        // The connection ended without a close frame: it dropped, no fault of the browser's.
+        Error::Protocol(
+            tokio_tungstenite::tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        ) => None,
         Error::Protocol(_) => Some((close_code::PROTOCOL, "protocol error")),
         _ => None,
     }

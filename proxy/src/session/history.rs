@@ -1,12 +1,14 @@
 //! The conversation history sent to the model, with the record of each answer, and what of an
 //! interrupted answer was heard.
 //!
-//! Kept apart from the socket so a future resume can hand it to a new connection.
+//! Kept apart from the socket so a resumed session can take it over: [`Conversation::saved`]
+//! and [`Conversation::restored`] carry it through the session store.
 
 use std::collections::VecDeque;
 
 use protocol::{ResponseId, TurnId};
 
+use crate::session_store::{SavedMessage, SavedRole};
 use crate::upstream::chat::{ChatMessage, Role};
 
 /// Speaking rate assumed for a sentence whose audio length is not known yet (it was cut while
@@ -28,6 +30,8 @@ pub(crate) struct Conversation {
 enum Entry {
     User(String),
     Assistant(Answer),
+    /// An answer of before a resume: only its text is left.
+    Recalled(String),
 }
 
 /// How an answer stands.
@@ -224,6 +228,7 @@ impl Conversation {
                     Some(text) => (Role::Assistant, text),
                     None => continue,
                 },
+                Entry::Recalled(text) => (Role::Assistant, text.clone()),
             };
             if content.is_empty() {
                 continue;
@@ -237,6 +242,65 @@ impl Conversation {
             }
         }
         messages
+    }
+
+    /// The socket dropped: an answer still generating keeps what the browser last reported
+    /// playing of it, and so does the last answer if it had finished generating but not
+    /// playing (the browser reports progress as it plays, and its final count at the end).
+    /// An answer never reported playing at all is left whole: the client does not report
+    /// playback.
+    pub(crate) fn cut_at_drop(&mut self) {
+        let last_answer = self.entries.iter_mut().rev().find_map(|entry| match entry {
+            Entry::Assistant(answer) => Some(answer),
+            _ => None,
+        });
+        let Some(answer) = last_answer else {
+            return;
+        };
+        let played = answer.played_samples;
+        match answer.state {
+            AnswerState::Generating => answer.state = AnswerState::Interrupted { heard: None },
+            AnswerState::Finished if played > 0 && played < answer.audio_samples() => {
+                answer.state = AnswerState::Interrupted {
+                    heard: Some(heard_text(&answer.segments, played)),
+                };
+            }
+            AnswerState::Finished | AnswerState::Interrupted { .. } => {}
+        }
+    }
+
+    /// The conversation as the model reads it, for the session store.
+    pub(crate) fn saved(&self) -> Vec<SavedMessage> {
+        self.messages()
+            .into_iter()
+            .filter_map(|message| {
+                let role = match message.role {
+                    Role::System => return None,
+                    Role::User => SavedRole::User,
+                    Role::Assistant => SavedRole::Assistant,
+                };
+                Some(SavedMessage {
+                    role,
+                    content: message.content,
+                })
+            })
+            .collect()
+    }
+
+    /// A conversation under this system prompt that continues `saved`.
+    pub(crate) fn restored(
+        system_prompt: impl Into<String>,
+        max_messages: usize,
+        saved: Vec<SavedMessage>,
+    ) -> Self {
+        let mut conversation = Self::new(system_prompt, max_messages);
+        for message in saved {
+            conversation.push(match message.role {
+                SavedRole::User => Entry::User(message.content),
+                SavedRole::Assistant => Entry::Recalled(message.content),
+            });
+        }
+        conversation
     }
 
     fn push(&mut self, entry: Entry) {
@@ -423,6 +487,84 @@ mod tests {
                 .unwrap()
                 .is_generating()
         );
+    }
+
+    /// A conversation of one finished exchange and an answer of two 1,000-sample sentences,
+    /// generating.
+    fn answering(played: u64) -> Conversation {
+        let mut conversation = Conversation::new("s", 10);
+        conversation.add_user("Hi");
+        conversation.begin_answer(protocol::ResponseId(1), protocol::TurnId(1));
+        let answer = conversation.answer_mut(protocol::ResponseId(1)).unwrap();
+        answer.push_text("Hello there.");
+        conversation.finish(protocol::ResponseId(1));
+        conversation.add_user("Tell me more.");
+        conversation.begin_answer(protocol::ResponseId(2), protocol::TurnId(2));
+        let answer = conversation.answer_mut(protocol::ResponseId(2)).unwrap();
+        answer.push_text("One. Two.");
+        answer.segment_started("One.".into(), 0);
+        answer.segment_finished(1000);
+        answer.segment_started("Two.".into(), 1000);
+        answer.segment_finished(1000);
+        answer.played(played);
+        conversation
+    }
+
+    #[test]
+    fn a_drop_keeps_what_was_played_of_the_answer_in_progress() {
+        let mut conversation = answering(1000);
+        conversation.cut_at_drop();
+        let contents: Vec<String> = conversation
+            .messages()
+            .into_iter()
+            .map(|m| m.content)
+            .collect();
+        assert_eq!(
+            contents,
+            ["s", "Hi", "Hello there.", "Tell me more.", "One."]
+        );
+    }
+
+    #[test]
+    fn a_drop_cuts_a_finished_answer_still_playing_but_not_one_played_through() {
+        let mut still_playing = answering(1500);
+        still_playing.finish(protocol::ResponseId(2));
+        still_playing.cut_at_drop();
+        assert_eq!(
+            still_playing
+                .assistant_text(protocol::ResponseId(2))
+                .as_deref(),
+            Some("One.")
+        );
+        let mut played = answering(2000);
+        played.finish(protocol::ResponseId(2));
+        played.cut_at_drop();
+        assert_eq!(
+            played.assistant_text(protocol::ResponseId(2)).as_deref(),
+            Some("One. Two.")
+        );
+        // No report at all: the client does not report playback; the answer stays whole.
+        let mut unreported = answering(0);
+        unreported.finish(protocol::ResponseId(2));
+        unreported.cut_at_drop();
+        assert_eq!(
+            unreported
+                .assistant_text(protocol::ResponseId(2))
+                .as_deref(),
+            Some("One. Two.")
+        );
+    }
+
+    #[test]
+    fn a_restored_conversation_reads_as_the_saved_one() {
+        let mut conversation = answering(1000);
+        conversation.cut_at_drop();
+        let restored = Conversation::restored("s", 10, conversation.saved());
+        assert_eq!(restored.messages(), conversation.messages());
+        // It goes on like any other.
+        let mut restored = restored;
+        restored.add_user("And then?");
+        assert_eq!(restored.messages().len(), 6);
     }
 
     #[test]

@@ -42,8 +42,8 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::stream::SplitStream;
 use protocol::{
-    AudioFormat, ClientMessage, ErrorCode, ErrorEvent, PROTOCOL_VERSION, ResponseId, ServerMessage,
-    Stage, TurnDetection, TurnId,
+    AudioFormat, ClientMessage, ErrorCode, ErrorEvent, PROTOCOL_VERSION, ResponseId, ResumeTicket,
+    ServerMessage, Stage, TurnDetection, TurnId,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -52,6 +52,7 @@ use tracing::Instrument as _;
 
 use crate::config::Limits;
 use crate::observability::{Metrics, SessionEnd};
+use crate::session_store::{Claim, LiveGuard, Resume, SavedSession};
 use crate::upstream::realtime::Transcriber;
 use audio_budget::audio_ms;
 use browser::{AudioWritten, BrowserLink, Incoming};
@@ -131,16 +132,48 @@ pub(crate) struct SessionContext {
     pub limits: Limits,
     /// The server's metrics.
     pub metrics: Metrics,
+    /// Where conversations are kept for a resume, and for how long.
+    pub resume: Arc<Resume>,
 }
 
 /// Runs one session until the browser leaves or `shutdown` fires, and says why it ended. Call
-/// it inside the session's tracing span: every task it starts logs in that span.
+/// it inside the session's tracing span: every task it starts logs in that span. With
+/// `resume_token`, the session continues the conversation kept under it, if there is one.
 pub(crate) async fn run(
     socket: WebSocket,
     context: Arc<SessionContext>,
     session_id: String,
+    resume_token: Option<String>,
     shutdown: CancellationToken,
 ) -> SessionEnd {
+    let claim = context.resume.claim(resume_token.as_deref()).await;
+    context.metrics.resume_claimed(&claim);
+    let (conversation, session_id, last_ids) = match claim {
+        Claim::Resumed(saved) => {
+            tracing::info!(resumed_from = %saved.session_id, "session resumed");
+            (
+                Conversation::restored(
+                    context.system_prompt.clone(),
+                    context.history_max_messages,
+                    saved.history,
+                ),
+                saved.session_id,
+                Some((TurnId(saved.last_turn), ResponseId(saved.last_response))),
+            )
+        }
+        Claim::Fresh | Claim::Restarted => (
+            Conversation::new(context.system_prompt.clone(), context.history_max_messages),
+            session_id,
+            None,
+        ),
+    };
+    let held = context
+        .resume
+        .enabled()
+        .then(|| context.resume.register(crate::session_store::new_token()));
+    let superseded = held
+        .as_ref()
+        .map_or_else(CancellationToken::new, LiveGuard::superseded_token);
     let (sink, stream) = socket.split();
     let (browser, audio_written) =
         BrowserLink::open(sink, context.browser_send_timeout, context.metrics.clone());
@@ -152,12 +185,15 @@ pub(crate) async fn run(
         context.limits.clone(),
         context.metrics.clone(),
     );
+    let mut machine = TurnMachine::with_early_turns(context.turn_detection, context.early_turns);
+    if let Some((last_turn, last_response)) = last_ids {
+        machine.continue_ids(last_turn, last_response);
+    }
     let mut session = Session {
-        machine: TurnMachine::with_early_turns(context.turn_detection, context.early_turns),
-        conversation: Conversation::new(
-            context.system_prompt.clone(),
-            context.history_max_messages,
-        ),
+        machine,
+        conversation,
+        held,
+        resumed: last_ids.is_some(),
         transcriber: TranscriberSlot::new(context.transcriber.clone(), cancel.clone()),
         context,
         id: session_id,
@@ -174,8 +210,18 @@ pub(crate) async fn run(
     tracing::info!("session started");
     session.start().await;
     let mut frames = stream;
-    let end = session.run(&mut frames, events_rx, &shutdown).await;
+    let end = session
+        .run(&mut frames, events_rx, &shutdown, &superseded)
+        .await;
     cancel.cancel();
+    if let Some(held) = session.held.take() {
+        if end.keeps_conversation() {
+            session.conversation.cut_at_drop();
+            held.park(session.saved()).await;
+        } else {
+            held.forget().await;
+        }
+    }
     let Session { shell, .. } = session;
     shell.browser.finish().await;
     if end == SessionEnd::MessageTooBig {
@@ -199,6 +245,10 @@ struct Session {
     id: String,
     machine: TurnMachine,
     conversation: Conversation,
+    /// This session's hold on its resume token; `None` when resume is off.
+    held: Option<LiveGuard>,
+    /// Whether it continues a conversation of an earlier socket.
+    resumed: bool,
     shell: Shell,
     /// The response whose task has finished and whose audio the writer is still writing, with
     /// its length in samples.
@@ -240,8 +290,15 @@ impl Session {
                 audio: AudioFormat::default(),
                 turn_detection: self.context.turn_detection,
                 simulated: self.context.simulated,
+                resume: self.held.as_ref().map(|held| ResumeTicket {
+                    token: held.token().to_owned(),
+                    grace_s: self.context.resume.grace_s(),
+                }),
+                resumed: self.resumed,
             })
             .await;
+        // Resumable from the first moment: a drop right now loses nothing.
+        self.keep();
         // No transcriber yet: it opens at the first speech, so an idle session costs no
         // upstream socket.
     }
@@ -251,12 +308,20 @@ impl Session {
         frames: &mut SplitStream<WebSocket>,
         mut response_events: mpsc::Receiver<(ResponseId, ResponseEvent)>,
         shutdown: &CancellationToken,
+        superseded: &CancellationToken,
     ) -> SessionEnd {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => {
-                    self.shell.browser.close(close_code::AWAY, "server shutting down").await;
+                    // 1012: the page reconnects and resumes (on another proxy, with a shared
+                    // session store).
+                    self.shell.browser.close(close_code::RESTART, "service restart").await;
                     return SessionEnd::Shutdown;
+                }
+                // A reconnect presented this session's token: this socket is stale.
+                () = superseded.cancelled() => {
+                    self.shell.browser.close(close_code::NORMAL, "resumed on a new connection").await;
+                    return SessionEnd::TakenOver;
                 }
                 // The writer gave up on a browser that stopped reading.
                 () = self.shell.browser.gone() => return SessionEnd::NotReading,
@@ -440,6 +505,7 @@ impl Session {
                 // The answer may have finished generating while it was still playing: the
                 // history keeps what was heard either way.
                 if let Some(heard_text) = self.conversation.truncate(response_id, played_samples) {
+                    self.keep();
                     self.shell
                         .browser
                         .send(ServerMessage::ResponseTruncated {
@@ -588,6 +654,7 @@ impl Session {
                 self.clocks
                     .mark(turn_id, Step::TranscriptFinal, Instant::now());
                 self.conversation.add_user(&text);
+                self.keep();
                 self.shell
                     .browser
                     .send(ServerMessage::TranscriptFinal { turn_id, text })
@@ -730,6 +797,7 @@ impl Session {
             audio_samples: answer.audio_samples(),
         };
         let turn_id = answer.turn_id();
+        self.keep();
         tracing::info!(response = %response_id, "response interrupted");
         self.shell.browser.send(done).await;
         self.report_turn(turn_id).await;
@@ -828,6 +896,7 @@ impl Session {
                 .unwrap_or_default();
             (text, false)
         };
+        self.keep();
         if let Some(at) = first_frame_at {
             self.clocks.mark(turn_id, Step::FirstAudioSent, at);
         }
@@ -842,6 +911,24 @@ impl Session {
             .await;
         self.apply(Input::ResponseEnded(id)).await;
         self.report_turn(turn_id).await;
+    }
+
+    /// The conversation as a resume would continue it.
+    fn saved(&self) -> SavedSession {
+        let (last_turn, last_response) = self.machine.last_ids();
+        SavedSession {
+            session_id: self.id.clone(),
+            last_turn: last_turn.0,
+            last_response: last_response.0,
+            history: self.conversation.saved(),
+        }
+    }
+
+    /// Keeps the conversation for a resume, after each change of the history.
+    fn keep(&self) {
+        if let Some(held) = &self.held {
+            held.keep(self.saved());
+        }
     }
 
     /// Logs and sends a turn's waterfall, once, and forgets the turn and older ones.

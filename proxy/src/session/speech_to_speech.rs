@@ -224,6 +224,10 @@ impl Session {
                 audio: AudioFormat::default(),
                 turn_detection: self.context.turn_detection,
                 simulated: self.context.simulated,
+                // The conversation lives upstream, in a Realtime session that ends with the
+                // socket: there is nothing to resume.
+                resume: None,
+                resumed: false,
             })
             .await;
     }
@@ -236,7 +240,7 @@ impl Session {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => {
-                    self.shell.browser.close(close_code::AWAY, "server shutting down").await;
+                    self.shell.browser.close(close_code::RESTART, "service restart").await;
                     return SessionEnd::Shutdown;
                 }
                 () = self.shell.browser.gone() => return SessionEnd::NotReading,

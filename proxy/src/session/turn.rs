@@ -722,6 +722,17 @@ impl TurnMachine {
         self.phase = Phase::UserSpeaking;
     }
 
+    /// The last turn and response ids given out, to continue from after a resume.
+    pub(crate) fn last_ids(&self) -> (TurnId, ResponseId) {
+        (self.last_turn, self.last_response)
+    }
+
+    /// Continues the ids of a resumed session: the next turn and response come after these.
+    pub(crate) fn continue_ids(&mut self, last_turn: TurnId, last_response: ResponseId) {
+        self.last_turn = self.last_turn.max(last_turn);
+        self.last_response = self.last_response.max(last_response);
+    }
+
     fn new_turn(&mut self) -> TurnId {
         self.last_turn = self.last_turn.next();
         self.last_turn
