@@ -2,7 +2,9 @@
 //! proxy, run by Debian's nginx: TLS terminated there, a whole turn over `wss://` through it
 //! (the WebSocket upgrade), the client's own address reaching the proxy's per-address caps in
 //! `X-Forwarded-For` (a forged entry changes nothing), a session outliving nginx's idle
-//! timeout while the proxy's pings flow, and `/metrics` kept internal.
+//! timeout while the proxy's pings flow, and `/metrics` kept internal; and scale-out: two
+//! proxies behind it sharing a Redis session store, one drained mid-conversation, the
+//! conversation going on on the other with its history.
 //!
 //! The test swaps only the host name, port, certificate paths and upstream address (and, for
 //! the idle case, the timeouts) in the file, each of which must appear exactly once.
@@ -46,6 +48,17 @@ impl Nginx {
         files: &CertificateFiles,
         short_timeouts: bool,
     ) -> Nginx {
+        Self::start_balancing(name, port, &[upstream], files, short_timeouts).await
+    }
+
+    /// As [`Nginx::start`], balancing over every proxy of `upstreams`.
+    async fn start_balancing(
+        name: &str,
+        port: u16,
+        upstreams: &[SocketAddr],
+        files: &CertificateFiles,
+        short_timeouts: bool,
+    ) -> Nginx {
         let mut site = SITE.to_owned();
         let mut swap = |from: &str, to: &str| {
             assert_eq!(
@@ -65,7 +78,11 @@ impl Nginx {
             "/etc/letsencrypt/live/voice.example.com/privkey.pem",
             &files.files.key.to_string_lossy(),
         );
-        swap("server 127.0.0.1:8000;", &format!("server {upstream};"));
+        let servers: Vec<String> = upstreams
+            .iter()
+            .map(|upstream| format!("server {upstream};"))
+            .collect();
+        swap("server 127.0.0.1:8000;", &servers.join("\n    "));
         if short_timeouts {
             swap(
                 "proxy_read_timeout 120s;",
@@ -309,4 +326,161 @@ async fn a_quiet_session_outlives_the_idle_timeout_while_pings_flow() {
     );
     assert_eq!(proxy.state.live_sessions(), 1);
     proxy.stop().await;
+}
+
+/// A throwaway Redis on a loopback port (Debian's `redis-server`, nothing saved to disk);
+/// dropping it stops it.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    async fn start() -> Redis {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (scripts/install-tools.sh installs Debian's redis-server)");
+        let mut redis = Redis { child, port };
+        let give_up = tokio::time::Instant::now() + DEADLINE;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                matches!(redis.child.try_wait(), Ok(None)) && tokio::time::Instant::now() < give_up,
+                "redis-server did not listen"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A page's session socket through `nginx`, presenting `resume` (the proxy only lends its
+/// access-token setting: nginx picks the proxy).
+async fn wss_session(
+    settings: &TestProxy,
+    nginx: &Nginx,
+    tls: &Arc<rustls::ClientConfig>,
+    origin: &str,
+    resume: Option<&str>,
+) -> voice_agent_e2e::Browser {
+    settings
+        .connect_resuming(
+            connection_from(Ipv4Addr::LOCALHOST, nginx).await,
+            &nginx.authority(),
+            Some(tls.clone()),
+            &[("Origin", origin)],
+            resume,
+        )
+        .await
+        .expect("nginx upgrades the socket and a proxy takes it")
+}
+
+#[tokio::test]
+async fn a_drained_proxy_s_conversation_goes_on_on_another_behind_nginx() {
+    let redis = Redis::start().await;
+    let certificate = TestCertificate::generate();
+    let files = CertificateFiles::new("nginx-scale", &certificate);
+    let port = free_port();
+    let page_origin = format!("https://localhost:{port}");
+    let start_proxy = || {
+        let (store, origin) = (redis.url(), page_origin.clone());
+        TestProxy::start(SimConfig::default(), move |config| {
+            config.session_store =
+                proxy::config::SessionStoreKind::parse(&store).expect("a Redis URL");
+            config.client_address_header = Some("X-Forwarded-For".into());
+            config.allowed_origins = vec![origin];
+        })
+    };
+    let proxies = [start_proxy().await, start_proxy().await];
+    let nginx = Nginx::start_balancing(
+        "scale",
+        port,
+        &[proxies[0].addr(), proxies[1].addr()],
+        &files,
+        false,
+    )
+    .await;
+    let tls = tls_for(&certificate);
+    let mut browser = wss_session(&proxies[0], &nginx, &tls, &page_origin, None).await;
+    let (session_id, token, _) = browser.session_ready();
+    let holder = proxies
+        .iter()
+        .position(|proxy| proxy.state.live_sessions() == 1)
+        .expect("one proxy holds the session");
+    proxies[holder].sim.script_transcript("My name is Ada.");
+    proxies[holder].sim.script_reply("Nice to meet you, Ada.");
+    browser.say(&[tone(0.8), silence(0.2)].concat()).await;
+    browser
+        .wait_for(|m| matches!(m, ServerMessage::ResponseDone { .. }))
+        .await;
+
+    // A rolling deploy drains the holder: it stops accepting, parks the conversation in
+    // Redis and tells the page to reconnect.
+    let [first, second] = proxies;
+    let (drained, other) = if holder == 0 {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    other.sim.script_transcript("What is my name?");
+    other.sim.script_reply("Your name is Ada.");
+    let stopping = tokio::spawn(drained.stop());
+    assert_eq!(
+        browser.wait_for_close().await,
+        Some(1012),
+        "service restart"
+    );
+    stopping.await.expect("the drained proxy stops");
+
+    // The page reconnects through nginx, which now has only the other proxy to offer.
+    let mut resumed = wss_session(&other, &nginx, &tls, &page_origin, token.as_deref()).await;
+    let (resumed_id, _, was_resumed) = resumed.session_ready();
+    assert!(was_resumed, "the conversation resumes on the other proxy");
+    assert_eq!(resumed_id, session_id);
+    assert_eq!(other.state.live_sessions(), 1);
+    resumed.say(&[tone(0.8), silence(0.2)].concat()).await;
+    resumed
+        .wait_for(
+            |m| matches!(m, ServerMessage::ResponseDone { response_id, .. } if *response_id == ResponseId(2)),
+        )
+        .await;
+    let records = other.sim.records();
+    let messages = records.chat.last().expect("a chat request").body["messages"].clone();
+    let contents: Vec<&str> = messages
+        .as_array()
+        .expect("messages")
+        .iter()
+        .skip(1)
+        .map(|m| m["content"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        contents,
+        [
+            "My name is Ada.",
+            "Nice to meet you, Ada.",
+            "What is my name?"
+        ],
+        "the other proxy's model hears the turn the drained one answered"
+    );
+    resumed.close().await;
+    other.stop().await;
 }

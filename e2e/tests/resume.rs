@@ -244,3 +244,26 @@ async fn resume_off_gives_no_ticket() {
     assert_eq!(browser.session_ready().1, None);
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_proxy_whose_session_store_does_not_answer_refuses_to_start() {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let config = proxy::config::Config {
+        session_store: proxy::config::SessionStoreKind::parse(&format!(
+            "redis://127.0.0.1:{closed_port}"
+        ))
+        .expect("a Redis URL"),
+        ..proxy::config::Config::default()
+    };
+    let error = proxy::AppState::new(config)
+        .await
+        .expect_err("no Redis there");
+    assert!(
+        matches!(error, proxy::StartError::SessionStore(_)),
+        "{error}"
+    );
+    assert!(error.to_string().contains("SESSION_STORE"), "{error}");
+}

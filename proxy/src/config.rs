@@ -1030,6 +1030,25 @@ mod tests {
     }
 
     #[test]
+    fn the_session_store_is_memory_or_a_redis_url_and_a_bad_one_never_shows_its_password() {
+        assert_eq!(
+            SessionStoreKind::parse("memory").unwrap(),
+            SessionStoreKind::Memory
+        );
+        assert_eq!(
+            SessionStoreKind::parse("").unwrap(),
+            SessionStoreKind::Memory
+        );
+        assert_eq!(
+            SessionStoreKind::parse("redis://:pw@10.0.0.5:6379/2").unwrap(),
+            SessionStoreKind::Redis(Secret::new("redis://:pw@10.0.0.5:6379/2"))
+        );
+        let error = SessionStoreKind::parse("http://user:hunter2@host").unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        assert_eq!(Config::default().resume_grace, defaults::RESUME_GRACE);
+    }
+
+    #[test]
     fn realtime_url_is_derived_from_the_base() {
         let endpoints = Endpoints::from_base("https://api.openai.com/v1/").unwrap();
         assert_eq!(

@@ -222,6 +222,24 @@ pub(crate) async fn run(
             held.forget().await;
         }
     }
+    match end {
+        // 1012: the page reconnects and resumes (on another proxy, with a shared store).
+        SessionEnd::Shutdown => {
+            session
+                .shell
+                .browser
+                .close(close_code::RESTART, "service restart")
+                .await;
+        }
+        SessionEnd::TakenOver => {
+            session
+                .shell
+                .browser
+                .close(close_code::NORMAL, "resumed on a new connection")
+                .await;
+        }
+        _ => {}
+    }
     let Session { shell, .. } = session;
     shell.browser.finish().await;
     if end == SessionEnd::MessageTooBig {
@@ -312,17 +330,11 @@ impl Session {
     ) -> SessionEnd {
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => {
-                    // 1012: the page reconnects and resumes (on another proxy, with a shared
-                    // session store).
-                    self.shell.browser.close(close_code::RESTART, "service restart").await;
-                    return SessionEnd::Shutdown;
-                }
+                // Closed by `run` once the conversation is parked, so the reconnect that
+                // the close prompts finds it.
+                () = shutdown.cancelled() => return SessionEnd::Shutdown,
                 // A reconnect presented this session's token: this socket is stale.
-                () = superseded.cancelled() => {
-                    self.shell.browser.close(close_code::NORMAL, "resumed on a new connection").await;
-                    return SessionEnd::TakenOver;
-                }
+                () = superseded.cancelled() => return SessionEnd::TakenOver,
                 // The writer gave up on a browser that stopped reading.
                 () = self.shell.browser.gone() => return SessionEnd::NotReading,
                 frame = frames.next() => {
