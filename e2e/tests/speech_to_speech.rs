@@ -302,3 +302,44 @@ async fn a_failed_answer_is_interrupted_and_a_lost_session_is_replaced_with_the_
     assert_eq!(seeded[..2], ["My name is Ada.", "Nice to meet you, Ada."]);
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_cut_socket_resumes_and_the_fresh_upstream_session_is_given_the_conversation() {
+    let proxy = TestProxy::start(SimConfig::default(), speech_to_speech).await;
+    let relay = voice_agent_e2e::relay::CuttingRelay::start(proxy.addr()).await;
+    let mut browser = proxy.reconnect_at(relay.addr(), None).await;
+    let (session_id, token, _) = browser.session_ready();
+    let token = token.expect("a speech-to-speech session can be resumed too");
+    proxy.sim.script_transcript("My name is Ada.");
+    proxy.sim.script_reply("Nice to meet you, Ada.");
+    browser.say(&tone(0.5)).await;
+    answered(&mut browser, ResponseId(1)).await;
+    // The user's words arrive on their own: wait for them before the network drops.
+    let transcribed = |m: &ServerMessage| matches!(m, ServerMessage::TranscriptFinal { .. });
+    if !browser.messages().into_iter().any(transcribed) {
+        browser.wait_for(transcribed).await;
+    }
+    relay.cut();
+    proxy.wait_for_sessions(|n| n == 0).await;
+
+    let mut resumed = proxy.reconnect_at(relay.addr(), Some(&token)).await;
+    let (resumed_id, _, was_resumed) = resumed.session_ready();
+    assert!(was_resumed);
+    assert_eq!(resumed_id, session_id);
+    proxy.sim.script_reply("Your name is Ada.");
+    resumed.say(&tone(0.5)).await;
+    answered(&mut resumed, ResponseId(2)).await;
+    let records = proxy.sim.records();
+    assert_eq!(records.realtime.len(), 2, "a fresh upstream session");
+    let seeded: Vec<String> = records.realtime[1]
+        .events_of_type("conversation.item.create")
+        .map(|event| {
+            event["item"]["content"][0]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(seeded[..2], ["My name is Ada.", "Nice to meet you, Ada."]);
+    proxy.stop().await;
+}

@@ -244,8 +244,15 @@ impl AdmittedSession {
             async move {
                 let end = match context.agent.clone() {
                     Some(agent) => {
-                        crate::session::speech_to_speech::run(socket, context, agent, id, shutdown)
-                            .await
+                        crate::session::speech_to_speech::run(
+                            socket,
+                            context,
+                            agent,
+                            id,
+                            resume_token,
+                            shutdown,
+                        )
+                        .await
                     }
                     None => crate::session::run(socket, context, id, resume_token, shutdown).await,
                 };

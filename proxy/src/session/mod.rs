@@ -27,6 +27,7 @@ mod deadlines;
 pub(crate) mod history;
 pub(crate) mod metrics;
 pub(crate) mod response;
+mod resume;
 mod shell;
 pub(crate) mod speech_to_speech;
 mod transcriber_slot;
@@ -42,8 +43,8 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::stream::SplitStream;
 use protocol::{
-    AudioFormat, ClientMessage, ErrorCode, ErrorEvent, PROTOCOL_VERSION, ResponseId, ResumeTicket,
-    ServerMessage, Stage, TurnDetection, TurnId,
+    AudioFormat, ClientMessage, ErrorCode, ErrorEvent, PROTOCOL_VERSION, ResponseId, ServerMessage,
+    Stage, TurnDetection, TurnId,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -52,12 +53,13 @@ use tracing::Instrument as _;
 
 use crate::config::Limits;
 use crate::observability::{Metrics, SessionEnd};
-use crate::session_store::{Claim, LiveGuard, Resume, SavedSession};
+use crate::session_store::{Resume, SavedSession};
 use crate::upstream::realtime::Transcriber;
 use audio_budget::audio_ms;
 use browser::{AudioWritten, BrowserLink, Incoming};
 use deadlines::Timer;
 use history::Conversation;
+use resume::Resumption;
 // `self::`: the `metrics` crate has the same name.
 use self::metrics::{Step, TurnClocks, log_waterfall};
 use response::{Pipeline, ResponseEvent};
@@ -146,34 +148,24 @@ pub(crate) async fn run(
     resume_token: Option<String>,
     shutdown: CancellationToken,
 ) -> SessionEnd {
-    let claim = context.resume.claim(resume_token.as_deref()).await;
-    context.metrics.resume_claimed(&claim);
-    let (conversation, session_id, last_ids) = match claim {
-        Claim::Resumed(saved) => {
-            tracing::info!(resumed_from = %saved.session_id, "session resumed");
-            (
-                Conversation::restored(
-                    context.system_prompt.clone(),
-                    context.history_max_messages,
-                    saved.history,
-                ),
-                saved.session_id,
-                Some((TurnId(saved.last_turn), ResponseId(saved.last_response))),
-            )
-        }
-        Claim::Fresh | Claim::Restarted => (
+    let (resumption, saved) = Resumption::begin(&context, resume_token.as_deref()).await;
+    let (conversation, session_id, last_ids) = match saved {
+        Some(saved) => (
+            Conversation::restored(
+                context.system_prompt.clone(),
+                context.history_max_messages,
+                saved.history,
+            ),
+            saved.session_id,
+            Some((TurnId(saved.last_turn), ResponseId(saved.last_response))),
+        ),
+        None => (
             Conversation::new(context.system_prompt.clone(), context.history_max_messages),
             session_id,
             None,
         ),
     };
-    let held = context
-        .resume
-        .enabled()
-        .then(|| context.resume.register(crate::session_store::new_token()));
-    let superseded = held
-        .as_ref()
-        .map_or_else(CancellationToken::new, LiveGuard::superseded_token);
+    let superseded = resumption.superseded();
     let (sink, stream) = socket.split();
     let (browser, audio_written) =
         BrowserLink::open(sink, context.browser_send_timeout, context.metrics.clone());
@@ -192,8 +184,7 @@ pub(crate) async fn run(
     let mut session = Session {
         machine,
         conversation,
-        held,
-        resumed: last_ids.is_some(),
+        resumption,
         transcriber: TranscriberSlot::new(context.transcriber.clone(), cancel.clone()),
         context,
         id: session_id,
@@ -214,32 +205,12 @@ pub(crate) async fn run(
         .run(&mut frames, events_rx, &shutdown, &superseded)
         .await;
     cancel.cancel();
-    if let Some(held) = session.held.take() {
-        if end.keeps_conversation() {
-            session.conversation.cut_at_drop();
-            held.park(session.saved()).await;
-        } else {
-            held.forget().await;
-        }
+    if end.keeps_conversation() {
+        session.conversation.cut_at_drop();
     }
-    match end {
-        // 1012: the page reconnects and resumes (on another proxy, with a shared store).
-        SessionEnd::Shutdown => {
-            session
-                .shell
-                .browser
-                .close(close_code::RESTART, "service restart")
-                .await;
-        }
-        SessionEnd::TakenOver => {
-            session
-                .shell
-                .browser
-                .close(close_code::NORMAL, "resumed on a new connection")
-                .await;
-        }
-        _ => {}
-    }
+    let saved = session.saved();
+    session.resumption.end(end, saved).await;
+    resume::close_after(end, &session.shell.browser).await;
     let Session { shell, .. } = session;
     shell.browser.finish().await;
     if end == SessionEnd::MessageTooBig {
@@ -263,10 +234,8 @@ struct Session {
     id: String,
     machine: TurnMachine,
     conversation: Conversation,
-    /// This session's hold on its resume token; `None` when resume is off.
-    held: Option<LiveGuard>,
-    /// Whether it continues a conversation of an earlier socket.
-    resumed: bool,
+    /// What it continues, and its hold on its resume token.
+    resumption: Resumption,
     shell: Shell,
     /// The response whose task has finished and whose audio the writer is still writing, with
     /// its length in samples.
@@ -308,11 +277,8 @@ impl Session {
                 audio: AudioFormat::default(),
                 turn_detection: self.context.turn_detection,
                 simulated: self.context.simulated,
-                resume: self.held.as_ref().map(|held| ResumeTicket {
-                    token: held.token().to_owned(),
-                    grace_s: self.context.resume.grace_s(),
-                }),
-                resumed: self.resumed,
+                resume: self.resumption.ticket(),
+                resumed: self.resumption.resumed(),
             })
             .await;
         // Resumable from the first moment: a drop right now loses nothing.
@@ -938,9 +904,7 @@ impl Session {
 
     /// Keeps the conversation for a resume, after each change of the history.
     fn keep(&self) {
-        if let Some(held) = &self.held {
-            held.keep(self.saved());
-        }
+        self.resumption.keep(|| self.saved());
     }
 
     /// Logs and sends a turn's waterfall, once, and forgets the turn and older ones.

@@ -24,7 +24,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::ws::{WebSocket, close_code};
+use axum::extract::ws::WebSocket;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::stream::SplitStream;
@@ -41,9 +41,11 @@ use super::deadlines::Timer;
 use super::history::{SpokenSegment, heard_text};
 use super::metrics::{Step, TurnClocks, log_waterfall};
 use super::response::AudioOut;
+use super::resume::Resumption;
 use super::shell::{Admitted, Shell, audio_too_short};
 use super::{broken_end, silence_pad};
 use crate::observability::SessionEnd;
+use crate::session_store::{SavedMessage, SavedRole, SavedSession};
 use crate::upstream::conversation::{Agent, AgentCommand, AgentEvent, AgentHandle, AnswerStatus};
 use crate::upstream::realtime::TranscriberEvent;
 
@@ -65,8 +67,29 @@ pub(crate) async fn run(
     context: Arc<SessionContext>,
     agent: Agent,
     session_id: String,
+    resume_token: Option<String>,
     shutdown: CancellationToken,
 ) -> SessionEnd {
+    let (resumption, saved) = Resumption::begin(&context, resume_token.as_deref()).await;
+    let superseded = resumption.superseded();
+    let (log, session_id, next_turn, next_response) = match saved {
+        Some(saved) => {
+            let log = TurnLog::restored(saved.history, context.history_max_messages / 2);
+            let last_turn = TurnId(saved.last_turn.max(log.last_turn().0));
+            (
+                log,
+                saved.session_id,
+                last_turn,
+                ResponseId(saved.last_response),
+            )
+        }
+        None => (
+            TurnLog::default(),
+            session_id,
+            TurnId::default(),
+            ResponseId::default(),
+        ),
+    };
     let (sink, stream) = socket.split();
     let (browser, audio_written) =
         BrowserLink::open(sink, context.browser_send_timeout, context.metrics.clone());
@@ -85,8 +108,8 @@ pub(crate) async fn run(
         cancel: cancel.clone(),
         context,
         id: session_id,
-        next_turn: TurnId::default(),
-        next_response: ResponseId::default(),
+        next_turn,
+        next_response,
         speaking: None,
         buffered_ms: 0.0,
         items: VecDeque::new(),
@@ -95,14 +118,21 @@ pub(crate) async fn run(
         live: None,
         ending: None,
         recent: VecDeque::new(),
-        log: TurnLog::default(),
+        log,
         clocks: TurnClocks::default(),
+        resumption,
     };
     tracing::info!("speech-to-speech session started");
     session.start().await;
     let mut frames = stream;
-    let end = session.run(&mut frames, &shutdown).await;
+    let end = session.run(&mut frames, &shutdown, &superseded).await;
     cancel.cancel();
+    if end.keeps_conversation() {
+        session.cut_at_drop();
+    }
+    let saved = session.saved();
+    session.resumption.end(end, saved).await;
+    super::resume::close_after(end, &session.shell.browser).await;
     let Session { shell, .. } = session;
     shell.browser.finish().await;
     drop(frames);
@@ -129,6 +159,8 @@ struct AnswerRecord {
     text: String,
     /// 24 kHz samples of its audio sent to the browser.
     samples: u64,
+    /// Of those, played as far as the browser last said (`playback_progress`).
+    played: u64,
 }
 
 impl AnswerRecord {
@@ -165,6 +197,53 @@ impl TurnLog {
         while self.turns.len() > max_turns.max(1) {
             self.turns.pop_first();
         }
+    }
+
+    /// A log that continues a saved conversation: each user message opens a turn, and an
+    /// answer joins the turn before it (turns numbered from 1).
+    fn restored(saved: Vec<SavedMessage>, max_turns: usize) -> Self {
+        let mut log = Self::default();
+        let mut turn = TurnId::default();
+        let mut answered = true;
+        for message in saved {
+            match message.role {
+                SavedRole::User => {
+                    turn = turn.next();
+                    answered = false;
+                    log.user(turn, message.content, max_turns);
+                }
+                SavedRole::Assistant => {
+                    if answered {
+                        turn = turn.next();
+                    }
+                    answered = true;
+                    log.assistant(turn, message.content, max_turns);
+                }
+            }
+        }
+        log
+    }
+
+    /// The newest turn in the log.
+    fn last_turn(&self) -> TurnId {
+        self.turns.keys().next_back().copied().unwrap_or_default()
+    }
+
+    /// The conversation for the session store, oldest first.
+    fn saved(&self) -> Vec<SavedMessage> {
+        self.turns
+            .values()
+            .flat_map(|(user, assistant)| {
+                let user = user.iter().map(|text| (SavedRole::User, text));
+                let assistant = assistant.iter().map(|text| (SavedRole::Assistant, text));
+                user.chain(assistant)
+            })
+            .filter(|(_, text)| !text.is_empty())
+            .map(|(role, text)| SavedMessage {
+                role,
+                content: text.clone(),
+            })
+            .collect()
     }
 
     /// The messages to seed a fresh session with, oldest first.
@@ -212,6 +291,8 @@ struct Session {
     recent: VecDeque<AnswerRecord>,
     log: TurnLog,
     clocks: TurnClocks,
+    /// What it continues, and its hold on its resume token.
+    resumption: Resumption,
 }
 
 impl Session {
@@ -224,25 +305,59 @@ impl Session {
                 audio: AudioFormat::default(),
                 turn_detection: self.context.turn_detection,
                 simulated: self.context.simulated,
-                // The conversation lives upstream, in a Realtime session that ends with the
-                // socket: there is nothing to resume.
-                resume: None,
-                resumed: false,
+                resume: self.resumption.ticket(),
+                resumed: self.resumption.resumed(),
             })
             .await;
+        // Resumable from the first moment; a resumed conversation reaches the upstream
+        // (from the log) when it opens.
+        self.keep();
+    }
+
+    /// The conversation as a resume would continue it.
+    fn saved(&self) -> SavedSession {
+        SavedSession {
+            session_id: self.id.clone(),
+            last_turn: self.next_turn.0,
+            last_response: self.next_response.0,
+            history: self.log.saved(),
+        }
+    }
+
+    /// Keeps the conversation for a resume, after each change of the log.
+    fn keep(&self) {
+        self.resumption.keep(|| self.saved());
+    }
+
+    /// The socket dropped: the answer in progress, or one still playing, is kept in the log
+    /// as far as the browser last said it played (not at all if it never said: a client that
+    /// does not report playback keeps whole answers).
+    fn cut_at_drop(&mut self) {
+        let max_turns = self.context.history_max_messages / 2;
+        let cut = self
+            .live
+            .as_ref()
+            .map(|live| &live.record)
+            .or(self.ending.as_ref().map(|(record, _)| record))
+            .or(self.recent.back())
+            .filter(|record| record.played > 0 && record.played < record.samples)
+            .map(|record| (record.turn_id, record.heard(record.played)));
+        if let Some((turn, heard)) = cut {
+            self.log.assistant(turn, heard, max_turns);
+        }
     }
 
     async fn run(
         &mut self,
         frames: &mut SplitStream<WebSocket>,
         shutdown: &CancellationToken,
+        superseded: &CancellationToken,
     ) -> SessionEnd {
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => {
-                    self.shell.browser.close(close_code::RESTART, "service restart").await;
-                    return SessionEnd::Shutdown;
-                }
+                // Closed by `run` once the conversation is parked.
+                () = shutdown.cancelled() => return SessionEnd::Shutdown,
+                () = superseded.cancelled() => return SessionEnd::TakenOver,
                 () = self.shell.browser.gone() => return SessionEnd::NotReading,
                 frame = frames.next() => {
                     self.shell.heard();
@@ -347,7 +462,10 @@ impl Session {
                 }
                 self.end_client_turn().await;
             }
-            ClientMessage::PlaybackProgress { .. } => {}
+            ClientMessage::PlaybackProgress {
+                response_id,
+                played_samples,
+            } => self.on_playback_progress(response_id, played_samples),
             ClientMessage::Cancel {
                 response_id,
                 played_samples,
@@ -455,11 +573,34 @@ impl Session {
                 record.text.trim().to_owned(),
                 self.context.history_max_messages / 2,
             );
+            self.keep();
         }
         self.report_turn(record.turn_id).await;
         self.recent.push_back(record);
         while self.recent.len() > RECENT_ANSWERS {
             self.recent.pop_front();
+        }
+    }
+
+    /// How far the browser has played an answer, for what a drop keeps of it.
+    fn on_playback_progress(&mut self, response_id: ResponseId, played_samples: u64) {
+        let record = self
+            .live
+            .as_mut()
+            .map(|live| &mut live.record)
+            .filter(|record| record.response_id == response_id)
+            .or(self
+                .ending
+                .as_mut()
+                .map(|(record, _)| record)
+                .filter(|record| record.response_id == response_id))
+            .or(self
+                .recent
+                .iter_mut()
+                .rev()
+                .find(|record| record.response_id == response_id));
+        if let Some(record) = record {
+            record.played = record.played.max(played_samples);
         }
     }
 
@@ -502,6 +643,7 @@ impl Session {
             heard_text.clone(),
             self.context.history_max_messages / 2,
         );
+        self.keep();
         self.shell
             .browser
             .send(ServerMessage::ResponseTruncated {
@@ -567,6 +709,7 @@ impl Session {
                     let text = transcript.trim().to_owned();
                     self.log
                         .user(turn_id, text.clone(), self.context.history_max_messages / 2);
+                    self.keep();
                     self.shell
                         .browser
                         .send(ServerMessage::TranscriptFinal { turn_id, text })
@@ -678,6 +821,7 @@ impl Session {
                 item_id: None,
                 text: String::new(),
                 samples: 0,
+                played: 0,
             },
             first_audio: false,
         });
@@ -806,6 +950,25 @@ mod tests {
     }
 
     #[test]
+    fn a_saved_log_restores_turn_by_turn() {
+        let mut log = TurnLog::default();
+        log.user(TurnId(4), "Hi.".into(), 8);
+        log.assistant(TurnId(4), "Hello.".into(), 8);
+        // A turn whose answer was never heard, and an answer without its user words.
+        log.user(TurnId(5), "Are you there?".into(), 8);
+        log.assistant(TurnId(6), "Yes.".into(), 8);
+        let saved = log.saved();
+        let restored = TurnLog::restored(saved.clone(), 8);
+        assert_eq!(restored.saved(), saved);
+        assert_eq!(
+            restored.messages().collect::<Vec<_>>(),
+            log.messages().collect::<Vec<_>>()
+        );
+        // An answer joins the unanswered turn before it: the model reads the same messages.
+        assert_eq!(restored.last_turn(), TurnId(2));
+    }
+
+    #[test]
     fn what_was_heard_is_in_proportion_to_what_played() {
         let record = AnswerRecord {
             response_id: ResponseId(1),
@@ -813,6 +976,7 @@ mod tests {
             item_id: Some("a".into()),
             text: "one two three four".into(),
             samples: 24_000,
+            played: 0,
         };
         assert_eq!(record.heard(24_000), "one two three four");
         assert_eq!(record.heard(0), "");
