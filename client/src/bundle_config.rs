@@ -7,7 +7,8 @@
 //! ```
 //!
 //! No `config.json` (a 404) means the page's own host. The page's `?token=` goes to whichever
-//! proxy it talks to.
+//! proxy it talks to. A reconnect after a dropped socket adds the resume token to the same
+//! URL ([`SessionTarget::resuming`]).
 
 use serde::Deserialize;
 
@@ -74,6 +75,26 @@ pub struct SessionTarget {
     pub foreign_proxy: Option<String>,
     /// The page's origin.
     pub page_origin: String,
+}
+
+impl SessionTarget {
+    /// The socket URL of a reconnect: [`SessionTarget::url`] plus
+    /// `resume=TOKEN` ([`protocol::RESUME_QUERY_PARAM`]) when there is a token to present,
+    /// keeping the access token.
+    pub fn resuming(&self, token: Option<&str>) -> String {
+        match token.filter(|token| !token.is_empty()) {
+            Some(token) => {
+                let separator = if self.url.contains('?') { '&' } else { '?' };
+                format!(
+                    "{}{separator}{}={}",
+                    self.url,
+                    protocol::RESUME_QUERY_PARAM,
+                    encode_query_value(token)
+                )
+            }
+            None => self.url.clone(),
+        }
+    }
 }
 
 /// The session socket's URL for a page at `page` with `config`.
@@ -220,6 +241,30 @@ mod tests {
         assert_eq!(
             own.foreign_proxy, None,
             "the page's own origin is not foreign"
+        );
+    }
+
+    #[test]
+    fn a_reconnect_presents_its_resume_token_beside_the_access_token() {
+        let own = session_target(
+            &page("http://127.0.0.1:8000", None),
+            &BundleConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            own.resuming(Some("0a1b")),
+            "ws://127.0.0.1:8000/ws?resume=0a1b"
+        );
+        assert_eq!(own.resuming(None), "ws://127.0.0.1:8000/ws");
+        assert_eq!(own.resuming(Some("")), "ws://127.0.0.1:8000/ws");
+        let with_token = session_target(
+            &page("https://cdn.example.net", Some("t0k")),
+            &with_proxy("https://voice.example.com/agent"),
+        )
+        .unwrap();
+        assert_eq!(
+            with_token.resuming(Some("a/b+c")),
+            "wss://voice.example.com/agent/ws?token=t0k&resume=a%2Fb%2Bc"
         );
     }
 

@@ -1,9 +1,15 @@
 //! The running session: the socket, the AudioContext and the two worklets, wired to the pure
 //! [`Session`] and to the page's signals.
 //!
-//! One [`Engine`] exists per Start. Every event — a socket frame, a worklet message — is a
-//! separate task of the browser's event loop, so each takes the engine's `RefCell` briefly and
-//! never re-enters it (Leptos runs effects later, `postMessage` and `send` are asynchronous).
+//! One [`Engine`] exists per Start. Every event — a socket frame, a worklet message, a timer —
+//! is a separate task of the browser's event loop, so each takes the engine's `RefCell` briefly
+//! and never re-enters it (Leptos runs effects later, `postMessage` and `send` are
+//! asynchronous).
+//!
+//! When the socket drops, the engine keeps the microphone and the worklets and opens a new
+//! socket on the schedule of [`crate::reconnect`], presenting the resume token; the pure
+//! [`Session`] gates what is sent meanwhile. Each socket has a generation number: events of
+//! an older socket, and timers set for one, find the number moved on and do nothing.
 //!
 //! The audio hot paths allocate nothing in Rust beyond what the APIs force: a capture frame's
 //! `ArrayBuffer` goes to the socket untouched; an incoming frame (a `Vec` from gloo-net) is
@@ -28,8 +34,10 @@ use web_sys::{
 
 use crate::audio;
 use crate::bundle_config::SessionTarget;
+use crate::conversation::Conversation;
 use crate::errors::{ClientError, ShownError};
 use crate::probe::{GlueCounters, Probe, VadRecord};
+use crate::reconnect::{ATTEMPT_TIMEOUT_MS, AfterClose, Reconnector};
 use crate::session::{Command, PlaybackCommand, Session};
 use crate::socket::{Sent, Socket};
 use crate::ui_state::{Connection, Level, Run, Ui};
@@ -81,6 +89,10 @@ pub(crate) fn probe_json() -> String {
     })
 }
 
+/// The close code a browser reports for a socket that ended without a close frame; also
+/// what an attempt that timed out counts as.
+const CLOSE_ABNORMAL: u16 = 1006;
+
 /// Everything after the click: socket, DSP module, worklets, microphone. Each await may find
 /// the engine stopped meanwhile; then it stops too.
 async fn connect(engine: &Rc<RefCell<Engine>>) -> Result<(), ClientError> {
@@ -89,8 +101,12 @@ async fn connect(engine: &Rc<RefCell<Engine>>) -> Result<(), ClientError> {
         return Ok(());
     }
     let (socket, incoming) = Socket::open(&target.url)?;
-    engine.borrow_mut().socket = Some(socket);
-    leptos::task::spawn_local(receive(Rc::downgrade(engine), incoming, target));
+    let generation = {
+        let mut engine = engine.borrow_mut();
+        engine.target = Some(target);
+        engine.adopt(socket)
+    };
+    leptos::task::spawn_local(receive(Rc::downgrade(engine), incoming, generation));
 
     let context = engine.borrow().context.clone();
     let dsp = audio::dsp_module().await?;
@@ -116,41 +132,147 @@ async fn connect(engine: &Rc<RefCell<Engine>>) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// Feeds incoming frames to the engine until the socket closes.
+/// Feeds incoming frames of socket `generation` to the engine until it closes.
 async fn receive(
     engine: Weak<RefCell<Engine>>,
     mut incoming: gloo_net::websocket::futures::WebSocket,
-    target: SessionTarget,
+    generation: u32,
 ) {
     while let Some(item) = incoming.next().await {
         let Some(engine) = engine.upgrade() else {
             break;
         };
-        let mut engine = engine.borrow_mut();
-        if engine.stopped {
+        let closed = {
+            let mut engine = engine.borrow_mut();
+            if !engine.is_current(generation) {
+                break;
+            }
+            match item {
+                Ok(Message::Text(text)) => {
+                    engine.on_text(&text);
+                    None
+                }
+                Ok(Message::Bytes(frame)) => {
+                    engine.on_audio_frame(&frame);
+                    None
+                }
+                Err(WebSocketError::ConnectionClose(event)) => Some((event.code, event.reason)),
+                // A close event follows an error event; report that one.
+                Err(_) => None,
+            }
+        };
+        if let Some((code, reason)) = closed {
+            socket_closed(&engine, code, reason);
             break;
         }
-        match item {
-            Ok(Message::Text(text)) => engine.on_text(&text),
-            Ok(Message::Bytes(frame)) => engine.on_audio_frame(&frame),
-            Err(WebSocketError::ConnectionClose(event)) => {
-                let error = if engine.session.is_ready() {
-                    ClientError::closed_while_running(event.code, event.reason)
-                } else if let Some(proxy) = target.foreign_proxy.clone() {
-                    ClientError::RefusedForeign {
-                        code: event.code,
-                        proxy,
-                        page_origin: target.page_origin.clone(),
-                    }
-                } else {
-                    ClientError::Refused { code: event.code }
-                };
-                engine.fail(&error);
+    }
+}
+
+/// The current socket closed with `code`: reconnect after a wait, or stop with the error
+/// that fits.
+fn socket_closed(engine: &Rc<RefCell<Engine>>, code: u16, reason: String) {
+    let mut guard = engine.borrow_mut();
+    let this = &mut *guard;
+    let was_ready = this.session.is_ready();
+    let reconnecting = this.reconnect.is_reconnecting();
+    let after =
+        this.reconnect
+            .on_close(code, was_ready, js_sys::Date::now(), js_sys::Math::random());
+    match after {
+        AfterClose::Reconnect { delay_ms } => {
+            this.socket = None;
+            this.counters.connected = false;
+            if was_ready {
+                this.session.on_disconnected(&mut this.commands);
+                this.run_commands();
             }
-            // A close event follows an error event; report that one.
-            Err(_) => {}
+            this.set_connection(Connection::Reconnecting);
+            let generation = this.generation;
+            drop(guard);
+            leptos::task::spawn_local(reconnect_after(Rc::downgrade(engine), delay_ms, generation));
+        }
+        AfterClose::GiveUp { attempts } => this.fail(&ClientError::ReconnectFailed { attempts }),
+        AfterClose::Final => {
+            let error = match &this.target {
+                _ if was_ready || reconnecting => ClientError::closed_while_running(code, reason),
+                Some(SessionTarget {
+                    foreign_proxy: Some(proxy),
+                    page_origin,
+                    ..
+                }) => ClientError::RefusedForeign {
+                    code,
+                    proxy: proxy.clone(),
+                    page_origin: page_origin.clone(),
+                },
+                _ => ClientError::Refused { code },
+            };
+            this.fail(&error);
         }
     }
+}
+
+/// Opens the next socket after `delay_ms`, unless the engine stopped or moved on from socket
+/// `generation` meanwhile.
+async fn reconnect_after(engine: Weak<RefCell<Engine>>, delay_ms: f64, generation: u32) {
+    sleep_ms(delay_ms).await;
+    let Some(engine) = engine.upgrade() else {
+        return;
+    };
+    let (socket, incoming) = {
+        let mut engine = engine.borrow_mut();
+        if !engine.is_current(generation) {
+            return;
+        }
+        let Some(target) = engine.target.clone() else {
+            return;
+        };
+        let token = engine.reconnect.begin_attempt(js_sys::Date::now());
+        engine.counters.reconnect_attempts = engine.reconnect.attempts();
+        match Socket::open(&target.resuming(token.as_deref())) {
+            Ok(opened) => opened,
+            Err(error) => {
+                engine.fail(&error);
+                return;
+            }
+        }
+    };
+    let generation = engine.borrow_mut().adopt(socket);
+    leptos::task::spawn_local(receive(Rc::downgrade(&engine), incoming, generation));
+    leptos::task::spawn_local(attempt_deadline(Rc::downgrade(&engine), generation));
+}
+
+/// Gives up on reconnect socket `generation` if it has no session after
+/// [`ATTEMPT_TIMEOUT_MS`]: it counts as a failed attempt.
+async fn attempt_deadline(engine: Weak<RefCell<Engine>>, generation: u32) {
+    sleep_ms(ATTEMPT_TIMEOUT_MS).await;
+    let Some(engine) = engine.upgrade() else {
+        return;
+    };
+    {
+        let mut engine = engine.borrow_mut();
+        // A socket that got its session, or already closed, is not pending.
+        if !engine.is_current(generation) || engine.session.is_ready() {
+            return;
+        }
+        let Some(socket) = engine.socket.take() else {
+            return;
+        };
+        // Whatever that socket says from now on is stale.
+        engine.generation += 1;
+        socket.close();
+    }
+    socket_closed(&engine, CLOSE_ABNORMAL, String::new());
+}
+
+/// Resolves after `ms` (`setTimeout`).
+async fn sleep_ms(ms: f64) {
+    let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+        if let Some(window) = web_sys::window() {
+            let _ = window
+                .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms.round() as i32);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
 /// The audio graph of a running session and the handlers of its worklet ports.
@@ -238,7 +360,13 @@ impl AudioParts {
 pub(crate) struct Engine {
     ui: Ui,
     context: AudioContext,
+    /// Where sockets go; set once the first one opens.
+    target: Option<SessionTarget>,
+    /// The socket of [`Engine::generation`]; `None` between a drop and the next attempt.
     socket: Option<Socket>,
+    /// Counts the sockets opened: only the newest one's events and timers count.
+    generation: u32,
+    reconnect: Reconnector,
     audio: Option<AudioParts>,
     session: Session,
     counters: GlueCounters,
@@ -258,11 +386,15 @@ impl Engine {
         Self {
             ui,
             context,
+            target: None,
             socket: None,
+            generation: 0,
+            reconnect: Reconnector::new(),
             audio: None,
             session: Session::new(),
             counters: GlueCounters {
                 sample_rate: Some(f64::from(sample_rate)),
+                connection: Connection::Connecting.key(),
                 ..GlueCounters::default()
             },
             commands: Vec::with_capacity(8),
@@ -270,6 +402,24 @@ impl Engine {
             chunk_transfer: Array::new_with_length(1),
             stopped: false,
         }
+    }
+
+    /// Makes `socket` the current one; returns its generation.
+    fn adopt(&mut self, socket: Socket) -> u32 {
+        self.generation += 1;
+        self.socket = Some(socket);
+        self.generation
+    }
+
+    /// Whether events of socket `generation` still count.
+    fn is_current(&self, generation: u32) -> bool {
+        !self.stopped && self.generation == generation
+    }
+
+    /// Shows the connection state (and tells the probe).
+    fn set_connection(&mut self, connection: Connection) {
+        self.counters.connection = connection.key();
+        self.ui.connection.set(connection);
     }
 
     /// A text frame from the proxy.
@@ -291,11 +441,25 @@ impl Engine {
             return;
         }
         match &message {
-            ServerMessage::SessionReady { simulated, .. } => {
+            ServerMessage::SessionReady {
+                simulated,
+                resume,
+                resumed,
+                ..
+            } => {
+                let ready = self.reconnect.on_session_ready(resume.clone(), *resumed);
+                self.counters.reconnects = self.reconnect.reconnects();
+                self.counters.resumed = Some(*resumed);
                 self.counters.connected = true;
                 self.counters.simulated = Some(*simulated);
                 self.ui.simulated.set(*simulated);
-                self.ui.connection.set(Connection::Connected);
+                self.set_connection(Connection::Connected);
+                if !ready.keeps_conversation() {
+                    self.ui.conversation.set(Conversation::new());
+                }
+                if let Some(notice) = ready.notice() {
+                    self.show(&notice);
+                }
             }
             ServerMessage::Error(event) => self.show_error(ShownError::from_event(event)),
             _ => {}
@@ -320,12 +484,13 @@ impl Engine {
             .session
             .on_audio(response_id, samples, &mut self.commands);
         if verdict == crate::session::AudioVerdict::Play && !pcm.is_empty() {
-            self.post_chunk(response_id, pcm);
+            self.post_chunk(self.session.playback_id(response_id), pcm);
         }
         self.run_commands();
     }
 
-    /// Hands one chunk to the playback worklet, transferring a fresh buffer.
+    /// Hands one chunk to the playback worklet (`response_id` is the worklet's,
+    /// [`Session::playback_id`]), transferring a fresh buffer.
     fn post_chunk(&mut self, response_id: ResponseId, pcm: &[u8]) {
         let Some(audio) = &self.audio else {
             return;
@@ -413,10 +578,12 @@ impl Engine {
                     }
                 }
                 Command::Playback(PlaybackCommand::End(response_id)) => {
-                    self.post_to_playback(&ToPlayback::End(response_id));
+                    let playback_id = self.session.playback_id(response_id);
+                    self.post_to_playback(&ToPlayback::End(playback_id));
                 }
                 Command::Playback(PlaybackCommand::Clear(response_id)) => {
-                    self.post_to_playback(&ToPlayback::Clear(Some(response_id)));
+                    let playback_id = self.session.playback_id(response_id);
+                    self.post_to_playback(&ToPlayback::Clear(Some(playback_id)));
                     self.ui
                         .conversation
                         .maybe_update(|conversation| conversation.mark_interrupted(response_id));
@@ -480,7 +647,7 @@ impl Engine {
         let _ = self.context.close();
         self.counters.connected = false;
         self.ui.running.set(Run::Stopped);
-        self.ui.connection.set(Connection::Offline);
+        self.set_connection(Connection::Offline);
         self.ui.pipeline.set(crate::session::Pipeline::Idle);
         self.ui.level.set(Level::default());
         self.ui.echo_cancellation.set(None);

@@ -65,6 +65,18 @@ pub enum ClientError {
         /// The close reason, possibly empty.
         reason: String,
     },
+    /// The socket dropped and every attempt to reopen it failed (see [`crate::reconnect`]).
+    #[error(
+        "The connection to the server dropped and could not be restored ({attempts} attempts)."
+    )]
+    ReconnectFailed {
+        /// The attempts made.
+        attempts: u32,
+    },
+    /// A reconnect got a fresh session instead of the old one (the proxy had forgotten it):
+    /// the assistant no longer knows what was said.
+    #[error("The connection dropped and the conversation restarted: earlier turns are forgotten.")]
+    ConversationRestarted,
     /// The server sent something this page cannot read.
     #[error("The server sent a message this page does not understand: {0}")]
     BadMessage(String),
@@ -96,6 +108,8 @@ impl ClientError {
             | ClientError::RefusedForeign { .. }
             | ClientError::Config(_)
             | ClientError::ConnectionLost { .. }
+            | ClientError::ReconnectFailed { .. }
+            | ClientError::ConversationRestarted
             | ClientError::EndedByServer { .. } => "Connection",
             ClientError::BadMessage(_) | ClientError::Session(_) => "Connection",
         }
@@ -162,7 +176,9 @@ impl ShownError {
             ClientError::Config(_) => "Whoever deployed this page must fix its config.json.",
             ClientError::ConnectionLost { .. }
             | ClientError::EndedByServer { .. }
+            | ClientError::ReconnectFailed { .. }
             | ClientError::Connect(_) => "Press Start to connect again.",
+            ClientError::ConversationRestarted => "Carry on talking.",
             _ => "Press Start to try again.",
         };
         Self {
@@ -244,5 +260,14 @@ mod tests {
             foreign.message
         );
         assert!(foreign.hint.contains("ALLOWED_ORIGINS"), "{}", foreign.hint);
+        let gave_up = ShownError::from_client(&ClientError::ReconnectFailed { attempts: 8 });
+        assert_eq!(
+            gave_up.message,
+            "The connection to the server dropped and could not be restored (8 attempts)."
+        );
+        assert_eq!(gave_up.hint, "Press Start to connect again.");
+        let restarted = ShownError::from_client(&ClientError::ConversationRestarted);
+        assert_eq!(restarted.stage, "Connection");
+        assert_eq!(restarted.hint, "Carry on talking.");
     }
 }

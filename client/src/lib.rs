@@ -15,6 +15,8 @@
 //! * [`errors`] — errors in plain words, with the stage they came from.
 //! * [`bundle_config`] — where the proxy is: the page's own host, or the `proxy_url` of a
 //!   `config.json` beside `index.html` (the bundle deployed apart from the proxy).
+//! * [`reconnect`] — after a dropped socket: which closes reconnect, the jittered backoff,
+//!   when to present the resume token, what the page says when the new session comes.
 //! * [`probe`] — the counters browser tests read through `window.__voiceTest()`.
 //! * [`worklet_messages`] — the messages between the page and the two worklets, as types (their
 //!   decoding and encoding; on `wasm32` also on JS objects).
@@ -26,7 +28,7 @@
 //!
 //! Imports run one way, with no circle: `app` (the view) → `engine` → `ui_state`, `audio`,
 //! `socket`, `worklet_messages`, `probe` → the plain modules (`session`, `conversation`,
-//! `errors`, `waterfall`, `bundle_config`). `app` also uses `ui_state` and `audio`; nothing imports `app`, and
+//! `errors`, `waterfall`, `bundle_config`, `reconnect`). `app` also uses `ui_state` and `audio`; nothing imports `app`, and
 //! only `app` imports `engine`.
 //!
 //! # Audio path
@@ -43,6 +45,7 @@ pub mod bundle_config;
 pub mod conversation;
 pub mod errors;
 pub mod probe;
+pub mod reconnect;
 pub mod session;
 pub mod waterfall;
 pub mod worklet_messages;

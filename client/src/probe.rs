@@ -34,6 +34,14 @@ pub struct GlueCounters {
     pub playback_via: Option<String>,
     /// The WebSocket is open.
     pub connected: bool,
+    /// The connection badge's state (`connecting`, `connected`, `reconnecting`, `offline`).
+    pub connection: &'static str,
+    /// Sockets opened to reconnect after a drop (successful or not).
+    pub reconnect_attempts: u32,
+    /// Reconnects that got a session (resumed or fresh).
+    pub reconnects: u32,
+    /// `session_ready.resumed` of the latest session.
+    pub resumed: Option<bool>,
     /// `session_ready.simulated`.
     pub simulated: Option<bool>,
     /// Whether the browser cancels echo on the microphone (its track settings).
@@ -93,6 +101,8 @@ mod tests {
         let glue = GlueCounters {
             sample_rate: Some(44_100.0),
             sent_frames: 3,
+            connection: "reconnecting",
+            reconnect_attempts: 2,
             ..GlueCounters::default()
         };
         let session = Session::new();
@@ -101,6 +111,10 @@ mod tests {
         assert_eq!(json["sampleRate"], 44_100.0);
         assert_eq!(json["sentFrames"], 3);
         assert_eq!(json["pipeline"], "idle");
+        assert_eq!(json["connection"], "reconnecting");
+        assert_eq!(json["reconnectAttempts"], 2);
+        assert_eq!(json["reconnects"], 0);
+        assert!(json["resumed"].is_null());
         assert!(json["responses"].as_object().unwrap().is_empty());
     }
 }

@@ -25,6 +25,18 @@
 //! [`ClientMessage::SpeechResumed`] (a resume only after a pause it was told of), so it may
 //! start answering before the hangover ends the turn. Audio keeps flowing through a pause and
 //! the page still shows the user speaking.
+//!
+//! # A dropped socket
+//!
+//! [`Session::on_disconnected`] puts the session back before `session_ready` while the page
+//! reconnects (see [`crate::reconnect`]): nothing goes to the proxy and no audio is sent (the
+//! microphone stays open), a turn in progress is lost (the next socket hears of no turn until
+//! the VAD's next speech start, so it never gets a `speech_stopped` or audio without its
+//! `speech_started`), and the answer that was playing is cleared at once (the rest of its
+//! audio will never come; the proxy keeps of it what was last reported played). If the new
+//! session resumes the conversation, response ids carry on; if it is a fresh one, they start
+//! from 1 again, so the session forgets its responses and numbers the new ones apart from
+//! the old for the playback worklet, which still remembers those ([`Session::playback_id`]).
 
 use std::collections::BTreeMap;
 
@@ -73,7 +85,8 @@ pub enum PlaybackEvent {
     },
 }
 
-/// A command for the playback worklet.
+/// A command for the playback worklet. Ids are the proxy's; the glue gives the worklet
+/// [`Session::playback_id`] of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlaybackCommand {
     /// All audio of the response was sent: play the tail out, then report it drained.
@@ -227,6 +240,9 @@ pub struct Session {
     barge_pending: Option<ResponseId>,
     echo_guard: bool,
     responses: BTreeMap<ResponseId, ResponseTrack>,
+    /// Added to the proxy's response ids for the playback worklet: the highest id of every
+    /// conversation before this one (see the module docs).
+    playback_base: u32,
     underruns: u64,
     stale_dropped: u64,
     unknown_frames: u64,
@@ -241,6 +257,41 @@ impl Session {
     /// The proxy said `session_ready`: messages and audio may flow.
     pub fn is_ready(&self) -> bool {
         self.ready
+    }
+
+    /// The id the playback worklet knows response `response_id` of the current conversation
+    /// by: its audio, `end` and `clear` carry it, and its reports come back with it.
+    pub fn playback_id(&self, response_id: ResponseId) -> ResponseId {
+        ResponseId(response_id.0.saturating_add(self.playback_base))
+    }
+
+    /// The response of the current conversation the worklet's id `playback_id` stands for;
+    /// `None` for one of an earlier conversation.
+    fn response_of_playback(&self, playback_id: ResponseId) -> Option<ResponseId> {
+        playback_id
+            .0
+            .checked_sub(self.playback_base)
+            .filter(|id| *id > 0)
+            .map(ResponseId)
+    }
+
+    /// The socket dropped: back to before `session_ready` (see the module docs). Pushes a
+    /// playback `Clear` for each answer still generating or playing.
+    pub fn on_disconnected(&mut self, out: &mut Vec<Command>) {
+        self.ready = false;
+        self.turn_open = false;
+        self.pause_sent = false;
+        self.awaiting_answer = false;
+        // Its `cancel` would reach a socket that never saw the answer.
+        self.barge_pending = None;
+        for (response_id, track) in &mut self.responses {
+            if track.is_active() {
+                track.phase = ResponsePhase::Cancelled;
+                track.generating = false;
+                out.push(Command::Playback(PlaybackCommand::Clear(*response_id)));
+            }
+        }
+        self.update_echo_guard(out);
     }
 
     /// Whether capture frames should go to the proxy now: only inside a turn we announced.
@@ -298,13 +349,18 @@ impl Session {
     ) -> Result<(), SessionError> {
         match message {
             ServerMessage::SessionReady {
-                protocol_version, ..
+                protocol_version,
+                resumed,
+                ..
             } => {
                 if *protocol_version != PROTOCOL_VERSION {
                     return Err(SessionError::ProtocolVersion {
                         server: *protocol_version,
                         client: PROTOCOL_VERSION,
                     });
+                }
+                if !*resumed {
+                    self.forget_conversation();
                 }
                 self.ready = true;
             }
@@ -426,7 +482,16 @@ impl Session {
         self.update_echo_guard(out);
     }
 
-    /// A report from the playback worklet.
+    /// A fresh conversation: its response ids start from 1 again, so the old responses are
+    /// forgotten and the new ones numbered past them for the worklet.
+    fn forget_conversation(&mut self) {
+        if let Some(last) = self.responses.keys().next_back() {
+            self.playback_base = self.playback_base.saturating_add(last.0);
+        }
+        self.responses.clear();
+    }
+
+    /// A report from the playback worklet (its ids are [`Session::playback_id`]s).
     pub fn on_playback(&mut self, event: PlaybackEvent, out: &mut Vec<Command>) {
         match event {
             PlaybackEvent::Progress {
@@ -437,7 +502,8 @@ impl Session {
             } => {
                 self.underruns = underruns;
                 self.stale_dropped = stale_dropped;
-                if let Some(response_id) = response_id {
+                if let Some(response_id) = response_id.and_then(|id| self.response_of_playback(id))
+                {
                     self.record_played(response_id, played_samples, out);
                 }
             }
@@ -445,6 +511,9 @@ impl Session {
                 response_id,
                 played_samples,
             } => {
+                let Some(response_id) = self.response_of_playback(response_id) else {
+                    return;
+                };
                 self.record_played(response_id, played_samples, out);
                 if let Some(track) = self.responses.get_mut(&response_id)
                     && track.phase == ResponsePhase::Playing
@@ -461,6 +530,7 @@ impl Session {
                 };
                 // The worklet reports the response current at the clear; if that is another
                 // (older) one, none of the cut response had played.
+                let response_id = response_id.and_then(|id| self.response_of_playback(id));
                 let played_samples = if response_id == Some(cut) {
                     played_samples
                 } else {
@@ -485,8 +555,11 @@ impl Session {
             return;
         };
         track.played_samples = track.played_samples.max(played);
-        // A cancelled response's position goes out once, in `cancel`.
-        if track.phase != ResponsePhase::Cancelled && track.played_samples > track.reported_samples
+        // A cancelled response's position goes out once, in `cancel`; nothing goes out
+        // without a session.
+        if self.ready
+            && track.phase != ResponsePhase::Cancelled
+            && track.played_samples > track.reported_samples
         {
             track.reported_samples = track.played_samples;
             out.push(Command::Send(ClientMessage::PlaybackProgress {
@@ -529,6 +602,23 @@ mod tests {
             audio: AudioFormat::default(),
             turn_detection: TurnDetection::Client,
             simulated: true,
+            resume: None,
+            resumed: false,
+        }
+    }
+
+    fn resumed_session_ready() -> ServerMessage {
+        ServerMessage::SessionReady {
+            protocol_version: PROTOCOL_VERSION,
+            session_id: "s1".into(),
+            audio: AudioFormat::default(),
+            turn_detection: TurnDetection::Client,
+            simulated: true,
+            resume: Some(protocol::ResumeTicket {
+                token: "t2".into(),
+                grace_s: 60,
+            }),
+            resumed: true,
         }
     }
 
@@ -943,5 +1033,166 @@ mod tests {
             )
             .unwrap();
         assert_eq!(session.pipeline(), Pipeline::Listening);
+    }
+
+    #[test]
+    fn a_drop_clears_the_playing_answer_and_sends_nothing_until_the_next_session() {
+        let mut session = playing_session();
+        let mut out = Vec::new();
+        session.on_disconnected(&mut out);
+        assert_eq!(
+            out,
+            [
+                Command::Playback(PlaybackCommand::Clear(protocol::ResponseId(1))),
+                Command::EchoGuard(false),
+            ]
+        );
+        assert!(!session.is_ready());
+        assert_eq!(session.pipeline(), Pipeline::Idle);
+        let track = &session.responses()[&ResponseId(1)];
+        assert_eq!(track.phase, ResponsePhase::Cancelled);
+        assert!(!track.generating);
+        out.clear();
+        // The worklet's reports and the VAD's events send nothing while the page reconnects;
+        // late frames of the cut answer are dropped.
+        session.on_playback(
+            PlaybackEvent::Cleared {
+                response_id: Some(protocol::ResponseId(1)),
+                played_samples: 700,
+            },
+            &mut out,
+        );
+        session.on_capture(CaptureEvent::SpeechStarted, &mut out);
+        assert!(!session.should_send_audio());
+        session.on_capture(CaptureEvent::SpeechStopped, &mut out);
+        assert_eq!(
+            session.on_audio(protocol::ResponseId(1), 480, &mut out),
+            AudioVerdict::Drop
+        );
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_turn_in_progress_at_the_drop_is_lost_and_the_next_starts_at_the_next_speech() {
+        let mut session = ready_session();
+        let mut out = Vec::new();
+        session.on_capture(CaptureEvent::SpeechStarted, &mut out);
+        session.on_capture(CaptureEvent::SpeechPaused, &mut out);
+        session.on_disconnected(&mut out);
+        assert!(!session.should_send_audio());
+        out.clear();
+        session
+            .on_server_message(&resumed_session_ready(), &mut out)
+            .unwrap();
+        // The rest of the lost turn: the new socket never heard it start.
+        session.on_capture(CaptureEvent::SpeechResumed, &mut out);
+        assert!(!session.should_send_audio());
+        session.on_capture(CaptureEvent::SpeechStopped, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(session.pipeline(), Pipeline::Listening, "not thinking");
+        session.on_capture(CaptureEvent::SpeechStarted, &mut out);
+        assert!(session.should_send_audio());
+        assert_eq!(out, [Command::Send(ClientMessage::SpeechStarted)]);
+    }
+
+    #[test]
+    fn a_drop_while_waiting_for_the_answer_stops_waiting() {
+        let mut session = ready_session();
+        let mut out = Vec::new();
+        session.on_capture(CaptureEvent::SpeechStarted, &mut out);
+        session.on_capture(CaptureEvent::SpeechStopped, &mut out);
+        session.on_disconnected(&mut out);
+        session
+            .on_server_message(&resumed_session_ready(), &mut out)
+            .unwrap();
+        assert_eq!(session.pipeline(), Pipeline::Listening);
+    }
+
+    #[test]
+    fn a_resumed_session_keeps_its_responses_and_ids_carry_on() {
+        let mut session = playing_session();
+        let mut out = Vec::new();
+        session
+            .on_server_message(&done(protocol::ResponseId(1), false), &mut out)
+            .unwrap();
+        session.on_playback(
+            PlaybackEvent::Drained {
+                response_id: protocol::ResponseId(1),
+                played_samples: 960,
+            },
+            &mut out,
+        );
+        session.on_disconnected(&mut out);
+        out.clear();
+        session
+            .on_server_message(&resumed_session_ready(), &mut out)
+            .unwrap();
+        assert_eq!(
+            session.responses()[&ResponseId(1)].phase,
+            ResponsePhase::Drained,
+            "a played answer is not cut"
+        );
+        session
+            .on_server_message(&started(protocol::ResponseId(2)), &mut out)
+            .unwrap();
+        assert_eq!(session.playback_id(protocol::ResponseId(2)), ResponseId(2));
+        assert_eq!(
+            session.on_audio(protocol::ResponseId(2), 480, &mut out),
+            AudioVerdict::Play
+        );
+    }
+
+    #[test]
+    fn a_fresh_session_after_a_drop_numbers_its_responses_apart_from_the_old_ones() {
+        let mut session = playing_session();
+        let mut out = Vec::new();
+        session.on_disconnected(&mut out);
+        session
+            .on_server_message(&session_ready(PROTOCOL_VERSION), &mut out)
+            .unwrap();
+        assert!(
+            session.responses().is_empty(),
+            "the old conversation is gone"
+        );
+        // The new conversation's response 1 is the worklet's response 2: the worklet still
+        // holds the old response 1 as cancelled.
+        assert_eq!(session.playback_id(protocol::ResponseId(1)), ResponseId(2));
+        session.on_capture(CaptureEvent::SpeechStarted, &mut out);
+        session.on_capture(CaptureEvent::SpeechStopped, &mut out);
+        session
+            .on_server_message(&started(protocol::ResponseId(1)), &mut out)
+            .unwrap();
+        assert_eq!(
+            session.on_audio(protocol::ResponseId(1), 960, &mut out),
+            AudioVerdict::Play
+        );
+        out.clear();
+        // A late report of the old response 1 is not taken for the new one.
+        session.on_playback(
+            PlaybackEvent::Progress {
+                response_id: Some(protocol::ResponseId(1)),
+                played_samples: 5000,
+                underruns: 0,
+                stale_dropped: 0,
+            },
+            &mut out,
+        );
+        assert!(out.is_empty(), "{out:?}");
+        session.on_playback(
+            PlaybackEvent::Progress {
+                response_id: Some(protocol::ResponseId(2)),
+                played_samples: 480,
+                underruns: 0,
+                stale_dropped: 0,
+            },
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            [Command::Send(ClientMessage::PlaybackProgress {
+                response_id: protocol::ResponseId(1),
+                played_samples: 480
+            })]
+        );
     }
 }

@@ -35,6 +35,9 @@ pub(crate) enum Connection {
     Connecting,
     /// `session_ready` arrived.
     Connected,
+    /// The socket dropped; a new one is on its way (see [`crate::reconnect`]). The microphone
+    /// stays open but sends nothing.
+    Reconnecting,
 }
 
 impl Connection {
@@ -44,6 +47,7 @@ impl Connection {
             Connection::Offline => "Not connected",
             Connection::Connecting => "Connecting…",
             Connection::Connected => "Connected",
+            Connection::Reconnecting => "Reconnecting…",
         }
     }
 
@@ -53,6 +57,7 @@ impl Connection {
             Connection::Offline => "offline",
             Connection::Connecting => "connecting",
             Connection::Connected => "connected",
+            Connection::Reconnecting => "reconnecting",
         }
     }
 }

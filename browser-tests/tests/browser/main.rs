@@ -28,7 +28,10 @@
 //! * the bundle deployed apart from the proxy: `dist/` with a `config.json` served by Python's
 //!   `http.server` on another origin runs a turn against the proxy it names, which lists that
 //!   origin in `ALLOWED_ORIGINS`; a proxy that does not is refused, and the page says why;
-//! * one turn over HTTPS against the proxy serving TLS itself ([`tls`]).
+//! * one turn over HTTPS against the proxy serving TLS itself ([`tls`]);
+//! * a dropped socket: the page, loaded through a relay that then resets its connections,
+//!   reconnects by itself, resumes the conversation with its token and answers the next turn
+//!   with the first one in the model's history ([`reconnect`]).
 //!
 //! Also here, ignored (a benchmark: it prints figures and gates nothing): the cost of one
 //! capture and one playback `process()` call in Chromium ([`dsp_bench`]).
@@ -48,6 +51,7 @@ mod dsp_bench;
 mod host;
 mod microphone;
 mod page;
+mod reconnect;
 mod tls;
 
 use std::path::{Path, PathBuf};
