@@ -654,6 +654,20 @@ mod tests {
         session
     }
 
+    /// The playing session's answer 1 is done, and its 960 samples played to the end.
+    fn answer_done_and_played(session: &mut Session, out: &mut Vec<Command>) {
+        session
+            .on_server_message(&done(protocol::ResponseId(1), false), out)
+            .unwrap();
+        session.on_playback(
+            PlaybackEvent::Drained {
+                response_id: protocol::ResponseId(1),
+                played_samples: 960,
+            },
+            out,
+        );
+    }
+
     #[test]
     fn a_turn_is_announced_in_order_and_audio_flows_only_inside_it() {
         let mut session = ready_session();
@@ -795,16 +809,7 @@ mod tests {
             },
             &mut out,
         );
-        session
-            .on_server_message(&done(protocol::ResponseId(1), false), &mut out)
-            .unwrap();
-        session.on_playback(
-            PlaybackEvent::Drained {
-                response_id: protocol::ResponseId(1),
-                played_samples: 960,
-            },
-            &mut out,
-        );
+        answer_done_and_played(&mut session, &mut out);
         assert_eq!(
             out,
             [
@@ -962,16 +967,7 @@ mod tests {
     fn speech_after_the_answer_played_is_a_plain_new_turn() {
         let mut session = playing_session();
         let mut out = Vec::new();
-        session
-            .on_server_message(&done(protocol::ResponseId(1), false), &mut out)
-            .unwrap();
-        session.on_playback(
-            PlaybackEvent::Drained {
-                response_id: protocol::ResponseId(1),
-                played_samples: 960,
-            },
-            &mut out,
-        );
+        answer_done_and_played(&mut session, &mut out);
         out.clear();
         session.on_capture(CaptureEvent::SpeechStarted, &mut out);
         assert_eq!(out, [Command::Send(ClientMessage::SpeechStarted)]);
@@ -1112,16 +1108,7 @@ mod tests {
     fn a_resumed_session_keeps_its_responses_and_ids_carry_on() {
         let mut session = playing_session();
         let mut out = Vec::new();
-        session
-            .on_server_message(&done(protocol::ResponseId(1), false), &mut out)
-            .unwrap();
-        session.on_playback(
-            PlaybackEvent::Drained {
-                response_id: protocol::ResponseId(1),
-                played_samples: 960,
-            },
-            &mut out,
-        );
+        answer_done_and_played(&mut session, &mut out);
         session.on_disconnected(&mut out);
         out.clear();
         session

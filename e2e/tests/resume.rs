@@ -17,18 +17,7 @@ const LONG_REPLY: &str =
 
 /// The roles and contents of the chat request at `index`.
 fn chat_messages(proxy: &TestProxy, index: usize) -> Vec<(String, String)> {
-    let records = proxy.sim.records();
-    records.chat[index].body["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .map(|m| {
-            (
-                m["role"].as_str().unwrap().to_owned(),
-                m["content"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
+    proxy.sim.records().chat[index].messages()
 }
 
 /// Speaks a turn and waits for its answer's `response_done`.

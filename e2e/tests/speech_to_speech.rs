@@ -18,6 +18,19 @@ async fn answered(browser: &mut Browser, response_id: ResponseId) {
         .await;
 }
 
+/// The texts a fresh upstream session was given (`conversation.item.create`), in order.
+fn seeded(session: &openai_sim::RealtimeRecord) -> Vec<String> {
+    session
+        .events_of_type("conversation.item.create")
+        .map(|event| {
+            event["item"]["content"][0]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
 /// The `response_done` of `response_id`, which must have arrived.
 fn response_done(browser: &Browser, response_id: ResponseId) -> ResponseDone {
     browser
@@ -290,16 +303,10 @@ async fn a_failed_answer_is_interrupted_and_a_lost_session_is_replaced_with_the_
     );
     let records = proxy.sim.records();
     assert_eq!(records.realtime.len(), 2);
-    let seeded: Vec<String> = records.realtime[1]
-        .events_of_type("conversation.item.create")
-        .map(|event| {
-            event["item"]["content"][0]["text"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .collect();
-    assert_eq!(seeded[..2], ["My name is Ada.", "Nice to meet you, Ada."]);
+    assert_eq!(
+        seeded(&records.realtime[1])[..2],
+        ["My name is Ada.", "Nice to meet you, Ada."]
+    );
     proxy.stop().await;
 }
 
@@ -331,15 +338,9 @@ async fn a_cut_socket_resumes_and_the_fresh_upstream_session_is_given_the_conver
     answered(&mut resumed, ResponseId(2)).await;
     let records = proxy.sim.records();
     assert_eq!(records.realtime.len(), 2, "a fresh upstream session");
-    let seeded: Vec<String> = records.realtime[1]
-        .events_of_type("conversation.item.create")
-        .map(|event| {
-            event["item"]["content"][0]["text"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .collect();
-    assert_eq!(seeded[..2], ["My name is Ada.", "Nice to meet you, Ada."]);
+    assert_eq!(
+        seeded(&records.realtime[1])[..2],
+        ["My name is Ada.", "Nice to meet you, Ada."]
+    );
     proxy.stop().await;
 }

@@ -313,6 +313,23 @@ impl ChatRecord {
             ended_ms: None,
         }
     }
+
+    /// The request's `messages` as (role, content) pairs, in order; empty if the body has
+    /// none (a missing role or content reads as empty).
+    pub fn messages(&self) -> Vec<(String, String)> {
+        self.body["messages"]
+            .as_array()
+            .map(|messages| {
+                messages
+                    .iter()
+                    .map(|m| {
+                        let text = |key: &str| m[key].as_str().unwrap_or_default().to_owned();
+                        (text("role"), text("content"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 impl SpeechRecord {

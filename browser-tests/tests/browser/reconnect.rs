@@ -113,21 +113,6 @@ fn reconnected_before_the_second_utterance(state: &PageState) {
     );
 }
 
-/// The roles and contents of chat request `index`.
-fn chat_messages(records: &openai_sim::Records, index: usize) -> Vec<(String, String)> {
-    records.chat[index].body["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .map(|m| {
-            (
-                m["role"].as_str().unwrap_or_default().to_owned(),
-                m["content"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn a_dropped_socket_reconnects_by_itself_and_the_conversation_goes_on() {
     let _one_at_a_time = ONE_BROWSER_AT_A_TIME.lock().await;
@@ -175,7 +160,7 @@ async fn a_dropped_socket_reconnects_by_itself_and_the_conversation_goes_on() {
     // The model heard the first turn when it answered the second.
     let records = proxy.sim.records();
     assert_eq!(records.chat.len(), 2, "one chat request per turn");
-    let messages = chat_messages(&records, 1);
+    let messages = records.chat[1].messages();
     let turns: Vec<(&str, &str)> = messages
         .iter()
         .map(|(role, content)| (role.as_str(), content.as_str()))
@@ -251,7 +236,8 @@ async fn without_resume_a_dropped_socket_reconnects_to_a_fresh_conversation_and_
         Some(ANSWER_2)
     );
     let records = proxy.sim.records();
-    let roles: Vec<String> = chat_messages(&records, 1)
+    let roles: Vec<String> = records.chat[1]
+        .messages()
         .into_iter()
         .map(|(role, _)| role)
         .collect();
