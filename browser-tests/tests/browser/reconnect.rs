@@ -92,6 +92,28 @@ async fn first_turn_then_cut(page: &Page<'_>, relay: &CuttingRelay) {
     relay.cut();
 }
 
+/// Runs the first turn, cuts the relay, and waits for the page to be connected again,
+/// `resumed` or not, before its second utterance.
+async fn reconnected_after_the_first_turn(
+    page: &Page<'_>,
+    relay: &CuttingRelay,
+    resumed: bool,
+) -> PageState {
+    first_turn_then_cut(page, relay).await;
+    let state = page
+        .wait_for(
+            "the page to reconnect (resumed or afresh, as expected)",
+            |s| {
+                s.probe("reconnects") == 1
+                    && s.probe("resumed") == resumed
+                    && s.connection.as_deref() == Some("connected")
+            },
+        )
+        .await;
+    reconnected_before_the_second_utterance(&state);
+    state
+}
+
 /// Checks that the page made reconnect attempts (it does only while it shows
 /// "Reconnecting…") and that the second utterance had not begun yet.
 fn reconnected_before_the_second_utterance(state: &PageState) {
@@ -118,16 +140,7 @@ async fn a_dropped_socket_reconnects_by_itself_and_the_conversation_goes_on() {
     let _one_at_a_time = ONE_BROWSER_AT_A_TIME.lock().await;
     let (proxy, relay, browser) = through_a_relay("reconnect", |_| {}).await;
     let page = Page::open(&browser, &format!("http://{}/", relay.addr())).await;
-    first_turn_then_cut(&page, &relay).await;
-
-    let state = page
-        .wait_for("the page to reconnect and resume its conversation", |s| {
-            s.probe("reconnects") == 1
-                && s.probe("resumed") == true
-                && s.connection.as_deref() == Some("connected")
-        })
-        .await;
-    reconnected_before_the_second_utterance(&state);
+    let state = reconnected_after_the_first_turn(&page, &relay, true).await;
     // The view keeps its bubbles.
     assert_eq!(state.users.len(), 1, "{:?}", state.users);
     assert_eq!(state.users[0].text, QUESTION_1);
@@ -195,16 +208,7 @@ async fn without_resume_a_dropped_socket_reconnects_to_a_fresh_conversation_and_
     })
     .await;
     let page = Page::open(&browser, &format!("http://{}/", relay.addr())).await;
-    first_turn_then_cut(&page, &relay).await;
-
-    let state = page
-        .wait_for("the page to reconnect to a fresh conversation", |s| {
-            s.probe("reconnects") == 1
-                && s.probe("resumed") == false
-                && s.connection.as_deref() == Some("connected")
-        })
-        .await;
-    reconnected_before_the_second_utterance(&state);
+    let state = reconnected_after_the_first_turn(&page, &relay, false).await;
     assert!(
         state.errors.iter().any(|error| error.contains(
             "The connection dropped and the conversation restarted: earlier turns are forgotten."
