@@ -226,16 +226,12 @@ pub(crate) struct Resume {
     /// How long a live session's saved conversation is kept: it ends within its idle
     /// timeout, then is parked for the grace period.
     live_ttl: Duration,
-    live: Mutex<HashMap<String, LiveSession>>,
-}
-
-/// A session of this process that holds a token.
-#[derive(Debug, Clone)]
-struct LiveSession {
-    /// Fired to make the session end (parking its conversation) for a reconnect.
-    supersede: tokio_util::sync::CancellationToken,
-    /// Fired once it has ended and parked.
-    ended: tokio_util::sync::CancellationToken,
+    /// The sessions of this process by token, each with the token that makes it end (parking
+    /// its conversation) for a reconnect.
+    live: Mutex<HashMap<String, tokio_util::sync::CancellationToken>>,
+    /// Woken whenever a live session lets go of its token (one for all: a session costs no
+    /// signal of its own).
+    released: tokio::sync::Notify,
 }
 
 /// How long a reconnect waits for the session it takes over to end and park.
@@ -250,6 +246,7 @@ impl Resume {
             grace,
             live_ttl: idle_timeout + grace,
             live: Mutex::new(HashMap::new()),
+            released: tokio::sync::Notify::new(),
         }
     }
 
@@ -278,10 +275,10 @@ impl Resume {
             return Claim::Restarted;
         }
         let live = self.lock().get(token).cloned();
-        if let Some(live) = live {
+        if let Some(supersede) = live {
             tracing::info!("a reconnect takes over a session this proxy still holds");
-            live.supersede.cancel();
-            let _ = tokio::time::timeout(SUPERSEDE_WAIT, live.ended.cancelled()).await;
+            supersede.cancel();
+            let _ = tokio::time::timeout(SUPERSEDE_WAIT, self.released(token)).await;
         }
         match self.store.take(token).await {
             Ok(Some(saved)) => Claim::Resumed(saved),
@@ -293,14 +290,25 @@ impl Resume {
         }
     }
 
+    /// Completes once no live session holds `token` (it has parked its conversation).
+    async fn released(&self, token: &str) {
+        loop {
+            // Registered before the look, so a release in between is not missed.
+            let notified = self.released.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if !self.lock().contains_key(token) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Registers a live session under its `token`, for [`LiveGuard::keep`] and
     /// [`LiveGuard::superseded_token`].
     pub(crate) fn register(self: &Arc<Self>, token: String) -> LiveGuard {
-        let live = LiveSession {
-            supersede: tokio_util::sync::CancellationToken::new(),
-            ended: tokio_util::sync::CancellationToken::new(),
-        };
-        self.lock().insert(token.clone(), live.clone());
+        let supersede = tokio_util::sync::CancellationToken::new();
+        self.lock().insert(token.clone(), supersede.clone());
         let writer = match &self.store {
             SessionStore::Memory(_) => None,
             SessionStore::Redis(_) => {
@@ -314,12 +322,14 @@ impl Resume {
         LiveGuard {
             resume: Arc::clone(self),
             token,
-            live,
+            supersede,
             writer,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LiveSession>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, tokio_util::sync::CancellationToken>> {
         self.live
             .lock()
             .expect("the live-session lock is never poisoned")
@@ -332,7 +342,8 @@ impl Resume {
 pub(crate) struct LiveGuard {
     resume: Arc<Resume>,
     token: String,
-    live: LiveSession,
+    /// Fired when a reconnect takes over.
+    supersede: tokio_util::sync::CancellationToken,
     /// For a remote store: the writes go through a task of their own.
     writer: Option<Writer>,
 }
@@ -356,7 +367,7 @@ impl LiveGuard {
 
     /// Fires when a reconnect presenting this token takes over.
     pub(crate) fn superseded_token(&self) -> tokio_util::sync::CancellationToken {
-        self.live.supersede.clone()
+        self.supersede.clone()
     }
 
     /// Keeps the conversation while the session runs. The session never waits on a remote
@@ -406,7 +417,7 @@ impl Drop for LiveGuard {
     fn drop(&mut self) {
         // Tokens are never reused: the entry under this one is this session's.
         self.resume.lock().remove(&self.token);
-        self.live.ended.cancel();
+        self.resume.released.notify_waiters();
         if let Some(writer) = &self.writer {
             writer.task.abort();
         }

@@ -165,7 +165,7 @@ pub(crate) async fn run(
             None,
         ),
     };
-    let superseded = resumption.superseded();
+    let superseded = resumption.superseded_token();
     let (sink, stream) = socket.split();
     let (browser, audio_written) =
         BrowserLink::open(sink, context.browser_send_timeout, context.metrics.clone());
@@ -202,7 +202,7 @@ pub(crate) async fn run(
     session.start().await;
     let mut frames = stream;
     let end = session
-        .run(&mut frames, events_rx, &shutdown, &superseded)
+        .run(&mut frames, events_rx, &shutdown, superseded.as_ref())
         .await;
     cancel.cancel();
     if end.keeps_conversation() {
@@ -292,7 +292,7 @@ impl Session {
         frames: &mut SplitStream<WebSocket>,
         mut response_events: mpsc::Receiver<(ResponseId, ResponseEvent)>,
         shutdown: &CancellationToken,
-        superseded: &CancellationToken,
+        superseded: Option<&CancellationToken>,
     ) -> SessionEnd {
         loop {
             tokio::select! {
@@ -300,7 +300,7 @@ impl Session {
                 // the close prompts finds it.
                 () = shutdown.cancelled() => return SessionEnd::Shutdown,
                 // A reconnect presented this session's token: this socket is stale.
-                () = superseded.cancelled() => return SessionEnd::TakenOver,
+                () = Resumption::superseded(superseded) => return SessionEnd::TakenOver,
                 // The writer gave up on a browser that stopped reading.
                 () = self.shell.browser.gone() => return SessionEnd::NotReading,
                 frame = frames.next() => {

@@ -18,8 +18,9 @@ pub(crate) struct Resumption {
     held: Option<LiveGuard>,
     /// Whether the session continues an earlier socket's conversation.
     resumed: bool,
-    /// Fired when a reconnect presenting this session's token takes over.
-    superseded: CancellationToken,
+    /// Fired when a reconnect presenting this session's token takes over; `None` without
+    /// resume (no token, nothing to take over).
+    superseded: Option<CancellationToken>,
     /// The grace period for the client's ticket, in seconds.
     grace_s: u32,
 }
@@ -44,9 +45,7 @@ impl Resumption {
             .resume
             .enabled()
             .then(|| context.resume.register(crate::session_store::new_token()));
-        let superseded = held
-            .as_ref()
-            .map_or_else(CancellationToken::new, LiveGuard::superseded_token);
+        let superseded = held.as_ref().map(LiveGuard::superseded_token);
         let resumption = Self {
             held,
             resumed: saved.is_some(),
@@ -69,8 +68,17 @@ impl Resumption {
         self.resumed
     }
 
-    /// Fires when a reconnect takes over (select on a clone: the actor is borrowed there).
-    pub(crate) fn superseded(&self) -> CancellationToken {
+    /// Completes when `token` (see [`Self::superseded_token`]) fires; never without resume.
+    /// A free function of the token: the actor is borrowed while it selects on this.
+    pub(crate) async fn superseded(token: Option<&CancellationToken>) {
+        match token {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The token [`Self::superseded`] waits on.
+    pub(crate) fn superseded_token(&self) -> Option<CancellationToken> {
         self.superseded.clone()
     }
 

@@ -71,7 +71,7 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) -> SessionEnd {
     let (resumption, saved) = Resumption::begin(&context, resume_token.as_deref()).await;
-    let superseded = resumption.superseded();
+    let superseded = resumption.superseded_token();
     let (log, session_id, next_turn, next_response) = match saved {
         Some(saved) => {
             let log = TurnLog::restored(saved.history, context.history_max_messages / 2);
@@ -125,7 +125,9 @@ pub(crate) async fn run(
     tracing::info!("speech-to-speech session started");
     session.start().await;
     let mut frames = stream;
-    let end = session.run(&mut frames, &shutdown, &superseded).await;
+    let end = session
+        .run(&mut frames, &shutdown, superseded.as_ref())
+        .await;
     cancel.cancel();
     if end.keeps_conversation() {
         session.cut_at_drop();
@@ -351,13 +353,13 @@ impl Session {
         &mut self,
         frames: &mut SplitStream<WebSocket>,
         shutdown: &CancellationToken,
-        superseded: &CancellationToken,
+        superseded: Option<&CancellationToken>,
     ) -> SessionEnd {
         loop {
             tokio::select! {
                 // Closed by `run` once the conversation is parked.
                 () = shutdown.cancelled() => return SessionEnd::Shutdown,
-                () = superseded.cancelled() => return SessionEnd::TakenOver,
+                () = Resumption::superseded(superseded) => return SessionEnd::TakenOver,
                 () = self.shell.browser.gone() => return SessionEnd::NotReading,
                 frame = frames.next() => {
                     self.shell.heard();
